@@ -1,0 +1,52 @@
+//! `provisioner destroy <env>`: delete everything the environment owns, in
+//! reverse dependency order, including tagged leftovers state forgot.
+
+use super::{ApplyOpts, Cli, changes, load_env, open_store};
+use crate::Error;
+use crate::provider::Registry;
+use crate::state::model::now;
+use crate::state::{Record, Status};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub opts: ApplyOpts,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
+    let loaded = load_env(cli, &args.opts.env)?;
+    let mut store = open_store(cli, &loaded).await?;
+    let registry = Registry::for_env(&loaded.env);
+    let lock = store.lock("destroy", args.opts.lock_timeout).await?;
+    let result = async {
+        let mut state = store.load(true).await?;
+        // Sweep: owned resources the state lost (e.g. a run killed before saving) are deleted too.
+        for (kind, provider) in registry.providers() {
+            let found = provider.discover().await.map_err(|e| Error::Apply(vec![format!("discovering {kind} resources: {e}")]))?;
+            for (addr, live) in found {
+                if !state.resources.contains_key(&addr) {
+                    tracing::info!(address = %addr, id = %live.id, "found an owned resource missing from state; it is deleted too");
+                    state.resources.insert(
+                        addr,
+                        Record {
+                            kind: kind.to_owned(),
+                            id: Some(live.id),
+                            status: Status::Ready,
+                            attrs: live.attrs,
+                            outputs: live.outputs,
+                            deps: Vec::new(),
+                            sealed: None,
+                            secrets: Default::default(),
+                            updated_at: now(),
+                        },
+                    );
+                }
+            }
+        }
+        let changes = changes(&[], &state, &Default::default(), &args.opts.target, true);
+        super::up::apply(cli, &loaded, &mut store, lock.as_ref(), &registry, state, Vec::new(), changes, "destroy").await
+    }
+    .await;
+    lock.release().await?;
+    result
+}

@@ -1,0 +1,164 @@
+//! The command line: one file per subcommand, shared plumbing here.
+
+mod completions;
+mod destroy;
+mod plan;
+mod schema;
+mod state;
+mod up;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::Error;
+use crate::env::load::{Loaded, Source, load};
+use crate::plan::diff::{self, Change, Observed};
+use crate::plan::resource::{Address, Desired, kind_spec};
+use crate::provider::Registry;
+use crate::state::{StateFile, Store};
+
+#[derive(Debug, Parser)]
+#[command(name = "provisioner", version, about = "From an empty OpenStack project to a working EO data platform, from one environment file")]
+pub struct Cli {
+    /// Folder of environment files (default: ./environments, else the embedded set).
+    #[arg(long, global = true, env = "PROVISIONER_ENVIRONMENTS")]
+    pub environments: Option<PathBuf>,
+    /// Folder for local state (overrides `state.path`).
+    #[arg(long, global = true, env = "PROVISIONER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// `human` for people, `json` for machines (stdout).
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Logs as JSON lines on stderr.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check environment files: schema, overlays, cross-field rules.
+    Validate(validate::Args),
+    /// Print the JSON Schema of environment files (for editors).
+    Schema(schema::Args),
+    /// Show what `up` would change. Exit 0: no change, 2: changes, 1: error.
+    Plan(plan::Args),
+    /// Create or converge an environment.
+    Up(up::Args),
+    /// Delete everything an environment owns.
+    Destroy(destroy::Args),
+    /// Inspect and repair state.
+    #[command(subcommand)]
+    State(state::Cmd),
+    /// Print shell completions.
+    Completions(completions::Args),
+}
+
+/// Run the parsed command; the exit code follows the command's contract.
+pub async fn run(cli: Cli) -> Result<i32, Error> {
+    match &cli.command {
+        Command::Validate(a) => validate::run(&cli, a),
+        Command::Schema(a) => schema::run(a),
+        Command::Plan(a) => plan::run(&cli, a).await,
+        Command::Up(a) => up::run(&cli, a).await,
+        Command::Destroy(a) => destroy::run(&cli, a).await,
+        Command::State(c) => state::run(&cli, c).await,
+        Command::Completions(a) => completions::run(a),
+    }
+}
+
+/// Options shared by plan, up and destroy.
+#[derive(Debug, clap::Args)]
+pub struct ApplyOpts {
+    /// Environment name (`staging`, `ci-1234`) or path to a .yaml file.
+    pub env: String,
+    /// Limit to these addresses or kinds (`bucket`, `server.control`), plus what they need.
+    #[arg(long)]
+    pub target: Vec<String>,
+    /// Wait this long for another run's lock (e.g. 30s, 5m).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s or 5m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    }
+}
+
+pub fn load_env(cli: &Cli, name: &str) -> Result<Loaded, Error> {
+    let loaded = load(&Source::discover(cli.environments.as_deref()), name)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded)
+}
+
+pub async fn open_store(cli: &Cli, loaded: &Loaded) -> Result<Store, Error> {
+    let backend = crate::state::backend_for(&loaded.env, cli.state_dir.as_deref()).await?;
+    Ok(Store::new(backend, &loaded.env)?)
+}
+
+/// Read every recorded resource whose provider exists (read calls only).
+pub async fn refresh(registry: &Registry, state: &StateFile) -> Result<BTreeMap<Address, Observed>, Error> {
+    let mut out = BTreeMap::new();
+    for (addr, rec) in &state.resources {
+        let Some(p) = registry.get(&rec.kind) else { continue };
+        let live = p.read(addr, rec).await.map_err(|e| Error::Apply(vec![format!("{addr}: refresh failed: {e}")]))?;
+        out.insert(addr.clone(), live.map_or(Observed::Gone, |l| Observed::Live(l.attrs)));
+    }
+    Ok(out)
+}
+
+/// The plan for an environment, optionally restricted to targets.
+pub fn changes(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Address, Observed>, targets: &[String], destroy: bool) -> Vec<Change> {
+    let all = if destroy { diff::destroy(state) } else { diff::diff(desired, state, observed) };
+    diff::restrict(all, targets)
+}
+
+/// Changes whose kind has no provider yet; `up` refuses them before mutating anything.
+pub fn unimplemented<'a>(registry: &Registry, changes: &'a [Change]) -> Vec<&'a Change> {
+    changes
+        .iter()
+        .filter(|c| c.action != diff::Action::NoOp && registry.get(&c.kind).is_none())
+        .collect()
+}
+
+pub fn unimplemented_note(missing: &[&Change]) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let layers: std::collections::BTreeSet<String> =
+        missing.iter().map(|c| kind_spec(&c.kind).map_or("cloud".into(), |k| format!("{:?}", k.layer).to_lowercase())).collect();
+    Some(format!(
+        "{} change(s) belong to the {} layer, which is not implemented yet (OpenStack: issue #4); `up` refuses them. Apply the implemented parts with `--target secret --target bucket`.",
+        missing.len(),
+        layers.into_iter().collect::<Vec<_>>().join("/")
+    ))
+}
+
+pub fn print_json(v: &impl serde::Serialize) -> Result<(), Error> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Usage(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}

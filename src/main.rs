@@ -1,0 +1,21 @@
+//! Thin entry point: parse, dispatch, map errors to exit codes.
+
+use clap::Parser;
+use provisioner::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // Several rustls providers are compiled in (aws-lc via the AWS SDK, ring via
+    // others); pin one before any TLS client exists. Failing means one is set already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    provisioner::ui::init_logging(cli.verbose, cli.log_json);
+    match cli::run(cli).await {
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            let report = miette::Report::msg(e.to_string());
+            eprintln!("{report:?}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

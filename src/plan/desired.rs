@@ -1,0 +1,168 @@
+//! The resources an environment implies. Pure: no I/O, so plans are
+//! deterministic and testable.
+
+use serde_json::{Value, json};
+
+use super::resource::{Address, Desired, reference};
+use crate::env::model::{Environment, S3Location};
+use crate::env::secret::SecretRef;
+
+pub fn desired(env: &Environment) -> Vec<Desired> {
+    let mut out = Vec::new();
+    let n = &env.name;
+    let tags = json!({ "provisioner:environment": n });
+
+    for (name, r) in &env.secrets {
+        if let SecretRef::Generate(g) = r {
+            out.push(Desired::new(Address::new("secret", name), json!({ "length": g.length, "charset": g.charset })));
+        }
+    }
+    let mut buckets: Vec<(&str, &S3Location)> = Vec::new();
+    if let Some(w) = &env.workload {
+        buckets.push(("workload", &w.s3));
+    }
+    if let Some(s) = &env.cluster.etcd_snapshots.s3 {
+        buckets.push(("etcd_snapshots", s));
+    }
+    for (name, s) in buckets.into_iter().filter(|(_, s)| s.create) {
+        out.push(Desired::new(
+            Address::new("bucket", name),
+            json!({
+                "bucket": s.bucket,
+                "endpoint": s.endpoint.clone().unwrap_or_else(|| "aws".into()),
+                "force_destroy": s.force_destroy,
+                "tags": tags,
+            }),
+        ));
+    }
+
+    // Cloud layer: the network, its router, security groups, then servers.
+    let keypair = Address::new("keypair", "deploy");
+    out.push(Desired::new(keypair.clone(), json!({ "name": env.keypair.name, "public_key_file": env.keypair.public_key_file })));
+    let network = Address::new("network", "main");
+    let mut net_attrs = json!({ "name": n });
+    if let Some(mtu) = env.network.mtu {
+        net_attrs["mtu"] = mtu.into();
+    }
+    out.push(Desired::new(network.clone(), net_attrs));
+    let subnet = Address::new("subnet", "main");
+    out.push(Desired::new(
+        subnet.clone(),
+        json!({ "name": n, "network": reference(&network), "cidr": env.network.cidr.to_string(), "dns": env.network.dns }),
+    ));
+    if env.network.router {
+        let router = Address::new("router", "main");
+        out.push(Desired::new(router.clone(), json!({ "name": n, "external_network": env.cloud.external_network })));
+        out.push(Desired::new(
+            Address::new("router_interface", "main"),
+            json!({ "router": reference(&router), "subnet": reference(&subnet) }),
+        ));
+    }
+
+    let nodes_sg = Address::new("security_group", "nodes");
+    out.push(Desired::new(nodes_sg.clone(), json!({ "name": format!("{n}-nodes"), "description": "cluster nodes" })));
+    let ssh_sg = if env.bastion.enabled {
+        let a = Address::new("security_group", "bastion");
+        out.push(Desired::new(a.clone(), json!({ "name": format!("{n}-bastion"), "description": "SSH bastion" })));
+        a
+    } else {
+        nodes_sg.clone()
+    };
+    let mut rule = |name: String, sg: &Address, proto: &str, ports: (u16, u16), remote: String| {
+        out.push(Desired::new(
+            Address::new("security_group_rule", &name),
+            json!({ "security_group": reference(sg), "direction": "ingress", "protocol": proto,
+                    "port_min": ports.0, "port_max": ports.1, "remote": remote }),
+        ));
+    };
+    for (i, c) in env.security.ssh_cidrs.iter().enumerate() {
+        rule(format!("ssh-{i}"), &ssh_sg, "tcp", (22, 22), c.to_string());
+    }
+    for (i, c) in env.security.api_cidrs.iter().enumerate() {
+        rule(format!("api-{i}"), &nodes_sg, "tcp", (6443, 6443), c.to_string());
+    }
+    // Nodes talk to each other on every port (etcd, kubelet, CNI overlay).
+    rule("intra-tcp".into(), &nodes_sg, "tcp", (1, 65535), env.network.cidr.to_string());
+    rule("intra-udp".into(), &nodes_sg, "udp", (1, 65535), env.network.cidr.to_string());
+
+    let mut servers = Vec::new();
+    if env.bastion.enabled {
+        servers.push(("bastion".to_owned(), 0u32, env.bastion.flavor.clone(), None, vec![ssh_sg.clone()], json!({ "role": "bastion" }), None));
+    }
+    for pool in &env.node_pools {
+        let group = pool.server_group.map(|policy| {
+            let a = Address::new("server_group", &pool.name);
+            out.push(Desired::new(a.clone(), json!({ "name": format!("{n}-{}", pool.name), "policy": policy.as_str() })));
+            a
+        });
+        let roles: Vec<String> = pool.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
+        for i in 0..pool.count {
+            servers.push((pool.name.clone(), i, pool.flavor.clone(), group.clone(), vec![nodes_sg.clone()], json!({ "roles": roles.join(",") }), pool.boot_volume_gb));
+        }
+    }
+    for (pool, i, flavor, group, sgs, meta, boot) in servers {
+        let server = Address::indexed("server", &pool, i);
+        let mut attrs = json!({
+            "name": format!("{n}-{pool}-{i}"),
+            "flavor": flavor,
+            "image": env.image.name,
+            "keypair": reference(&keypair),
+            "network": reference(&subnet),
+            "security_groups": sgs.iter().map(reference).collect::<Vec<Value>>(),
+            "metadata": meta,
+        });
+        if let Some(g) = &group {
+            attrs["server_group"] = reference(g);
+        }
+        if let Some(gb) = boot {
+            attrs["boot_volume_gb"] = gb.into();
+        }
+        out.push(Desired::new(server.clone(), attrs));
+        let node_pool = env.node_pools.iter().find(|p| p.name == pool);
+        for v in node_pool.map(|p| p.volumes.as_slice()).unwrap_or_default() {
+            let vname = format!("{pool}-{}", v.name);
+            let vol = Address::indexed("volume", &vname, i);
+            let mut va = json!({ "name": format!("{n}-{vname}-{i}"), "size_gb": v.size_gb });
+            if let Some(t) = &v.volume_type {
+                va["volume_type"] = t.clone().into();
+            }
+            out.push(Desired::new(vol.clone(), va));
+            out.push(Desired::new(
+                Address::indexed("volume_attachment", &vname, i),
+                json!({ "server": reference(&server), "volume": reference(&vol) }),
+            ));
+        }
+        let wants_fip = pool == "bastion" || node_pool.is_some_and(|p| p.floating_ip);
+        if wants_fip {
+            out.push(Desired::new(
+                Address::indexed("floating_ip", &pool, i),
+                json!({ "network": env.cloud.external_network, "server": reference(&server) }),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::load::{Source, load};
+
+    #[test]
+    fn staging_resources_and_dependencies() {
+        let env = load(&Source::Embedded, "staging").unwrap().env;
+        let d = desired(&env);
+        let addrs: Vec<String> = d.iter().map(|r| r.address.to_string()).collect();
+        for want in ["network.main", "subnet.main", "router_interface.main", "server.control[0]", "server.worker[1]", "server.bastion[0]", "floating_ip.bastion[0]", "volume.control-etcd[0]", "bucket.workload", "secret.cluster_token"] {
+            assert!(addrs.contains(&want.to_owned()), "missing {want} in {addrs:?}");
+        }
+        // every dependency is itself a desired resource
+        for r in &d {
+            for dep in &r.deps {
+                assert!(addrs.contains(&dep.to_string()), "{} depends on unknown {dep}", r.address);
+            }
+        }
+        let unique: std::collections::BTreeSet<_> = addrs.iter().collect();
+        assert_eq!(unique.len(), addrs.len(), "duplicate addresses");
+    }
+}

@@ -1,0 +1,329 @@
+//! Desired resources against state (and, where read, the live resources):
+//! one action per address, field by field.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::resource::{Address, Desired, Layer, OnChange, as_ref, kind_spec};
+use crate::state::{StateFile, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldChange {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    pub forces_replacement: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub address: Address,
+    pub kind: String,
+    pub layer: Layer,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Address>,
+    /// Replacing or deleting it destroys data (servers, volumes, buckets).
+    pub data_loss: bool,
+}
+
+/// What a refresh found for a resource in state.
+#[derive(Debug, Clone)]
+pub enum Observed {
+    Live(BTreeMap<String, Value>),
+    Gone,
+}
+
+pub fn diff(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Address, Observed>) -> Vec<Change> {
+    let mut changes: Vec<Change> = desired.iter().map(|d| diff_one(d, state, observed.get(&d.address))).collect();
+    propagate_replacements(desired, &mut changes);
+    let wanted: BTreeSet<&Address> = desired.iter().map(|d| &d.address).collect();
+    for (addr, rec) in &state.resources {
+        if !wanted.contains(addr) {
+            let spec = kind_spec(&rec.kind);
+            changes.push(Change {
+                address: addr.clone(),
+                kind: rec.kind.clone(),
+                layer: spec.map_or(Layer::Cloud, |s| s.layer),
+                action: Action::Delete,
+                reason: Some("no longer in the environment".into()),
+                fields: Vec::new(),
+                depends_on: rec.deps.clone(),
+                data_loss: spec.is_some_and(|s| s.holds_data),
+            });
+        }
+    }
+    changes
+}
+
+/// A plan that deletes everything in state.
+pub fn destroy(state: &StateFile) -> Vec<Change> {
+    diff(&[], state, &BTreeMap::new())
+}
+
+fn diff_one(d: &Desired, state: &StateFile, observed: Option<&Observed>) -> Change {
+    let mut c = Change {
+        address: d.address.clone(),
+        kind: d.spec.kind.to_owned(),
+        layer: d.spec.layer,
+        action: Action::NoOp,
+        reason: None,
+        fields: Vec::new(),
+        depends_on: d.deps.clone(),
+        data_loss: false,
+    };
+    let Some(rec) = state.resources.get(&d.address) else {
+        c.action = Action::Create;
+        c.fields = d.attrs.iter().map(|(k, v)| FieldChange { name: k.clone(), before: None, after: Some(v.clone()), forces_replacement: false }).collect();
+        return c;
+    };
+    match (rec.status, observed) {
+        (Status::Creating, _) => {
+            c.action = Action::Create;
+            c.reason = Some("an earlier run stopped while creating it; it is looked up and adopted before anything is created".into());
+            return c;
+        }
+        (Status::Deleting, _) => {
+            c.action = Action::Replace;
+            c.reason = Some("an earlier run stopped while deleting it".into());
+            c.data_loss = d.spec.holds_data;
+            return c;
+        }
+        (_, Some(Observed::Gone)) => {
+            c.action = Action::Create;
+            c.reason = Some("it was deleted outside provisioner".into());
+            return c;
+        }
+        _ => {}
+    }
+    let before = match observed {
+        Some(Observed::Live(attrs)) => attrs,
+        _ => &rec.attrs,
+    };
+    let names: BTreeSet<&String> = d.attrs.keys().chain(before.keys()).collect();
+    for name in names {
+        let (b, a) = (before.get(name), d.attrs.get(name));
+        if b != a {
+            c.fields.push(FieldChange {
+                name: name.clone(),
+                before: b.cloned(),
+                after: a.cloned(),
+                forces_replacement: d.spec.on_change(name) == OnChange::Replace,
+            });
+        }
+    }
+    if c.fields.iter().any(|f| f.forces_replacement) {
+        c.action = Action::Replace;
+        let why: Vec<&str> = c.fields.iter().filter(|f| f.forces_replacement).map(|f| f.name.as_str()).collect();
+        c.reason = Some(format!("{} cannot change in place", why.join(", ")));
+        c.data_loss = d.spec.holds_data;
+    } else if !c.fields.is_empty() {
+        c.action = Action::Update;
+        if matches!(observed, Some(Observed::Live(_))) {
+            c.reason = Some("the live resource differs (drift)".into());
+        }
+    }
+    c
+}
+
+/// A resource whose identity-defining field refers to a replaced resource is
+/// replaced too; one that refers to it from an updatable field is updated.
+fn propagate_replacements(desired: &[Desired], changes: &mut [Change]) {
+    loop {
+        let replaced: BTreeSet<Address> = changes.iter().filter(|c| c.action == Action::Replace).map(|c| c.address.clone()).collect();
+        let mut changed = false;
+        for (d, c) in desired.iter().zip(changes.iter_mut()) {
+            if matches!(c.action, Action::Replace | Action::Create) {
+                continue;
+            }
+            for (field, v) in &d.attrs {
+                let refs = refs_in(v);
+                let Some(target) = refs.iter().find(|a| replaced.contains(*a)) else { continue };
+                let forces = d.spec.on_change(field) == OnChange::Replace;
+                c.fields.push(FieldChange { name: field.clone(), before: Some(v.clone()), after: Some(Value::String("(new id after apply)".into())), forces_replacement: forces });
+                if forces {
+                    c.action = Action::Replace;
+                    c.reason = Some(format!("{field} refers to {target}, which is replaced"));
+                    c.data_loss = d.spec.holds_data;
+                    changed = true;
+                    break;
+                } else if c.action == Action::NoOp {
+                    c.action = Action::Update;
+                    c.reason = Some(format!("{field} refers to {target}, which is replaced"));
+                }
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
+fn refs_in(v: &Value) -> Vec<Address> {
+    if let Some(a) = as_ref(v) {
+        return vec![a];
+    }
+    match v {
+        Value::Array(items) => items.iter().flat_map(refs_in).collect(),
+        Value::Object(m) => m.values().flat_map(refs_in).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Keep targeted changes plus what they depend on (for applies) or what
+/// depends on them (for deletes), like Terraform's `-target`.
+pub fn restrict(changes: Vec<Change>, targets: &[String]) -> Vec<Change> {
+    if targets.is_empty() {
+        return changes;
+    }
+    let mut keep: BTreeSet<Address> = changes.iter().filter(|c| targets.iter().any(|t| c.address.matches(t))).map(|c| c.address.clone()).collect();
+    loop {
+        let before = keep.len();
+        for c in &changes {
+            if keep.contains(&c.address) && c.action != Action::Delete {
+                keep.extend(c.depends_on.iter().cloned());
+            }
+            if c.action == Action::Delete && c.depends_on.iter().any(|d| keep.contains(d)) {
+                keep.insert(c.address.clone());
+            }
+        }
+        if keep.len() == before {
+            break;
+        }
+    }
+    changes.into_iter().filter(|c| keep.contains(&c.address)).collect()
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub no_op: usize,
+}
+
+impl Summary {
+    pub fn of(changes: &[Change]) -> Self {
+        let mut s = Summary::default();
+        for c in changes {
+            match c.action {
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Replace => s.replace += 1,
+                Action::Delete => s.delete += 1,
+                Action::NoOp => s.no_op += 1,
+            }
+        }
+        s
+    }
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.replace + self.delete > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::resource::reference;
+    use crate::state::Record;
+    use serde_json::json;
+
+    fn rec(kind: &str, attrs: Value) -> Record {
+        Record {
+            kind: kind.into(),
+            id: Some("id".into()),
+            status: Status::Ready,
+            attrs: attrs.as_object().unwrap().clone().into_iter().collect(),
+            outputs: BTreeMap::new(),
+            deps: vec![],
+            sealed: None,
+            secrets: BTreeMap::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn net() -> Address {
+        Address::new("network", "main")
+    }
+
+    #[test]
+    fn create_update_replace_delete_and_propagation() {
+        let desired = vec![
+            Desired::new(net(), json!({"name": "new-name"})),
+            Desired::new(Address::new("subnet", "main"), json!({"network": reference(&net()), "cidr": "10.0.1.0/24"})),
+            Desired::new(Address::new("keypair", "deploy"), json!({"name": "k", "public_key_file": "a"})),
+        ];
+        let mut st = StateFile::new("t");
+        st.resources.insert(net(), rec("network", json!({"name": "old"})));
+        st.resources.insert(Address::new("subnet", "main"), rec("subnet", json!({"network": reference(&net()), "cidr": "10.0.0.0/24"})));
+        st.resources.insert(Address::new("volume", "gone[0]"), rec("volume", json!({"size_gb": 1})));
+        let ch = diff(&desired, &st, &BTreeMap::new());
+        let by = |a: &str| ch.iter().find(|c| c.address.as_str() == a).unwrap();
+        assert_eq!(by("network.main").action, Action::Update);
+        assert_eq!(by("subnet.main").action, Action::Replace);
+        assert!(by("subnet.main").reason.as_deref().unwrap().contains("cidr"));
+        assert_eq!(by("keypair.deploy").action, Action::Create);
+        let gone = by("volume.gone[0]");
+        assert_eq!(gone.action, Action::Delete);
+        assert!(gone.data_loss);
+    }
+
+    #[test]
+    fn replacing_a_dependency_replaces_dependents() {
+        let desired = vec![
+            Desired::new(net(), json!({"name": "n", "mtu": 1400})),
+            Desired::new(Address::new("subnet", "main"), json!({"network": reference(&net()), "cidr": "10.0.0.0/24"})),
+        ];
+        let mut st = StateFile::new("t");
+        st.resources.insert(net(), rec("network", json!({"name": "n", "mtu": 1400, "identity": "old"})));
+        st.resources.insert(Address::new("subnet", "main"), rec("subnet", json!({"network": reference(&net()), "cidr": "10.0.0.0/24"})));
+        let ch = diff(&desired, &st, &BTreeMap::new());
+        assert_eq!(ch[0].action, Action::Replace, "unknown field removed => replace");
+        assert_eq!(ch[1].action, Action::Replace);
+        assert!(ch[1].reason.as_deref().unwrap().contains("network.main"));
+    }
+
+    #[test]
+    fn drift_and_gone() {
+        let desired = vec![Desired::new(net(), json!({"name": "n"}))];
+        let mut st = StateFile::new("t");
+        st.resources.insert(net(), rec("network", json!({"name": "n"})));
+        let mut obs = BTreeMap::new();
+        obs.insert(net(), Observed::Live(json!({"name": "changed-by-hand"}).as_object().unwrap().clone().into_iter().collect()));
+        assert_eq!(diff(&desired, &st, &obs)[0].action, Action::Update);
+        obs.insert(net(), Observed::Gone);
+        assert_eq!(diff(&desired, &st, &obs)[0].action, Action::Create);
+        assert_eq!(diff(&desired, &st, &BTreeMap::new())[0].action, Action::NoOp);
+    }
+
+    #[test]
+    fn restrict_keeps_dependencies() {
+        let desired = vec![
+            Desired::new(net(), json!({"name": "n"})),
+            Desired::new(Address::new("subnet", "main"), json!({"network": reference(&net()), "cidr": "10.0.0.0/24"})),
+            Desired::new(Address::new("keypair", "deploy"), json!({"name": "k", "public_key_file": "a"})),
+        ];
+        let ch = restrict(diff(&desired, &StateFile::new("t"), &BTreeMap::new()), &["subnet".into()]);
+        let a: Vec<&str> = ch.iter().map(|c| c.address.as_str()).collect();
+        assert_eq!(a, vec!["network.main", "subnet.main"]);
+    }
+}

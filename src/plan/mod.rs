@@ -1,0 +1,9 @@
+//! Planning and applying: the desired model, diffs, rendering, the executor
+//! and its retry policy.
+
+pub mod desired;
+pub mod diff;
+pub mod executor;
+pub mod render;
+pub mod resource;
+pub mod retry;

@@ -1,0 +1,214 @@
+//! Resources as the plan sees them: a logical address, a kind with per-field
+//! change semantics, desired attributes and dependencies.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Logical address such as `network.main` or `server.control[1]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Address(String);
+
+impl Address {
+    pub fn new(kind: &str, name: &str) -> Self {
+        Self(format!("{kind}.{name}"))
+    }
+    pub fn indexed(kind: &str, name: &str, i: u32) -> Self {
+        Self(format!("{kind}.{name}[{i}]"))
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, rest) = s.split_once('.')?;
+        (!kind.is_empty() && !rest.is_empty()).then(|| Self(s.to_owned()))
+    }
+    pub fn kind(&self) -> &str {
+        self.0.split_once('.').map_or(&self.0, |(k, _)| k)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// `--target` matching: a whole address, a kind (`bucket`) or an unindexed base (`server.control`).
+    pub fn matches(&self, target: &str) -> bool {
+        self.0 == target || self.kind() == target || self.0.split('[').next() == Some(target)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a change to a field costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    /// Applied to the live resource.
+    Update,
+    /// The resource must be deleted and created again.
+    Replace,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub on_change: OnChange,
+}
+
+const fn upd(name: &'static str) -> Field {
+    Field { name, on_change: OnChange::Update }
+}
+const fn rep(name: &'static str) -> Field {
+    Field { name, on_change: OnChange::Replace }
+}
+
+/// The layer a kind belongs to; shown in plans and used to say what is not implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    Local,
+    Storage,
+    Cloud,
+}
+
+#[derive(Debug)]
+pub struct KindSpec {
+    pub kind: &'static str,
+    pub layer: Layer,
+    pub fields: &'static [Field],
+    /// Replacing loses data: the plan says so loudly.
+    pub holds_data: bool,
+}
+
+impl KindSpec {
+    pub fn on_change(&self, field: &str) -> OnChange {
+        // Fields not listed are identity-defining: changing them replaces.
+        self.fields.iter().find(|f| f.name == field).map_or(OnChange::Replace, |f| f.on_change)
+    }
+}
+
+/// Every kind the plan knows, in one table so field semantics are reviewed together.
+/// Cloud kinds follow Neutron/Nova/Cinder semantics: what the API cannot change in
+/// place is a replace (image, user data, CIDR, rule fields).
+pub static KINDS: &[KindSpec] = &[
+    KindSpec { kind: "secret", layer: Layer::Local, fields: &[rep("length"), rep("charset")], holds_data: false },
+    KindSpec { kind: "bucket", layer: Layer::Storage, fields: &[rep("bucket"), rep("endpoint"), upd("force_destroy"), upd("tags")], holds_data: true },
+    KindSpec { kind: "keypair", layer: Layer::Cloud, fields: &[rep("name"), rep("public_key_file")], holds_data: false },
+    KindSpec { kind: "network", layer: Layer::Cloud, fields: &[upd("name"), upd("mtu")], holds_data: false },
+    KindSpec { kind: "subnet", layer: Layer::Cloud, fields: &[upd("name"), rep("network"), rep("cidr"), upd("dns")], holds_data: false },
+    KindSpec { kind: "router", layer: Layer::Cloud, fields: &[upd("name"), upd("external_network")], holds_data: false },
+    KindSpec { kind: "router_interface", layer: Layer::Cloud, fields: &[rep("router"), rep("subnet")], holds_data: false },
+    KindSpec { kind: "security_group", layer: Layer::Cloud, fields: &[upd("name"), upd("description")], holds_data: false },
+    KindSpec {
+        kind: "security_group_rule",
+        layer: Layer::Cloud,
+        fields: &[rep("security_group"), rep("direction"), rep("protocol"), rep("port_min"), rep("port_max"), rep("remote")],
+        holds_data: false,
+    },
+    KindSpec { kind: "server_group", layer: Layer::Cloud, fields: &[rep("name"), rep("policy")], holds_data: false },
+    KindSpec {
+        kind: "server",
+        layer: Layer::Cloud,
+        fields: &[
+            upd("name"),
+            upd("flavor"),
+            rep("image"),
+            rep("keypair"),
+            rep("network"),
+            upd("security_groups"),
+            rep("server_group"),
+            rep("user_data"),
+            upd("metadata"),
+            rep("boot_volume_gb"),
+        ],
+        holds_data: true,
+    },
+    KindSpec { kind: "volume", layer: Layer::Cloud, fields: &[upd("name"), upd("size_gb"), rep("volume_type")], holds_data: true },
+    KindSpec { kind: "volume_attachment", layer: Layer::Cloud, fields: &[rep("server"), rep("volume")], holds_data: false },
+    KindSpec { kind: "floating_ip", layer: Layer::Cloud, fields: &[rep("network"), upd("server")], holds_data: false },
+];
+
+pub fn kind_spec(kind: &str) -> Option<&'static KindSpec> {
+    KINDS.iter().find(|k| k.kind == kind)
+}
+
+/// A resource as the environment wants it.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub address: Address,
+    pub spec: &'static KindSpec,
+    /// Attributes compared by the diff. References to other resources are
+    /// `{"ref": "<address>"}` and resolve to their ids at apply time.
+    pub attrs: BTreeMap<String, Value>,
+    pub deps: Vec<Address>,
+}
+
+impl Desired {
+    pub fn new(address: Address, attrs: Value) -> Self {
+        let spec = kind_spec(address.kind()).unwrap_or_else(|| unreachable_kind(&address));
+        let attrs = match attrs {
+            Value::Object(m) => m.into_iter().collect(),
+            _ => BTreeMap::new(),
+        };
+        let mut deps = Vec::new();
+        collect_refs(&Value::Object(attrs.clone().into_iter().collect()), &mut deps);
+        deps.sort();
+        deps.dedup();
+        Self { address, spec, attrs, deps }
+    }
+}
+
+// Desired resources are built only by this crate's own code from the KINDS table,
+// so an unknown kind is a programming error caught by the tests of desired.rs.
+fn unreachable_kind(a: &Address) -> &'static KindSpec {
+    panic!("internal error: resource kind of {a} is not in KINDS")
+}
+
+pub fn reference(a: &Address) -> Value {
+    serde_json::json!({ "ref": a.as_str() })
+}
+
+pub fn as_ref(v: &Value) -> Option<Address> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get("ref").and_then(Value::as_str).and_then(Address::parse),
+        _ => None,
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<Address>) {
+    if let Some(a) = as_ref(v) {
+        out.push(a);
+        return;
+    }
+    match v {
+        Value::Object(m) => m.values().for_each(|c| collect_refs(c, out)),
+        Value::Array(a) => a.iter().for_each(|c| collect_refs(c, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_parts_and_targets() {
+        let a = Address::indexed("server", "control", 1);
+        assert_eq!(a.to_string(), "server.control[1]");
+        assert_eq!(a.kind(), "server");
+        assert!(a.matches("server"));
+        assert!(a.matches("server.control"));
+        assert!(a.matches("server.control[1]"));
+        assert!(!a.matches("server.worker"));
+    }
+
+    #[test]
+    fn refs_become_deps() {
+        let d = Desired::new(
+            Address::new("subnet", "main"),
+            serde_json::json!({"network": reference(&Address::new("network", "main")), "cidr": "10.0.0.0/24"}),
+        );
+        assert_eq!(d.deps, vec![Address::new("network", "main")]);
+    }
+}
