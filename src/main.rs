@@ -13,8 +13,7 @@ async fn main() -> std::process::ExitCode {
     match cli::run(cli).await {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            let report = miette::Report::msg(e.to_string());
-            eprintln!("{report:?}");
+            eprintln!("{}", cli::render_error(&e));
             std::process::ExitCode::from(1)
         }
     }

@@ -21,7 +21,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let result = async {
         let mut state = store.load(true).await?;
         // Sweep: owned resources the state lost (e.g. a run killed before saving) are deleted too.
-        for (kind, provider) in registry.providers() {
+        let targets = &args.opts.target;
+        let swept = registry.providers().filter(|(kind, _)| targets.is_empty() || targets.iter().any(|t| t == kind || t.starts_with(&format!("{kind}."))));
+        for (kind, provider) in swept {
             let found = provider.discover().await.map_err(|e| Error::Apply(vec![format!("discovering {kind} resources: {e}")]))?;
             for (addr, live) in found {
                 if !state.resources.contains_key(&addr) {

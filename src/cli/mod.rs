@@ -162,3 +162,36 @@ pub fn print_json(v: &impl serde::Serialize) -> Result<(), Error> {
     println!("{s}");
     Ok(())
 }
+
+/// The error as the user sees it: what happened, where (with the source line
+/// for environment problems), and what to do.
+pub fn render_error(e: &Error) -> String {
+    let Error::Env(env_err) = e else { return format!("error: {e}") };
+    let problems = env_err.problems();
+    let mut out = format!("error: {} problem(s) in the environment file", problems.len());
+    for p in problems {
+        let head = match &p.location {
+            Some(l) => format!("{l}: "),
+            None => String::new(),
+        };
+        let field = if p.field.is_empty() { String::new() } else { format!("{}: ", p.field) };
+        out.push_str(&format!("\n  {head}{field}{}", p.message));
+        // The offending line, except where it may hold a secret value.
+        if let Some(snippet) = p.location.as_deref().filter(|_| !p.message.contains("secret")).and_then(snippet) {
+            out.push_str(&snippet);
+        }
+        if let Some(h) = &p.hint {
+            out.push_str(&format!("\n    hint: {h}"));
+        }
+    }
+    out
+}
+
+fn snippet(loc: &str) -> Option<String> {
+    let mut parts = loc.rsplitn(3, ':');
+    let col: usize = parts.next()?.parse().ok()?;
+    let line: usize = parts.next()?.parse().ok()?;
+    let text = std::fs::read_to_string(parts.next()?).ok()?;
+    let src = text.lines().nth(line.checked_sub(1)?)?;
+    Some(format!("\n    {line:>4} | {src}\n         | {}^", " ".repeat(col.saturating_sub(1))))
+}

@@ -115,8 +115,8 @@ pub enum EnvError {
     Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Parse(#[from] ParseError),
-    #[error("{} extends itself: {}", first.display(), chain.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" -> "))]
-    Cycle { first: PathBuf, chain: Vec<PathBuf> },
+    #[error("{at}: `extends` forms a cycle: {}\n  hint: a file may not extend itself, directly or through others", chain.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" -> "))]
+    Cycle { at: Loc, chain: Vec<PathBuf> },
     #[error("{} problem(s) in environment `{name}`:\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid { name: String, problems: Vec<Problem> },
 }
@@ -124,6 +124,12 @@ pub enum EnvError {
 impl EnvError {
     pub fn problems(&self) -> Vec<Problem> {
         match self {
+            EnvError::Cycle { at, .. } => vec![Problem {
+                location: Some(at.to_string()),
+                field: "extends".into(),
+                message: self.to_string().split_once(": ").map(|(_, m)| m.to_owned()).unwrap_or_default(),
+                hint: None,
+            }],
             EnvError::Invalid { problems, .. } => problems.clone(),
             EnvError::Parse(p) => vec![Problem {
                 location: Some(p.loc.to_string()),
@@ -140,7 +146,7 @@ impl EnvError {
 pub fn load(source: &Source, name: &str) -> Result<Loaded, EnvError> {
     let (source, rel, env_name) = resolve(source, name)?;
     let mut files = Vec::new();
-    let mut merged = read_tree(&source, &rel, &mut files, &mut Vec::new())?;
+    let mut merged = read_tree(&source, &rel, &mut files, &mut Vec::new(), None)?;
     let template = merged.get("template").and_then(|t| t.get("pattern")).and_then(Node::as_str).map(str::to_owned);
     let env_name = match (&template, env_name) {
         // Validating the template file itself: instantiate it with an example name.
@@ -215,24 +221,25 @@ pub fn matches_pattern(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn read_tree(source: &Source, rel: &Path, files: &mut Vec<PathBuf>, chain: &mut Vec<PathBuf>) -> Result<Node, EnvError> {
+fn read_tree(source: &Source, rel: &Path, files: &mut Vec<PathBuf>, chain: &mut Vec<PathBuf>, from: Option<Loc>) -> Result<Node, EnvError> {
     let (path, text) = source.read(rel)?;
     if chain.contains(&path) {
         chain.push(path.clone());
-        return Err(EnvError::Cycle { first: path, chain: chain.clone() });
+        let at = from.unwrap_or(Loc { file: path, line: 1, column: 1 });
+        return Err(EnvError::Cycle { at, chain: chain.clone() });
     }
     chain.push(path.clone());
     let tree = Node::parse(&text, &path)?;
-    let parents: Vec<(String, Loc)> = match tree.get("extends").map(|n| &n.value) {
+    let parents: Vec<(String, Loc)> = match tree.get("extends") {
         None => Vec::new(),
-        Some(NodeValue::Str(s)) => vec![(s.clone(), tree.loc.clone())],
-        Some(NodeValue::Seq(items)) => items.iter().filter_map(|n| n.as_str().map(|s| (s.to_owned(), n.loc.clone()))).collect(),
+        Some(n @ Node { value: NodeValue::Str(s), .. }) => vec![(s.clone(), n.loc.clone())],
+        Some(Node { value: NodeValue::Seq(items), .. }) => items.iter().filter_map(|n| n.as_str().map(|s| (s.to_owned(), n.loc.clone()))).collect(),
         Some(_) => Vec::new(), // typed pass reports the wrong shape
     };
     let mut merged: Option<Node> = None;
-    for (parent, _loc) in parents {
+    for (parent, loc) in parents {
         let parent_rel = rel.parent().unwrap_or(Path::new("")).join(&parent);
-        let t = read_tree(source, &parent_rel, files, chain)?;
+        let t = read_tree(source, &parent_rel, files, chain, Some(loc))?;
         merged = Some(match merged {
             Some(m) => m.merge(t),
             None => t,

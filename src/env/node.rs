@@ -146,8 +146,14 @@ fn named(items: &[Node]) -> bool {
     !items.is_empty() && items.iter().all(|n| n.get("name").and_then(Node::as_str).is_some())
 }
 
+/// The parser's first message line, without the position it repeats.
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).trim().to_owned()
+    let line = s.lines().next().unwrap_or(s).trim();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    match line.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, rest)) if pos.contains("column") => rest.to_owned(),
+        _ => line.to_owned(),
+    }
 }
 
 /// Path (`node_pools[1].count`) → where it was written.

@@ -50,8 +50,8 @@ pub struct Executor<'a> {
     pub retry: RetryPolicy,
     pub timeouts: Timeouts,
     pub progress: ProgressBar,
-    /// Pause before each operation (`PROVISIONER_APPLY_DELAY_MS`): for demos and
-    /// for the crash-recovery tests that kill a run between steps.
+    /// Pause before and after each provider call (`PROVISIONER_APPLY_DELAY_MS`):
+    /// for demos and for the crash-recovery tests that SIGKILL a run mid-walk.
     pub delay: Option<Duration>,
 }
 
@@ -137,9 +137,6 @@ impl Executor<'_> {
     }
 
     async fn one(&self, op: Op, c: &Change, state: &Mutex<StateFile>, report: &Mutex<Report>) -> Result<(), ApplyError> {
-        if let Some(d) = self.delay {
-            tokio::time::sleep(d).await;
-        }
         let addr = &c.address;
         let fail = |message: String| ApplyError::Resource { address: addr.clone(), message };
         let provider = self
@@ -153,9 +150,11 @@ impl Executor<'_> {
                 let Some(mut rec) = rec else { return Ok(()) };
                 rec.status = Status::Deleting;
                 self.record(state, addr, rec.clone()).await?;
+                self.pause().await;
                 tracing::info!(address = %addr, "deleting");
                 let deadline = Duration::from_secs(self.timeouts.delete);
                 self.retry.run(addr.as_str(), deadline, || provider.delete(addr, &rec)).await.map_err(|e| fail(e.message))?;
+                self.pause().await;
                 self.forget(state, addr).await?;
                 report.lock().await.deleted.push(addr.clone());
                 Ok(())
@@ -176,7 +175,9 @@ impl Executor<'_> {
                         let interrupted = existing.is_some_and(|r| r.status == Status::Creating);
                         // Intent first: a crash from here on leaves `creating`, and the next run adopts.
                         self.record(state, addr, intent(d)).await?;
+                        self.pause().await;
                         let live = self.create_or_adopt(provider.as_ref(), addr, &resolved, interrupted, report).await.map_err(fail)?;
+                        self.pause().await;
                         self.record(state, addr, ready(d, live)).await?;
                     }
                 }
@@ -203,6 +204,13 @@ impl Executor<'_> {
         let live = self.retry.run(addr.as_str(), deadline, || provider.create(addr, attrs)).await.map_err(|e| e.message)?;
         report.lock().await.created.push(addr.clone());
         Ok(live)
+    }
+
+    /// The optional pause on both sides of a provider call, where a crash is most interesting.
+    async fn pause(&self) {
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+        }
     }
 
     /// Desired attributes with references replaced by the referenced ids.

@@ -3,6 +3,7 @@
 # (default: every component that is up). Prints PASS/FAIL lines and "N passed, M failed";
 # exits non-zero when anything failed.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 pass=0 fail=0

@@ -4,6 +4,7 @@
 #   --purge   also delete $LAB_STATE (database cluster, s3s-fs data, logs).
 #             The install cache ($LAB_CACHE: venvs, s3s-fs binary) is always kept.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 purge=0

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash source-path=SCRIPTDIR
 # tests/lab/lib.sh - shared helpers for the test lab (sourced by up.sh, down.sh, check.sh
 # and the component files tests/lab/<component>/component.sh).
 #
@@ -86,14 +86,20 @@ lab_spawn() {
   echo "$pid $(lab_proc_start "$pid" || true)" >"$pidfile"
 }
 
+# lab_group_running PGID : true while a process of the group is still running. Zombies
+# do not count: an orphan is reaped by PID 1, which here takes ~1.5 s to do it.
+lab_group_running() {
+  ps -eo pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }'
+}
+
 # lab_stop PIDFILE NAME : SIGTERM the process group, SIGKILL after 10 s
 lab_stop() {
   local pidfile=$1 name=$2 pid start
   if lab_alive "$pidfile"; then
     read -r pid start <"$pidfile"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 -- "-$pid" 2>/dev/null; then
+    for _ in $(seq 100); do lab_group_running "$pid" || break; sleep 0.1; done
+    if lab_group_running "$pid"; then
       lab_log "$name (pgid $pid) ignored SIGTERM for 10 s: SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || true
     fi

@@ -12,6 +12,7 @@
 # Stop with tests/lab/down.sh [--purge].  Environment: LAB_STATE, LAB_CACHE, LAB_PYTHON,
 # LAB_PORT_{S3,S3S,PG,STAC,TILER}.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 (($#)) || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }

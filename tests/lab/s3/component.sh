@@ -42,7 +42,7 @@ lab_s3s_bin() {
       command -v cargo >/dev/null || lab_die "cargo is needed to build s3s-fs $S3S_VERSION"
       root="$LAB_CACHE/cargo-root/s3s-fs-$S3S_VERSION" logf="$LAB_CACHE/log/cargo-s3s-fs-$S3S_VERSION.log"
       t0=$EPOCHREALTIME
-      lab_log "cargo install s3s-fs@$S3S_VERSION with -j1 (3-6 min on 2 cores; log: $logf)"
+      lab_log "cargo install s3s-fs@$S3S_VERSION with -j1 (~6 min on 2 cores; log: $logf)"
       # -j1 so a concurrent project build is not starved; own target dir so we never
       # touch (or lock) the project's target/, removed after a successful build.
       CARGO_BUILD_JOBS=1 CARGO_TARGET_DIR="$LAB_CACHE/cargo-target" \
@@ -50,7 +50,7 @@ lab_s3s_bin() {
         >"$logf" 2>&1 || lab_die "cargo install s3s-fs@$S3S_VERSION failed" "$logf"
       mkdir -p "$LAB_CACHE/bin"
       install -m 755 "$root/bin/s3s-fs" "$bin.tmp" && mv "$bin.tmp" "$bin"
-      rm -rf "$LAB_CACHE/cargo-target"
+      rm -rf "$root" "$LAB_CACHE/cargo-target"
       lab_log "s3s-fs built in $(lab_since "$t0") s"
     fi
   fi
