@@ -155,6 +155,12 @@ impl Backend for S3Backend {
                 }
             }
         };
+        // Read back: a server whose conditional create is not atomic (or is
+        // ignored) can let two writers "win"; the one whose id is not there lost.
+        match self.get_lock().await? {
+            Some((current, _)) if current.id != info.id => return Err(StateError::Locked { env: self.env.clone(), info: current }),
+            _ => {}
+        }
         let parts = Arc::new(S3Parts {
             inner: S3Backend { client: self.client.clone(), bucket: self.bucket.clone(), prefix: self.prefix.clone(), env: self.env.clone(), lease: self.lease },
         });
