@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod env;
+pub mod openstack;
 pub mod plan;
 pub mod provider;
 pub mod s3;
@@ -26,6 +27,8 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     NotImplemented(String),
+    #[error("{0}")]
+    Preflight(String),
     #[error("apply finished with {} error(s):\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Apply(Vec<String>),
 }

@@ -18,6 +18,9 @@ fn run(args: &[&str], state_dir: &Path) -> Output {
         .arg(state_dir)
         .env("PROVISIONER_STATE_KEY", KEY)
         .env_remove("RUST_LOG")
+        // No cloud here, even when the lab's OpenStack variables are exported.
+        .env_remove("OS_CLOUD")
+        .env("OS_CLIENT_CONFIG_FILE", "/nonexistent/clouds.yaml")
         .output()
         .unwrap()
 }
@@ -61,10 +64,10 @@ fn exit_codes_and_secret_sealing() {
     // Changes pending: 2.
     assert_eq!(run(&["plan", env, "--target", "secret"], &dir).status.code(), Some(2));
 
-    // up of everything refuses the unimplemented cloud layer and changes nothing.
+    // up of everything stops at the OpenStack preflight (no cloud reachable) and changes nothing.
     let refused = run(&["up", env], &dir);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused).contains("not implemented yet"), "{}", text(&refused));
+    assert!(text(&refused).contains("clouds.yaml"), "{}", text(&refused));
     assert!(!dir.join(format!("{env}.state.json")).exists(), "refused run wrote state");
 
     // The implemented local layer applies; then plan says no change: 0.

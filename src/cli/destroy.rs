@@ -16,22 +16,26 @@ pub struct Args {
 pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let loaded = load_env(cli, &args.opts.env)?;
     let mut store = open_store(cli, &loaded).await?;
-    let registry = Registry::for_env(&loaded.env);
+    let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
     let lock = store.lock("destroy", args.opts.lock_timeout).await?;
     let result = async {
         let mut state = store.load(true).await?;
         // Sweep: owned resources the state lost (e.g. a run killed before saving) are deleted too.
         let targets = &args.opts.target;
-        let swept = registry.providers().filter(|(kind, _)| targets.is_empty() || targets.iter().any(|t| t == kind || t.starts_with(&format!("{kind}."))));
-        for (kind, provider) in swept {
-            let found = provider.discover().await.map_err(|e| Error::Apply(vec![format!("discovering {kind} resources: {e}")]))?;
+        for (kinds, provider) in registry.providers() {
+            let targeted = |k: &str| targets.is_empty() || targets.iter().any(|t| t == k || t.starts_with(&format!("{k}.")));
+            if !kinds.iter().any(|k| targeted(k)) {
+                continue;
+            }
+            let found = provider.discover().await.map_err(|e| Error::Apply(vec![format!("discovering {} resources: {e}", kinds.join("/"))]))?;
             for (addr, live) in found {
-                if !state.resources.contains_key(&addr) {
+                if targeted(addr.kind()) && !state.resources.contains_key(&addr) {
+                    let kind = addr.kind().to_owned();
                     tracing::info!(address = %addr, id = %live.id, "found an owned resource missing from state; it is deleted too");
                     state.resources.insert(
                         addr,
                         Record {
-                            kind: kind.to_owned(),
+                            kind,
                             id: Some(live.id),
                             status: Status::Ready,
                             attrs: live.attrs,

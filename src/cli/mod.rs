@@ -30,6 +30,9 @@ pub struct Cli {
     /// Folder for local state (overrides `state.path`).
     #[arg(long, global = true, env = "PROVISIONER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// clouds.yaml entry to use (overrides `cloud.name`); `OS_*` variables when neither is set.
+    #[arg(long, global = true)]
+    pub cloud: Option<String>,
     /// `human` for people, `json` for machines (stdout).
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -151,7 +154,7 @@ pub fn unimplemented_note(missing: &[&Change]) -> Option<String> {
     let layers: std::collections::BTreeSet<String> =
         missing.iter().map(|c| kind_spec(&c.kind).map_or("cloud".into(), |k| format!("{:?}", k.layer).to_lowercase())).collect();
     Some(format!(
-        "{} change(s) belong to the {} layer, which is not implemented yet (OpenStack: issue #4); `up` refuses them. Apply the implemented parts with `--target secret --target bucket`.",
+        "{} change(s) belong to the {} layer, which is not implemented yet; `up` refuses them. Apply the implemented parts with `--target`.",
         missing.len(),
         layers.into_iter().collect::<Vec<_>>().join("/")
     ))

@@ -23,7 +23,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let loaded = load_env(cli, &args.opts.env)?;
     let store = open_store(cli, &loaded).await?;
     let state = store.load(false).await?;
-    let registry = Registry::for_env(&loaded.env);
+    let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
     let observed = if args.refresh && !args.destroy { refresh(&registry, &state).await? } else { Default::default() };
     let desired = desired(&loaded.env);
     let changes = changes(&desired, &state, &observed, &args.opts.target, args.destroy);

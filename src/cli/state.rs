@@ -104,19 +104,19 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
         Cmd::Rebuild { env } => {
             let loaded = load_env(cli, env)?;
             let store = open_store(cli, &loaded).await?;
-            let registry = Registry::for_env(&loaded.env);
+            let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
             let lock = store.lock("state rebuild", std::time::Duration::ZERO).await?;
             let result = async {
                 let mut state = store.load(false).await?;
                 let desired = crate::plan::desired::desired(&loaded.env);
                 let mut found = Vec::new();
-                for (kind, p) in registry.providers() {
-                    for (addr, live) in p.discover().await.map_err(|e| Error::Apply(vec![format!("discovering {kind}: {e}")]))? {
+                for (kinds, p) in registry.providers() {
+                    for (addr, live) in p.discover().await.map_err(|e| Error::Apply(vec![format!("discovering {}: {e}", kinds.join("/"))]))? {
                         let d = desired.iter().find(|d| d.address == addr);
                         state.resources.insert(
                             addr.clone(),
                             Record {
-                                kind: kind.to_owned(),
+                                kind: addr.kind().to_owned(),
                                 id: Some(live.id),
                                 status: Status::Ready,
                                 attrs: d.map_or(live.attrs, |d| d.attrs.clone()),

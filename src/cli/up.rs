@@ -29,12 +29,14 @@ struct Outcome<'a> {
     summary: Summary,
     report: &'a Report,
     errors: Vec<String>,
+    /// OpenStack API calls this run made (0 when the cloud was not touched).
+    api_calls: u64,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let loaded = load_env(cli, &args.opts.env)?;
     let mut store = open_store(cli, &loaded).await?;
-    let registry = Registry::for_env(&loaded.env);
+    let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
     let lock = store.lock("up", args.opts.lock_timeout).await?;
     let result = async {
         let state = store.load(true).await?;
@@ -86,6 +88,13 @@ pub async fn apply(
         };
         eprint!("{}", human(&doc));
     }
+    let cloud_creates = changes.iter().any(|c| crate::openstack::KINDS.contains(&c.kind.as_str()) && matches!(c.action, Action::Create | Action::Replace));
+    if cloud_creates {
+        // Quotas, image, flavors, external network: all before the first create.
+        let cx = registry.openstack.cx().await.map_err(|e| Error::Preflight(e.message))?;
+        let needs = crate::openstack::preflight::check(cx, &changes, &desired).await.map_err(|e| Error::Preflight(e.message))?;
+        tracing::info!(?needs, "preflight passed");
+    }
     if changes.iter().any(|c| c.kind == "secret" && matches!(c.action, Action::Create | Action::Replace | Action::Update)) {
         store.ensure_key()?;
     }
@@ -104,7 +113,7 @@ pub async fn apply(
     let (_state, report) = exec.run(state, &changes).await;
     let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
     match cli.output {
-        Output::Json => print_json(&Outcome { format_version: FORMAT_VERSION, environment: &loaded.env.name, operation, summary, report: &report, errors: errors.clone() })?,
+        Output::Json => print_json(&Outcome { format_version: FORMAT_VERSION, environment: &loaded.env.name, operation, summary, report: &report, errors: errors.clone(), api_calls: registry.openstack.api_calls() })?,
         Output::Human => println!(
             "{operation} `{}`: {} created, {} adopted, {} updated, {} deleted.",
             loaded.env.name,

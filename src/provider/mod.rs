@@ -70,22 +70,28 @@ pub trait Provider: Send + Sync {
 }
 
 pub struct Registry {
-    by_kind: BTreeMap<&'static str, Arc<dyn Provider>>,
+    entries: Vec<(Vec<&'static str>, Arc<dyn Provider>)>,
+    /// The OpenStack provider itself, for preflight and call counts.
+    pub openstack: Arc<crate::openstack::OpenStackProvider>,
 }
 
 impl Registry {
-    pub fn for_env(env: &Environment) -> Self {
-        let mut by_kind: BTreeMap<&'static str, Arc<dyn Provider>> = BTreeMap::new();
-        by_kind.insert("secret", Arc::new(secret::SecretProvider));
-        by_kind.insert("bucket", Arc::new(bucket::BucketProvider::new(env)));
-        Self { by_kind }
+    pub fn for_env(env: &Environment, cloud: Option<&str>) -> Self {
+        let openstack = Arc::new(crate::openstack::OpenStackProvider::new(env, cloud));
+        let entries: Vec<(Vec<&'static str>, Arc<dyn Provider>)> = vec![
+            (vec!["secret"], Arc::new(secret::SecretProvider)),
+            (vec!["bucket"], Arc::new(bucket::BucketProvider::new(env))),
+            (crate::openstack::KINDS.to_vec(), openstack.clone()),
+        ];
+        Self { entries, openstack }
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Provider>> {
-        self.by_kind.get(kind)
+        self.entries.iter().find(|(kinds, _)| kinds.contains(&kind)).map(|(_, p)| p)
     }
 
-    pub fn providers(&self) -> impl Iterator<Item = (&'static str, &Arc<dyn Provider>)> {
-        self.by_kind.iter().map(|(k, p)| (*k, p))
+    /// Each provider once, with the kinds it serves.
+    pub fn providers(&self) -> impl Iterator<Item = (&[&'static str], &Arc<dyn Provider>)> {
+        self.entries.iter().map(|(k, p)| (k.as_slice(), p))
     }
 }

@@ -25,7 +25,7 @@ for _p in "$LAB_PORT_S3" "$LAB_PORT_S3S" "$LAB_PORT_PG" "$LAB_PORT_STAC" "$LAB_P
     echo "[lab] ERROR: bad port '$_p' in LAB_PORT_*" >&2; exit 1
   fi
 done
-LAB_COMPONENTS=(s3 s3s eo)   # start order; down.sh stops in reverse
+LAB_COMPONENTS=(s3 s3s eo openstack)   # start order; down.sh stops in reverse
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 LC_NUMERIC=C   # $EPOCHREALTIME must use "." as the decimal point for the awk timings
@@ -240,6 +240,7 @@ lab_component() {
   case "$1" in
     s3 | s3s) source "$LAB_DIR/s3/component.sh" ;;
     eo) source "$LAB_DIR/eo/component.sh" ;;
+    openstack) source "$LAB_DIR/openstack/component.sh" ;;
     *) lab_die "unknown component '$1' (known: ${LAB_COMPONENTS[*]})" ;;
   esac
 }

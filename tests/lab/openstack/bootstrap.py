@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""Idempotent bootstrap of the lab cloud through its own APIs (openstacksdk).
+
+  bootstrap.py identity    (needs keystone only; run before nova's services start,
+                            which authenticate to placement at start-up)
+      role "service"; project "service" with one user per service (roles admin and
+      service); the catalog (compute, network, image, placement, volumev3,
+      block-storage, public/internal/admin endpoints); projects+users "demo" and
+      "quota-test" (role member); an application credential "lab-demo" of demo,
+      kept in $OSLAB_STATE/appcred.json (its secret is only shown at creation).
+
+  bootstrap.py resources   (needs every API)
+      flavors m1.tiny/small/medium/large; public image "cirros" (an empty qcow2);
+      external flat network "public" + subnet 203.0.113.0/24; quotas of "demo"
+      (room for 3 control + 3 worker + bastion) and "quota-test" (tiny); then waits
+      until every fake compute host can be scheduled to and cinder-volume is up.
+
+Settings come from OSLAB_* environment variables set by component.sh.
+"""
+import json
+import os
+import sys
+import time
+import urllib.parse
+
+import openstack
+
+E = os.environ
+KEYSTONE = E['OSLAB_KEYSTONE_URL'] + '/v3'
+REGION = 'RegionOne'
+STATE = E['OSLAB_STATE']
+APPCRED_FILE = os.path.join(STATE, 'appcred.json')
+
+FLAVORS = [  # name, vcpus, ram MB, disk GB
+    ('m1.tiny', 1, 512, 1),
+    ('m1.small', 1, 2048, 20),
+    ('m1.medium', 2, 4096, 40),
+    ('m1.large', 4, 8192, 80),
+]
+# demo: 3 control (m1.medium) + 3 worker (m1.large) + bastion fit, with room to spare
+DEMO_QUOTAS = {
+    'compute': {'instances': 20, 'cores': 40, 'ram': 81920},
+    'network': {'port': 100, 'floatingip': 20, 'security_group_rule': 200},
+    'volume': {'volumes': 20, 'gigabytes': 1000},
+}
+# quota-test: one m1.tiny at most and no floating IP, for quota pre-flight tests
+QUOTA_TEST_QUOTAS = {
+    'compute': {'instances': 1, 'cores': 1, 'ram': 512},
+    'network': {'floatingip': 0},
+}
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+def connect(user, password, project):
+    # never pick up the caller's OS_CLOUD / clouds.yaml (env.sh may be sourced)
+    return openstack.connect(
+        auth_url=KEYSTONE, username=user, password=password, project_name=project,
+        user_domain_name='Default', project_domain_name='Default', region_name=REGION,
+        load_yaml_config=False, load_envvars=False)
+
+
+# ---------------------------------------------------------------- identity
+def ensure_project(conn, name, description):
+    project = conn.identity.find_project(name, domain_id='default', ignore_missing=True)
+    if not project:
+        project = conn.identity.create_project(name=name, domain_id='default', description=description)
+        log('created project', name)
+    return project
+
+
+def ensure_user(conn, name, password, project):
+    user = conn.identity.find_user(name, domain_id='default', ignore_missing=True)
+    if not user:
+        user = conn.identity.create_user(name=name, domain_id='default', password=password,
+                                         default_project_id=project.id)
+        log('created user', name)
+    return user
+
+
+def ensure_role(conn, name):
+    return (conn.identity.find_role(name, ignore_missing=True)
+            or conn.identity.create_role(name=name))
+
+
+def ensure_catalog(conn, name, stype, url):
+    svc = next((s for s in conn.identity.services() if s.name == name and s.type == stype), None)
+    if not svc:
+        svc = conn.identity.create_service(name=name, type=stype, is_enabled=True)
+        log('created service', name, stype)
+    have = {e.interface: e for e in conn.identity.endpoints(service_id=svc.id)}
+    for interface in ('public', 'internal', 'admin'):
+        if interface in have and have[interface].url == url:
+            continue
+        if interface in have:  # a port was changed: replace the endpoint
+            conn.identity.delete_endpoint(have[interface])
+        conn.identity.create_endpoint(service_id=svc.id, interface=interface, url=url,
+                                      region_id=REGION)
+
+
+def ensure_appcred(demo_password):
+    demo = connect('demo', demo_password, 'demo')
+    uid = demo.current_user_id
+    if os.path.exists(APPCRED_FILE):
+        with open(APPCRED_FILE) as f:
+            saved = json.load(f)
+        if any(ac.id == saved['id'] for ac in demo.identity.application_credentials(uid)):
+            return
+        log('application credential', saved['id'], 'is gone: making a new one')
+    for ac in demo.identity.application_credentials(uid):
+        if ac.name == 'lab-demo':
+            demo.identity.delete_application_credential(uid, ac.id)
+    ac = demo.identity.create_application_credential(
+        uid, name='lab-demo', description='provisioner test lab (tests/lab/openstack)')
+    tmp = APPCRED_FILE + '.tmp'
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f:
+        json.dump({'id': ac.id, 'secret': ac.secret}, f)
+    os.replace(tmp, APPCRED_FILE)
+    log('created application credential lab-demo', ac.id)
+
+
+def identity():
+    conn = connect('admin', E['OSLAB_ADMIN_PASSWORD'], 'admin')
+    admin, member = ensure_role(conn, 'admin'), ensure_role(conn, 'member')
+    service_role = ensure_role(conn, 'service')
+    service = ensure_project(conn, 'service', 'OpenStack service users')
+    catalog = [  # service user, service name, type, endpoint
+        ('nova', 'nova', 'compute', E['OSLAB_URL_COMPUTE']),
+        ('neutron', 'neutron', 'network', E['OSLAB_URL_NETWORK']),
+        ('glance', 'glance', 'image', E['OSLAB_URL_IMAGE']),
+        ('placement', 'placement', 'placement', E['OSLAB_URL_PLACEMENT']),
+        ('cinder', 'cinderv3', 'volumev3', E['OSLAB_URL_VOLUME']),
+        ('cinder', 'cinder', 'block-storage', E['OSLAB_URL_VOLUME']),
+    ]
+    for user_name, name, stype, url in catalog:
+        user = ensure_user(conn, user_name, E['OSLAB_SERVICE_PASSWORD'], service)
+        conn.grant_role(admin.id, user=user.id, project=service.id)
+        conn.grant_role(service_role.id, user=user.id, project=service.id)
+        ensure_catalog(conn, name, stype, url)
+
+    for name, password in (('demo', E['OSLAB_DEMO_PASSWORD']),
+                           ('quota-test', E['OSLAB_QUOTA_PASSWORD'])):
+        project = ensure_project(conn, name, 'provisioner test lab tenant')
+        user = ensure_user(conn, name, password, project)
+        conn.grant_role(member.id, user=user.id, project=project.id)
+    ensure_appcred(E['OSLAB_DEMO_PASSWORD'])
+    log('identity bootstrap done')
+
+
+# ---------------------------------------------------------------- resources
+def ensure_image(conn):
+    image = conn.image.find_image('cirros', ignore_missing=True)
+    if image and image.status == 'active':
+        return
+    if image:  # an upload that was interrupted leaves it queued forever
+        log('image cirros is', image.status, '- uploading it again')
+        conn.image.delete_image(image)
+    qcow = os.path.join(STATE, 'cirros.qcow2')
+    if not os.path.exists(qcow):
+        # an empty 64 MB-virtual qcow2 (~200 KB): nothing ever boots it
+        import subprocess
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', qcow + '.tmp', '64M'], check=True)
+        os.replace(qcow + '.tmp', qcow)
+    image = conn.create_image('cirros', filename=qcow, disk_format='qcow2',
+                              container_format='bare', visibility='public', wait=True)
+    log('uploaded image cirros', image.id)
+
+
+def ensure_public_network(conn):
+    net = conn.network.find_network('public', ignore_missing=True)
+    if not net:
+        net = conn.network.create_network(
+            name='public', is_router_external=True, is_shared=False,
+            provider_network_type='flat', provider_physical_network='public')
+        log('created network public', net.id)
+    if not list(conn.network.subnets(network_id=net.id)):
+        # TEST-NET-3 (RFC 5737): never routed, and nothing is ever sent anyway
+        conn.network.create_subnet(
+            name='public-subnet', network_id=net.id, ip_version=4, cidr='203.0.113.0/24',
+            gateway_ip='203.0.113.1', is_dhcp_enabled=False,
+            allocation_pools=[{'start': '203.0.113.10', 'end': '203.0.113.250'}])
+        log('created subnet 203.0.113.0/24 on public')
+
+
+def set_quotas(conn, project, quotas):
+    pid = conn.identity.find_project(project, domain_id='default', ignore_missing=False).id
+    if 'compute' in quotas:
+        conn.set_compute_quotas(pid, **quotas['compute'])
+    if 'network' in quotas:
+        conn.set_network_quotas(pid, **quotas['network'])
+    if 'volume' in quotas:
+        conn.set_volume_quotas(pid, **quotas['volume'])
+
+
+def mapped_hosts():
+    """Compute hosts mapped to a cell (nova_api.host_mappings). The scheduler's
+    periodic discovery writes them; a host without one fails every boot with
+    "Host ... is not mapped to any cell", and no API shows the mapping."""
+    import pymysql
+    url = urllib.parse.urlsplit(E['OSLAB_DB'])
+    db = pymysql.connect(host=url.hostname, port=url.port, user=url.username,
+                         password=urllib.parse.unquote(url.password), database='nova_api')
+    try:
+        with db.cursor() as cur:
+            cur.execute('SELECT host FROM host_mappings')
+            return {row[0] for row in cur.fetchall()}
+    finally:
+        db.close()
+
+
+def schedulable(conn, hosts):
+    """What is still missing before a server can be booted on every host ('' = nothing)."""
+    up = {s.host for s in conn.compute.services()
+          if s.binary == 'nova-compute' and s.state == 'up' and s.status == 'enabled'}
+    if not hosts <= up:
+        return 'nova-compute up on %s' % sorted(hosts - up)
+    hypervisors = {h.name for h in conn.compute.hypervisors()}
+    if not hosts <= hypervisors:
+        return 'hypervisors %s' % sorted(hosts - hypervisors)
+    rps = conn.placement.get('/resource_providers?resources=VCPU:1,MEMORY_MB:512',
+                             microversion='1.4').json()['resource_providers']
+    with_inventory = {rp['name'] for rp in rps}
+    if not hosts <= with_inventory:
+        return 'placement inventory of %s' % sorted(hosts - with_inventory)
+    unmapped = hosts - mapped_hosts()
+    if unmapped:
+        return 'cell mapping of %s' % sorted(unmapped)
+    volume = conn.block_storage.get('/os-services?binary=cinder-volume').json()['services']
+    if not any(s['state'] == 'up' and s['status'] == 'enabled' for s in volume):
+        return 'cinder-volume up'
+    return ''
+
+
+def resources():
+    conn = connect('admin', E['OSLAB_ADMIN_PASSWORD'], 'admin')
+    for name, vcpus, ram, disk in FLAVORS:
+        if not conn.compute.find_flavor(name, ignore_missing=True):
+            conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True)
+            log('created flavor', name)
+    ensure_image(conn)
+    ensure_public_network(conn)
+    set_quotas(conn, 'demo', DEMO_QUOTAS)
+    set_quotas(conn, 'quota-test', QUOTA_TEST_QUOTAS)
+    log('quotas set (demo, quota-test)')
+
+    hosts = set(E['OSLAB_COMPUTE_HOSTS'].split())
+    t0 = time.time()
+    deadline = t0 + float(E.get('OSLAB_COMPUTE_WAIT', '300'))
+    missing = schedulable(conn, hosts)
+    while missing:
+        if time.time() > deadline:
+            sys.exit('compute not schedulable after %.0f s: still waiting for %s' %
+                     (time.time() - t0, missing))
+        time.sleep(1)
+        missing = schedulable(conn, hosts)
+    log('schedulable: %s (waited %.1f s); cinder-volume up' % (' '.join(sorted(hosts)), time.time() - t0))
+
+
+if __name__ == '__main__':
+    {'identity': identity, 'resources': resources}[sys.argv[1]]()
