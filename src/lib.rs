@@ -29,6 +29,8 @@ pub enum Error {
     NotImplemented(String),
     #[error("{0}")]
     Preflight(String),
+    #[error("{0}")]
+    Provider(String),
     #[error("apply finished with {} error(s):\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Apply(Vec<String>),
 }

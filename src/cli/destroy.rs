@@ -19,7 +19,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
     let lock = store.lock("destroy", args.opts.lock_timeout).await?;
     let result = async {
-        let mut state = store.load(true).await?;
+        // Destroying needs no secret values: a lost key must not strand resources.
+        let mut state = store.load(false).await?;
         // Sweep: owned resources the state lost (e.g. a run killed before saving) are deleted too.
         let targets = &args.opts.target;
         for (kinds, provider) in registry.providers() {
@@ -27,7 +28,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
             if !kinds.iter().any(|k| targeted(k)) {
                 continue;
             }
-            let found = provider.discover().await.map_err(|e| Error::Apply(vec![format!("discovering {} resources: {e}", kinds.join("/"))]))?;
+            let found = provider.discover().await.map_err(|e| Error::Provider(format!("discovering {} resources: {e}", kinds.join("/"))))?;
             for (addr, live) in found {
                 if targeted(addr.kind()) && !state.resources.contains_key(&addr) {
                     let kind = addr.kind().to_owned();

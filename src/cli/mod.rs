@@ -125,9 +125,11 @@ pub async fn open_store(cli: &Cli, loaded: &Loaded) -> Result<Store, Error> {
 /// Read every recorded resource whose provider exists (read calls only).
 pub async fn refresh(registry: &Registry, state: &StateFile) -> Result<BTreeMap<Address, Observed>, Error> {
     let mut out = BTreeMap::new();
-    for (addr, rec) in &state.resources {
+    // Interrupted records (creating/deleting) are not read: the diff already
+    // plans them, and a create that never returned has no id to read.
+    for (addr, rec) in state.resources.iter().filter(|(_, r)| r.status == crate::state::Status::Ready) {
         let Some(p) = registry.get(&rec.kind) else { continue };
-        let live = p.read(addr, rec).await.map_err(|e| Error::Apply(vec![format!("{addr}: refresh failed: {e}")]))?;
+        let live = p.read(addr, rec).await.map_err(|e| Error::Provider(format!("refreshing {addr}: {e}")))?;
         out.insert(addr.clone(), live.map_or(Observed::Gone, |l| Observed::Live(l.attrs)));
     }
     Ok(out)

@@ -111,7 +111,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
                 let desired = crate::plan::desired::desired(&loaded.env);
                 let mut found = Vec::new();
                 for (kinds, p) in registry.providers() {
-                    for (addr, live) in p.discover().await.map_err(|e| Error::Apply(vec![format!("discovering {}: {e}", kinds.join("/"))]))? {
+                    for (addr, live) in p.discover().await.map_err(|e| Error::Provider(format!("discovering {}: {e}", kinds.join("/"))))? {
                         let d = desired.iter().find(|d| d.address == addr);
                         state.resources.insert(
                             addr.clone(),

@@ -39,7 +39,10 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
     let lock = store.lock("up", args.opts.lock_timeout).await?;
     let result = async {
-        let state = store.load(true).await?;
+        // Sealed secrets stay sealed: applying needs no secret values yet, and
+        // unchanged records keep their blobs.
+        let state = store.load(false).await?;
+        store.check_key(&state)?;
         let observed = refresh(&registry, &state).await?;
         let desired = desired(&loaded.env);
         let changes = changes(&desired, &state, &observed, &args.opts.target, false);
@@ -96,7 +99,7 @@ pub async fn apply(
         tracing::info!(?needs, "preflight passed");
     }
     if changes.iter().any(|c| c.kind == "secret" && matches!(c.action, Action::Create | Action::Replace | Action::Update)) {
-        store.ensure_key()?;
+        store.ensure_key(&state)?;
     }
     let delay = std::env::var("PROVISIONER_APPLY_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
     let exec = Executor {

@@ -35,6 +35,9 @@ pub type Attrs = BTreeMap<String, Value>;
 /// What every kind's calls need: the API, the environment (ownership), timeouts.
 pub struct Cx {
     pub api: Api,
+    /// The `openstack` crate on the same session, for typed catalog lookups
+    /// (flavors, images); everything it lacks goes through `api`.
+    pub cloud: openstack::Cloud,
     pub env: String,
     pub timeouts: crate::env::model::Timeouts,
     pub external_network: String,
@@ -157,6 +160,7 @@ impl OpenStackProvider {
             .get_or_try_init(|| async {
                 let session = auth::session(self.cloud.as_deref(), &self.region).await.map_err(|e| ProviderError::fatal(e.to_string()))?;
                 Ok::<Cx, ProviderError>(Cx {
+                    cloud: openstack::Cloud::from(session.clone()),
                     api: Api::new(session),
                     env: self.env.clone(),
                     timeouts: self.timeouts.clone(),

@@ -31,19 +31,17 @@ pub async fn check(cx: &Cx, changes: &[Change], desired: &[Desired]) -> Result<N
     let mut problems = Vec::new();
     let mut needs = Needs::default();
 
-    let flavors = cx.api.get(Svc::Compute, &["flavors", "detail"], &[]).await?;
-    let flavors: Vec<Value> = flavors.get("flavors").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut images_checked = Vec::new();
     for a in creates(changes, "server") {
         let Some(at) = attrs(a) else { continue };
         needs.instances += 1;
         let fname = at.get("flavor").and_then(Value::as_str).unwrap_or_default();
-        match flavors.iter().find(|f| f.get("name").and_then(Value::as_str) == Some(fname)) {
-            Some(f) => {
-                needs.cores += f.get("vcpus").and_then(Value::as_i64).unwrap_or(0);
-                needs.ram_mb += f.get("ram").and_then(Value::as_i64).unwrap_or(0);
+        match server::flavor(cx, fname).await {
+            Ok((_, vcpus, ram)) => {
+                needs.cores += i64::from(vcpus);
+                needs.ram_mb += i64::try_from(ram).unwrap_or(i64::MAX);
             }
-            None => problems.push(format!("{a}: flavor `{fname}` does not exist (available: {})", names(&flavors))),
+            Err(e) => problems.push(format!("{a}: {}", e.message)),
         }
         let image = at.get("image").and_then(Value::as_str).unwrap_or_default().to_owned();
         if !images_checked.contains(&image) {
@@ -118,8 +116,4 @@ pub async fn check(cx: &Cx, changes: &[Change], desired: &[Desired]) -> Result<N
     } else {
         Err(ProviderError::fatal(format!("preflight failed, nothing was created:\n    {}", problems.join("\n    "))))
     }
-}
-
-fn names(v: &[Value]) -> String {
-    v.iter().filter_map(|f| f.get("name").and_then(Value::as_str)).collect::<Vec<_>>().join(", ")
 }

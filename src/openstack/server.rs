@@ -17,32 +17,32 @@ use crate::state::Record;
 
 pub struct Server;
 
-/// Flavor id by name (or id).
-pub async fn flavor_id(cx: &Cx, name: &str) -> Result<String, ProviderError> {
-    let v = cx.api.get(Svc::Compute, &["flavors", "detail"], &[]).await?;
-    v.get("flavors")
-        .and_then(Value::as_array)
-        .and_then(|fs| fs.iter().find(|f| f.get("name").and_then(Value::as_str) == Some(name) || f.get("id").and_then(Value::as_str) == Some(name)))
-        .and_then(|f| f.get("id").and_then(Value::as_str).map(str::to_owned))
-        .ok_or_else(|| ProviderError::fatal(format!("flavor `{name}` does not exist in this cloud")))
+/// A catalog lookup failure: missing or ambiguous is the user's to fix.
+pub fn lookup_error(what: &str, name: &str, e: openstack::Error) -> ProviderError {
+    match e.kind() {
+        openstack::ErrorKind::ResourceNotFound => ProviderError::fatal(format!("{what} `{name}` does not exist in this cloud")),
+        openstack::ErrorKind::TooManyItems => ProviderError::fatal(format!("several {what}s are named `{name}`; use the id")),
+        openstack::ErrorKind::InternalServerError | openstack::ErrorKind::ProtocolError | openstack::ErrorKind::OperationTimedOut => {
+            ProviderError::transient(format!("looking up {what} `{name}`: {e}"))
+        }
+        _ => ProviderError::fatal(format!("looking up {what} `{name}`: {e}")),
+    }
 }
 
-/// Image id by name (or id).
+/// Flavor by name or id: (id, vCPUs, RAM MiB).
+pub async fn flavor(cx: &Cx, name: &str) -> Result<(String, u32, u64), ProviderError> {
+    let f = cx.cloud.get_flavor(name).await.map_err(|e| lookup_error("flavor", name, e))?;
+    Ok((f.id().clone(), f.vcpu_count(), f.ram_size()))
+}
+
+pub async fn flavor_id(cx: &Cx, name: &str) -> Result<String, ProviderError> {
+    Ok(flavor(cx, name).await?.0)
+}
+
+/// Image id by name or id.
 pub async fn image_id(cx: &Cx, name: &str) -> Result<String, ProviderError> {
-    let by_name = cx.api.get(Svc::Image, &["images"], &[("name", name.to_owned())]).await?;
-    let mut hits: Vec<String> = by_name.get("images").and_then(Value::as_array).into_iter().flatten().filter_map(|i| i.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
-    if hits.is_empty() {
-        match cx.api.get(Svc::Image, &["images", name], &[]).await {
-            Ok(i) => hits.extend(i.get("id").and_then(Value::as_str).map(str::to_owned)),
-            Err(e) if e.is_not_found() || e.status == Some(400) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match hits.len() {
-        1 => Ok(hits.remove(0)),
-        0 => Err(ProviderError::fatal(format!("image `{name}` does not exist in this cloud"))),
-        n => Err(ProviderError::fatal(format!("{n} images are named `{name}`; use the image id in image.name"))),
-    }
+    let i = cx.cloud.get_image(name).await.map_err(|e| lookup_error("image", name, e))?;
+    Ok(i.id().clone())
 }
 
 async fn show(cx: &Cx, id: &str) -> Result<Option<Value>, ProviderError> {

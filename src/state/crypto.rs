@@ -94,7 +94,8 @@ pub fn resolve_key(configured: Option<&SecretRef>, env: &str, create: bool) -> R
         let v = r.resolve("state.encryption_key").map_err(|e| StateError::KeyUnavailable { message: e.to_string() })?;
         return Key::from_base64(v.expose(), origin).map(Some);
     }
-    if let Ok(v) = std::env::var(KEY_ENV) {
+    // An empty variable counts as unset (a common CI templating result).
+    if let Ok(v) = std::env::var(KEY_ENV).map(|v| v.trim().to_owned()).and_then(|v| if v.is_empty() { Err(std::env::VarError::NotPresent) } else { Ok(v) }) {
         return Key::from_base64(&v, format!("env:{KEY_ENV}")).map(Some);
     }
     let path = default_key_file(env);

@@ -121,14 +121,20 @@ pub async fn backend_for(env: &Environment, dir: Option<&std::path::Path>) -> Re
 pub struct Store {
     pub backend: Box<dyn Backend>,
     pub key: Option<Key>,
+    /// Why the configured key could not be read; reported only when a key is needed,
+    /// so plans, listings and destroys work without it.
+    key_error: Option<String>,
     pub env: String,
     configured_key: Option<crate::env::secret::SecretRef>,
 }
 
 impl Store {
     pub fn new(backend: Box<dyn Backend>, env: &Environment) -> Result<Self, StateError> {
-        let key = crypto::resolve_key(env.state.encryption_key.as_ref(), &env.name, false)?;
-        Ok(Self { backend, key, env: env.name.clone(), configured_key: env.state.encryption_key.clone() })
+        let (key, key_error) = match crypto::resolve_key(env.state.encryption_key.as_ref(), &env.name, false) {
+            Ok(k) => (k, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Ok(Self { backend, key, key_error, env: env.name.clone(), configured_key: env.state.encryption_key.clone() })
     }
 
     /// Current state (empty if none). With `unseal`, sealed secrets are
@@ -141,6 +147,9 @@ impl Store {
         if unseal && s.has_sealed() {
             match &self.key {
                 Some(k) => s.unseal(k)?,
+                None if self.key_error.is_some() => {
+                    return Err(StateError::KeyUnavailable { message: self.key_error.clone().unwrap_or_default() });
+                }
                 None => {
                     return Err(StateError::KeyUnavailable {
                         message: format!(
@@ -155,10 +164,25 @@ impl Store {
         Ok(s)
     }
 
-    /// Make sure a key exists before the first secret is generated.
-    pub fn ensure_key(&mut self) -> Result<(), StateError> {
-        if self.key.is_none() {
+    /// Make sure a key exists before a secret is generated.
+    pub fn ensure_key(&mut self, state: &StateFile) -> Result<(), StateError> {
+        if self.key.is_none() && self.key_error.is_none() {
             self.key = crypto::resolve_key(self.configured_key.as_ref(), &self.env, true)?;
+        }
+        self.check_key(state)
+    }
+
+    /// A configured key must be readable and be the one the state's secrets
+    /// were sealed with; no key at all is fine until one is needed.
+    pub fn check_key(&self, state: &StateFile) -> Result<(), StateError> {
+        if let Some(e) = &self.key_error {
+            return Err(StateError::KeyUnavailable { message: e.clone() });
+        }
+        if let (Some(k), Some(want)) = (&self.key, state.sealed_key_id())
+            && k.id != want
+        {
+            let address = state.resources.iter().find(|(_, r)| r.sealed.is_some()).map(|(a, _)| a.to_string()).unwrap_or_default();
+            return Err(StateError::WrongKey { address, want: want.to_owned(), have: k.id.clone(), origin: k.origin.clone() });
         }
         Ok(())
     }

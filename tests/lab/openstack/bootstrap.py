@@ -13,10 +13,12 @@
       flavors m1.tiny/small/medium/large; public image "cirros" (an empty qcow2);
       external flat network "public" + subnet 203.0.113.0/24; quotas of "demo"
       (room for 3 control + 3 worker + bastion) and "quota-test" (tiny); then waits
-      until every fake compute host can be scheduled to and cinder-volume is up.
+      until every fake compute host can be scheduled to and cinder-volume is up
+      (heartbeats newer than OSLAB_UP_STARTED: this start's processes, not old rows).
 
 Settings come from OSLAB_* environment variables set by component.sh.
 """
+import datetime
 import json
 import os
 import sys
@@ -63,8 +65,14 @@ def connect(user, password, project):
 
 
 # ---------------------------------------------------------------- identity
+# Look-ups are filtered lists, not the SDK's find_*(): those first GET the name as an
+# id, and keystone logs every such 404 as an ERROR with a traceback.
+def first(resources):
+    return next(iter(resources), None)
+
+
 def ensure_project(conn, name, description):
-    project = conn.identity.find_project(name, domain_id='default', ignore_missing=True)
+    project = first(conn.identity.projects(name=name, domain_id='default'))
     if not project:
         project = conn.identity.create_project(name=name, domain_id='default', description=description)
         log('created project', name)
@@ -72,7 +80,7 @@ def ensure_project(conn, name, description):
 
 
 def ensure_user(conn, name, password, project):
-    user = conn.identity.find_user(name, domain_id='default', ignore_missing=True)
+    user = first(conn.identity.users(name=name, domain_id='default'))
     if not user:
         user = conn.identity.create_user(name=name, domain_id='default', password=password,
                                          default_project_id=project.id)
@@ -81,8 +89,13 @@ def ensure_user(conn, name, password, project):
 
 
 def ensure_role(conn, name):
-    return (conn.identity.find_role(name, ignore_missing=True)
-            or conn.identity.create_role(name=name))
+    return first(conn.identity.roles(name=name)) or conn.identity.create_role(name=name)
+
+
+def ensure_grant(conn, role, user, project):
+    if not first(conn.identity.role_assignments(role_id=role.id, user_id=user.id,
+                                                scope_project_id=project.id)):
+        conn.identity.assign_project_role_to_user(project, user, role)
 
 
 def ensure_catalog(conn, name, stype, url):
@@ -136,15 +149,15 @@ def identity():
     ]
     for user_name, name, stype, url in catalog:
         user = ensure_user(conn, user_name, E['OSLAB_SERVICE_PASSWORD'], service)
-        conn.grant_role(admin.id, user=user.id, project=service.id)
-        conn.grant_role(service_role.id, user=user.id, project=service.id)
+        ensure_grant(conn, admin, user, service)
+        ensure_grant(conn, service_role, user, service)
         ensure_catalog(conn, name, stype, url)
 
     for name, password in (('demo', E['OSLAB_DEMO_PASSWORD']),
                            ('quota-test', E['OSLAB_QUOTA_PASSWORD'])):
         project = ensure_project(conn, name, 'provisioner test lab tenant')
         user = ensure_user(conn, name, password, project)
-        conn.grant_role(member.id, user=user.id, project=project.id)
+        ensure_grant(conn, member, user, project)
     ensure_appcred(E['OSLAB_DEMO_PASSWORD'])
     log('identity bootstrap done')
 
@@ -185,7 +198,7 @@ def ensure_public_network(conn):
 
 
 def set_quotas(conn, project, quotas):
-    pid = conn.identity.find_project(project, domain_id='default', ignore_missing=False).id
+    pid = first(conn.identity.projects(name=project, domain_id='default')).id
     if 'compute' in quotas:
         conn.set_compute_quotas(pid, **quotas['compute'])
     if 'network' in quotas:
@@ -210,12 +223,27 @@ def mapped_hosts():
         db.close()
 
 
-def schedulable(conn, hosts):
+def heartbeat_since(service, started):
+    """True when the service reported after `started` (epoch s). A restarted service's
+    row still looks "up" for service_down_time on its old heartbeats, but its RPC queue
+    (non-durable, gone with the RabbitMQ restart) exists only once it runs again."""
+    updated = service.get('updated_at') if isinstance(service, dict) else service.updated_at
+    if not updated:
+        return False
+    when = datetime.datetime.fromisoformat(updated.replace('Z', '')).replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp() >= int(started)
+
+
+def schedulable(conn, hosts, started):
     """What is still missing before a server can be booted on every host ('' = nothing)."""
-    up = {s.host for s in conn.compute.services()
-          if s.binary == 'nova-compute' and s.state == 'up' and s.status == 'enabled'}
-    if not hosts <= up:
-        return 'nova-compute up on %s' % sorted(hosts - up)
+    fresh = {(s.binary, s.host) for s in conn.compute.services()
+             if s.state == 'up' and s.status == 'enabled' and heartbeat_since(s, started)}
+    for binary in ('nova-conductor', 'nova-scheduler'):
+        if not any(b == binary for b, _ in fresh):
+            return 'a heartbeat of %s' % binary
+    stale = {h for h in hosts if ('nova-compute', h) not in fresh}
+    if stale:
+        return 'a heartbeat of nova-compute on %s' % sorted(stale)
     hypervisors = {h.name for h in conn.compute.hypervisors()}
     if not hosts <= hypervisors:
         return 'hypervisors %s' % sorted(hosts - hypervisors)
@@ -227,9 +255,11 @@ def schedulable(conn, hosts):
     unmapped = hosts - mapped_hosts()
     if unmapped:
         return 'cell mapping of %s' % sorted(unmapped)
-    volume = conn.block_storage.get('/os-services?binary=cinder-volume').json()['services']
-    if not any(s['state'] == 'up' and s['status'] == 'enabled' for s in volume):
-        return 'cinder-volume up'
+    volume = conn.block_storage.get('/os-services').json()['services']
+    for binary in ('cinder-scheduler', 'cinder-volume'):
+        if not any(s['binary'] == binary and s['state'] == 'up' and s['status'] == 'enabled'
+                   and heartbeat_since(s, started) for s in volume):
+            return 'a heartbeat of %s' % binary
     return ''
 
 
@@ -246,15 +276,16 @@ def resources():
     log('quotas set (demo, quota-test)')
 
     hosts = set(E['OSLAB_COMPUTE_HOSTS'].split())
+    started = float(E['OSLAB_UP_STARTED'])
     t0 = time.time()
     deadline = t0 + float(E.get('OSLAB_COMPUTE_WAIT', '300'))
-    missing = schedulable(conn, hosts)
+    missing = schedulable(conn, hosts, started)
     while missing:
         if time.time() > deadline:
             sys.exit('compute not schedulable after %.0f s: still waiting for %s' %
                      (time.time() - t0, missing))
         time.sleep(1)
-        missing = schedulable(conn, hosts)
+        missing = schedulable(conn, hosts, started)
     log('schedulable: %s (waited %.1f s); cinder-volume up' % (' '.join(sorted(hosts)), time.time() - t0))
 
 

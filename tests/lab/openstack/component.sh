@@ -30,7 +30,7 @@
 # schema migrations ~6x slower. Schemas are made once per data dir (markers in
 # $LAB_OS_FAST/done); a restart after down.sh skips them.
 # Settings: LAB_PORT_{KEYSTONE,NOVA,NEUTRON,GLANCE,CINDER,PLACEMENT,MYSQL,RABBIT,
-# RABBIT_DIST,EPMD}, LAB_OS_COMPUTE_HOSTS (number of fake compute hosts, default 3:
+# RABBIT_DIST,EPMD}, LAB_OS_COMPUTE_COUNT (number of fake compute hosts, default 3:
 # lets a 3-server anti-affinity group schedule), LAB_OS_FAST, LAB_OS_DEBUG=1.
 
 LAB_PORT_KEYSTONE="${LAB_PORT_KEYSTONE:-15000}"
@@ -50,8 +50,8 @@ for _p in "$LAB_PORT_KEYSTONE" "$LAB_PORT_NOVA" "$LAB_PORT_CINDER" "$LAB_PORT_PL
     echo "[lab] ERROR: bad port '$_p' in LAB_PORT_*" >&2; exit 1
   fi
 done
-LAB_OS_COMPUTE_HOSTS="${LAB_OS_COMPUTE_HOSTS:-3}"
-[[ "$LAB_OS_COMPUTE_HOSTS" =~ ^[1-9]$ ]] || { echo "[lab] ERROR: LAB_OS_COMPUTE_HOSTS must be 1-9" >&2; exit 1; }
+LAB_OS_COMPUTE_COUNT="${LAB_OS_COMPUTE_COUNT:-3}"
+[[ "$LAB_OS_COMPUTE_COUNT" =~ ^[1-9]$ ]] || { echo "[lab] ERROR: LAB_OS_COMPUTE_COUNT must be 1-9" >&2; exit 1; }
 
 # shellcheck disable=SC2153  # LAB_DIR and LAB_STATE come from lib.sh
 { OSLAB_DIR="$LAB_DIR/openstack"; OSLAB_STATE="$LAB_STATE/openstack"; }
@@ -73,7 +73,7 @@ OSLAB_SERVICE_PASSWORD=lab-service-secret   # service users, MariaDB user lab, R
 OSLAB_KEYSTONE_URL="http://$LAB_HOST:$LAB_PORT_KEYSTONE"
 OSLAB_DB="mysql+pymysql://lab:$OSLAB_SERVICE_PASSWORD@$LAB_HOST:$LAB_PORT_MYSQL"
 OSLAB_TRANSPORT="rabbit://lab:$OSLAB_SERVICE_PASSWORD@$LAB_HOST:$LAB_PORT_RABBIT/"
-OSLAB_COMPUTE_NAMES=$(for ((i = 1; i <= LAB_OS_COMPUTE_HOSTS; i++)); do printf 'lab-compute-%d ' "$i"; done)
+OSLAB_COMPUTE_NAMES=$(for ((i = 1; i <= LAB_OS_COMPUTE_COUNT; i++)); do printf 'lab-compute-%d ' "$i"; done)
 OSLAB_COMPUTE_NAMES=${OSLAB_COMPUTE_NAMES% }
 # the variables the templates may use (envsubst leaves every other "$" alone)
 # shellcheck disable=SC2016  # literal names for envsubst
@@ -110,6 +110,7 @@ oslab_export() {   # for envsubst and bootstrap.py
     OSLAB_STATE OSLAB_ETC OSLAB_DB OSLAB_TRANSPORT OSLAB_KEYSTONE_URL OSLAB_DEBUG \
     OSLAB_SERVICE_PASSWORD OSLAB_ADMIN_PASSWORD OSLAB_DEMO_PASSWORD OSLAB_QUOTA_PASSWORD
   export OSLAB_COMPUTE_HOSTS="$OSLAB_COMPUTE_NAMES"
+  export OSLAB_UP_STARTED="${EPOCHREALTIME%.*}"   # bootstrap.py waits for newer heartbeats
   export OSLAB_URL_COMPUTE="http://$LAB_HOST:$LAB_PORT_NOVA/v2.1"
   export OSLAB_URL_NETWORK="http://$LAB_HOST:$LAB_PORT_NEUTRON"
   export OSLAB_URL_IMAGE="http://$LAB_HOST:$LAB_PORT_GLANCE"
@@ -220,7 +221,7 @@ oslab_prepare() {
   oslab_render rabbitmq.conf "$OSLAB_ETC/rabbitmq/rabbitmq.conf"
   echo '[].' >"$OSLAB_ETC/rabbitmq/enabled_plugins"
   : >"$OSLAB_ETC/rabbitmq/rabbitmq-env.conf"   # not /etc/rabbitmq/rabbitmq-env.conf
-  for ((i = 1; i <= LAB_OS_COMPUTE_HOSTS; i++)); do
+  for ((i = 1; i <= LAB_OS_COMPUTE_COUNT; i++)); do
     printf '# nova-compute %d of the lab: its service host and hypervisor name\n[DEFAULT]\nhost = lab-compute-%d\n' \
       "$i" "$i" >"$OSLAB_ETC/nova/compute-$i.conf"
   done
@@ -241,10 +242,18 @@ oslab_prepare() {
 # ---------------------------------------------------------------- MariaDB, RabbitMQ
 oslab_up_infra() {
   local data="$OSLAB_FAST/mysql" sock="$OSLAB_FAST/mysqld.sock"
+  # Every port before anything starts: a foreign server on e.g. the keystone port would
+  # otherwise answer our readiness probes, and a late refusal leaves half a cloud up.
   oslab_port_free mariadb "$LAB_PORT_MYSQL"
   oslab_port_free epmd "$LAB_PORT_EPMD"
   oslab_port_free rabbitmq "$LAB_PORT_RABBIT"
   oslab_port_free rabbitmq "$LAB_PORT_RABBIT_DIST"
+  oslab_port_free keystone "$LAB_PORT_KEYSTONE"
+  oslab_port_free placement "$LAB_PORT_PLACEMENT"
+  oslab_port_free glance-api "$LAB_PORT_GLANCE"
+  oslab_port_free neutron-server "$LAB_PORT_NEUTRON"
+  oslab_port_free nova-api "$LAB_PORT_NOVA"
+  oslab_port_free cinder-api "$LAB_PORT_CINDER"
 
   if ! lab_alive "$OSLAB_RUN/mariadb.pid" && [[ ! -d "$data/mysql" ]]; then
     # a new, empty DB: whatever was derived from an old one is void
@@ -333,9 +342,10 @@ oslab_chain_neutron() {
   local c=(--config-file "$OSLAB_ETC/neutron/neutron.conf" --config-file "$OSLAB_ETC/neutron/plugins/ml2/ml2_conf.ini")
   oslab_once db-neutron oslab_run neutron-db-manage neutron.db.migration.cli:main "${c[@]}" upgrade heads
   oslab_wait_tcp rabbitmq "$LAB_PORT_RABBIT" 300
-  # PYTHONPATH: the lab_bindall mechanism driver and its entry point (pylib/)
+  # PYTHONPATH: the lab_bindall mechanism driver and its entry point (pylib/); no
+  # __pycache__ written into the repository
   lab_service neutron-server openstack "$LAB_PORT_NEUTRON" "http://$LAB_HOST:$LAB_PORT_NEUTRON/" 300 2xx \
-    env PYTHONPATH="$OSLAB_DIR/pylib" \
+    env PYTHONPATH="$OSLAB_DIR/pylib" PYTHONDONTWRITEBYTECODE=1 \
     "$OSLAB_PY" "$OSLAB_DIR/launch.py" run neutron-server neutron.cmd.eventlet.server:main "${c[@]}"
 }
 
@@ -358,7 +368,7 @@ oslab_chain_nova() {
   for s in conductor scheduler; do
     oslab_daemon "nova-$s" "$OSLAB_PY" "$OSLAB_DIR/launch.py" run "nova-$s" "nova.cmd.$s:main" "${c[@]}"
   done
-  for ((i = 1; i <= LAB_OS_COMPUTE_HOSTS; i++)); do
+  for ((i = 1; i <= LAB_OS_COMPUTE_COUNT; i++)); do
     oslab_daemon "nova-compute-$i" "$OSLAB_PY" "$OSLAB_DIR/launch.py" run nova-compute nova.cmd.compute:main \
       "${c[@]}" --config-file "$OSLAB_ETC/nova/compute-$i.conf"
   done
@@ -451,7 +461,7 @@ lab_up_openstack() {
   oslab_export
   oslab_prepare
   oslab_up_infra
-  lab_log "mariadb up, rabbitmq booting ($(lab_since "$t0") s)"
+  lab_log "mariadb ready, rabbitmq started ($(lab_since "$t0") s)"
 
   for c in "${chains[@]}"; do
     ("oslab_chain_$c") &
