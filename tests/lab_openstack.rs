@@ -37,7 +37,9 @@ impl Env {
         if let Some(cl) = self.cloud {
             c.args(["--cloud", cl]);
         }
-        c.args(&args[..1]).arg(&self.name).args(&args[1..]);
+        // The environment name follows the (sub)command: `up NAME …`, `state rebuild NAME …`.
+        let at = if args.first() == Some(&"state") { 2 } else { 1 };
+        c.args(&args[..at]).arg(&self.name).args(&args[at..]);
         c.env("PROVISIONER_STATE_KEY", KEY)
             .env("PROVISIONER_APPLY_DELAY_MS", delay_ms.to_string())
             .env_remove("OS_CLOUD")
@@ -169,6 +171,23 @@ fn up_converges_replans_clean_and_destroy_leaves_nothing() {
     assert_eq!(env.run(&["up"]).status.code(), Some(0));
     assert_eq!(env.run(&["plan"]).status.code(), Some(0));
 
+    // Lost state: rebuild it from ownership tags, then up adopts the rest
+    // (router interfaces, volume attachments), secrets are generated anew, no duplicate.
+    std::fs::remove_file(env.state_dir.join(format!("{}.state.json", env.name))).unwrap();
+    let rb = env.run(&["state", "rebuild", "--output", "json"]);
+    assert_eq!(rb.status.code(), Some(0), "{}", text(&rb));
+    let rebuilt: Value = serde_json::from_slice(&rb.stdout).unwrap();
+    let n = rebuilt["rebuilt"].as_array().unwrap().len();
+    assert!(n >= 14, "rebuilt only {n}: {rebuilt}");
+    let up = env.run(&["up", "--output", "json"]);
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let r: Value = serde_json::from_slice(&up.stdout).unwrap();
+    let created: Vec<&str> = r["report"]["created"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(created.iter().all(|a| a.starts_with("secret.")), "only secrets are new after a rebuild: {r}");
+    env.assert_no_duplicates_or_orphans("after rebuild + up");
+
+    // Lost state again: destroy sweeps what the tags say is ours.
+    std::fs::remove_file(env.state_dir.join(format!("{}.state.json", env.name))).unwrap();
     let d = env.run(&["destroy"]);
     assert_eq!(d.status.code(), Some(0), "{}", text(&d));
     assert_eq!(env.total_owned(), 0, "destroy left {:?}", env.owned());

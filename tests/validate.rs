@@ -83,3 +83,18 @@ fn bad_corpus_is_rejected_with_positions() {
         assert!(!all.contains("hunter2"), "{file} echoed a secret: {all}");
     }
 }
+
+#[test]
+fn schema_and_completions() {
+    let out = provisioner().arg("schema").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let props = v["properties"].as_object().unwrap();
+    for key in ["cloud", "network", "node_pools", "cluster", "workload", "state", "secrets"] {
+        assert!(props.contains_key(key), "schema lacks {key}");
+    }
+    assert_eq!(v["additionalProperties"], false, "unknown keys are errors in the schema too");
+    let out = provisioner().args(["completions", "bash"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("provisioner"));
+}

@@ -23,6 +23,9 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
         let mut state = store.load(false).await?;
         // Sweep: owned resources the state lost (e.g. a run killed before saving) are deleted too.
         let targets = &args.opts.target;
+        // Swept records get their dependencies from the environment file, so they
+        // are deleted in the right order too.
+        let desired = crate::plan::desired::desired(&loaded.env);
         for (kinds, provider) in registry.providers() {
             let targeted = |k: &str| targets.is_empty() || targets.iter().any(|t| t == k || t.starts_with(&format!("{k}.")));
             if !kinds.iter().any(|k| targeted(k)) {
@@ -32,6 +35,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
             for (addr, live) in found {
                 if targeted(addr.kind()) && !state.resources.contains_key(&addr) {
                     let kind = addr.kind().to_owned();
+                    let deps = desired.iter().find(|d| d.address == addr).map(|d| d.deps.clone()).unwrap_or_default();
                     tracing::info!(address = %addr, id = %live.id, "found an owned resource missing from state; it is deleted too");
                     state.resources.insert(
                         addr,
@@ -41,7 +45,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
                             status: Status::Ready,
                             attrs: live.attrs,
                             outputs: live.outputs,
-                            deps: Vec::new(),
+                            deps,
                             sealed: None,
                             secrets: Default::default(),
                             updated_at: now(),

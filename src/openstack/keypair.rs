@@ -60,8 +60,8 @@ impl Kind for Keypair {
     async fn delete(&self, cx: &Cx, rec: &Record) -> Result<(), ProviderError> {
         Ok(cx.api.delete(Svc::Compute, &["os-keypairs", rec_id(rec)?]).await?)
     }
-    async fn discover(&self, _cx: &Cx) -> Result<Vec<(Address, Live)>, ProviderError> {
-        // Untaggable: found by name when `up` adopts; `destroy` deletes it from state.
-        Ok(Vec::new())
+    async fn discover(&self, cx: &Cx) -> Result<Vec<(Address, Live)>, ProviderError> {
+        // Untaggable: the environment's keypair name is its ownership.
+        Ok(show(cx, &cx.keypair_name).await?.map(|_| (Address::new("keypair", "deploy"), live(cx.keypair_name.clone(), &Attrs::new()))).into_iter().collect())
     }
 }

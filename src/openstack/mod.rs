@@ -41,6 +41,8 @@ pub struct Cx {
     pub env: String,
     pub timeouts: crate::env::model::Timeouts,
     pub external_network: String,
+    /// The environment's keypair name: keypairs cannot be tagged, the name is their owner.
+    pub keypair_name: String,
     ext_net_id: OnceCell<String>,
 }
 
@@ -118,6 +120,7 @@ pub struct OpenStackProvider {
     region: String,
     env: String,
     external_network: String,
+    keypair_name: String,
     timeouts: crate::env::model::Timeouts,
     cx: OnceCell<Cx>,
     kinds: BTreeMap<&'static str, Box<dyn Kind>>,
@@ -148,6 +151,7 @@ impl OpenStackProvider {
             region: env.cloud.region.clone(),
             env: env.name.clone(),
             external_network: env.cloud.external_network.clone(),
+            keypair_name: env.keypair.name.clone(),
             timeouts: env.timeouts.clone(),
             cx: OnceCell::new(),
             kinds,
@@ -165,6 +169,7 @@ impl OpenStackProvider {
                     env: self.env.clone(),
                     timeouts: self.timeouts.clone(),
                     external_network: self.external_network.clone(),
+                    keypair_name: self.keypair_name.clone(),
                     ext_net_id: OnceCell::new(),
                 })
             })

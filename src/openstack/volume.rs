@@ -105,6 +105,18 @@ impl Kind for Volume {
     }
     async fn delete(&self, cx: &Cx, rec: &Record) -> Result<(), ProviderError> {
         let id = rec_id(rec)?;
+        // Still attached (an attachment state forgot): detach first, Cinder refuses otherwise.
+        if let Some(v) = show(cx, id).await?
+            && vstatus(&v) == "in-use"
+        {
+            for a in v.get("attachments").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(server) = a.get("server_id").and_then(Value::as_str) {
+                    tracing::info!(volume = id, server, "detaching before delete");
+                    cx.api.delete(Svc::Compute, &["servers", server, "os-volume_attachments", id]).await?;
+                }
+            }
+            wait_status(cx, id, "available").await?;
+        }
         cx.api.delete(Svc::Volume, &["volumes", id]).await?;
         let timeout = Duration::from_secs(cx.timeouts.delete);
         cx.wait_for(&format!("volume {id} to be deleted"), timeout, || async { Ok(show(cx, id).await?.is_none().then_some(())) }).await

@@ -56,6 +56,9 @@ for kind, items in [("network", net.networks()), ("subnet", net.subnets()), ("ro
             add(kind, "(untagged) " + r.name, r.id)
 for s in conn.compute.servers(details=True, tags=tag_env):
     add("server", addr_of(s.tags), s.id, s.status)
+for k in conn.compute.keypairs():
+    if k.name == f"{env}-deploy":
+        add("keypair", "keypair.deploy", k.name)
 for g in conn.compute.server_groups():
     if g.name.startswith(env + "-"):
         add("server_group", g.name, g.id)
