@@ -58,7 +58,7 @@ for pool, s in servers:
         conn.block_storage.wait_for_status(v, "available", wait=300)
         conn.compute.create_volume_attachment(s, volume_id=v.id)
         conn.block_storage.wait_for_status(v, "in-use", wait=300)
-        vols.append(v)
+        vols.append((s, v))
 bastion = servers[0][1]
 port = next(conn.network.ports(device_id=bastion.id))
 fip = conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
@@ -68,16 +68,15 @@ print(json.dumps({"wall_s": round(wall, 2), "api_calls": create_calls, "servers"
 
 # Clean up (not timed).
 conn.network.delete_ip(fip)
-for pool, s in servers:
-    for a in conn.compute.volume_attachments(s):
-        conn.compute.delete_volume_attachment(a, s)
-for v in vols:
+for s, v in vols:
+    conn.compute.delete_volume_attachment(v.id, s.id)
+for s, v in vols:
     conn.block_storage.wait_for_status(v, "available", wait=300)
 for pool, s in servers:
     conn.compute.delete_server(s)
 for pool, s in servers:
     conn.compute.wait_for_delete(s, wait=300)
-for v in vols:
+for s, v in vols:
     conn.block_storage.delete_volume(v)
 conn.compute.delete_server_group(grp)
 conn.network.remove_interface_from_router(rtr, subnet_id=sub.id)
