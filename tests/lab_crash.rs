@@ -126,6 +126,19 @@ async fn killed_up_and_destroy_converge_without_duplicates_or_orphans() {
     let output_bucket = format!("{}-output", lab.env);
     let want_buckets = vec![format!("{}-etcd", lab.env), output_bucket.clone()];
 
+    // Kill 0: the output bucket exists but state only says `creating`; `destroy`
+    // (no `up` in between) must still find it by its tags and delete it.
+    let child = lab.spawn(&up_args(&[]), 700);
+    let rt0 = tokio::runtime::Handle::current();
+    let (probe0, name0) = (c.clone(), output_bucket.clone());
+    lab.kill_when(child, "bucket created, not yet recorded (before destroy)", || {
+        let (p, n, rt) = (probe0.clone(), name0.clone(), rt0.clone());
+        lab.status("bucket.workload").as_deref() == Some("creating") && std::thread::spawn(move || rt.block_on(bucket_exists(&p, &n))).join().unwrap()
+    });
+    let out = lab.run(&["destroy", "--target", "bucket"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(owned_buckets(&c, &lab.env).await.is_empty(), "destroy after a crash left {:?}", owned_buckets(&c, &lab.env).await);
+
     // Kill 1: right after the first intent is saved, before anything exists.
     let child = lab.spawn(&up_args(&[]), 400);
     lab.kill_when(child, "a create is in progress", || {

@@ -197,6 +197,29 @@ fn up_converges_replans_clean_and_destroy_leaves_nothing() {
 #[ignore = "lab: needs tests/lab/up.sh openstack"]
 fn killed_runs_converge_without_duplicates_or_orphans() {
     let env = Env::new("labos-kill");
+    // A crash that leaves servers made but recorded only as `creating`, then
+    // `destroy` with no `up` in between: it finds them by tag and leaves nothing.
+    let child = env.spawn(&["up"], 150);
+    let t = Instant::now();
+    let mut child = child;
+    loop {
+        let creating_server = std::fs::read_to_string(env.state_dir.join(format!("{}.state.json", env.name)))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| v["resources"].as_object().is_some_and(|r| r.iter().any(|(k, rec)| k.starts_with("server.") && rec["status"] == "creating")));
+        if creating_server && env.owned().get("server").is_some_and(|s| !s.is_empty()) {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "up finished before a server was caught mid-create");
+        assert!(t.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = env.run(&["destroy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(env.total_owned(), 0, "destroy after a mid-create crash left {:?}", env.owned());
+
     // Kill `up` at several points of the walk (state serials), rerunning each time.
     let mut kills = 0;
     for at in [3, 9, 16, 24, 31] {

@@ -148,6 +148,26 @@ impl Executor<'_> {
             Op::Delete => {
                 let rec = state.lock().await.resources.get(addr).cloned();
                 let Some(mut rec) = rec else { return Ok(()) };
+                if rec.id.is_none() {
+                    // A create that was interrupted: it may or may not have made the
+                    // resource. Look it up by ownership; if nothing is there, forget it.
+                    let attrs = resolve_attrs(&rec.attrs, &*state.lock().await);
+                    let found = match attrs {
+                        Ok(a) => self.retry.run(addr.as_str(), Duration::from_secs(self.timeouts.delete), || provider.find(addr, &a, true)).await.map_err(|e| fail(e.message))?,
+                        Err(_) => None,
+                    };
+                    match found {
+                        Some(live) => {
+                            rec.id = Some(live.id);
+                            rec.outputs = live.outputs;
+                        }
+                        None => {
+                            self.forget(state, addr).await?;
+                            report.lock().await.deleted.push(addr.clone());
+                            return Ok(());
+                        }
+                    }
+                }
                 rec.status = Status::Deleting;
                 self.record(state, addr, rec.clone()).await?;
                 self.pause().await;
@@ -215,12 +235,7 @@ impl Executor<'_> {
 
     /// Desired attributes with references replaced by the referenced ids.
     async fn resolve(&self, d: &Desired, state: &Mutex<StateFile>) -> Result<BTreeMap<String, Value>, String> {
-        let st = state.lock().await;
-        let mut out = BTreeMap::new();
-        for (k, v) in &d.attrs {
-            out.insert(k.clone(), resolve_value(v, &st)?);
-        }
-        Ok(out)
+        resolve_attrs(&d.attrs, &*state.lock().await)
     }
 
     async fn record(&self, state: &Mutex<StateFile>, addr: &Address, rec: Record) -> Result<(), StateError> {
@@ -234,6 +249,10 @@ impl Executor<'_> {
         st.resources.remove(addr);
         self.store.save(&mut st, self.lock).await
     }
+}
+
+fn resolve_attrs(attrs: &BTreeMap<String, Value>, st: &StateFile) -> Result<BTreeMap<String, Value>, String> {
+    attrs.iter().map(|(k, v)| Ok((k.clone(), resolve_value(v, st)?))).collect()
 }
 
 fn resolve_value(v: &Value, st: &StateFile) -> Result<Value, String> {
