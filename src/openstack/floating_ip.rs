@@ -77,6 +77,6 @@ impl Kind for FloatingIp {
         Ok(neutron::delete(&cx.api, FLOATING_IPS, rec_id(rec)?).await?)
     }
     async fn discover(&self, cx: &Cx) -> Result<Vec<(Address, Live)>, ProviderError> {
-        super::network::discover(cx, FLOATING_IPS).await
+        neutron::discover(cx, FLOATING_IPS).await
     }
 }

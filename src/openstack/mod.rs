@@ -135,11 +135,11 @@ impl OpenStackProvider {
     pub fn new(env: &Environment, cloud_override: Option<&str>) -> Self {
         let mut kinds: BTreeMap<&'static str, Box<dyn Kind>> = BTreeMap::new();
         kinds.insert("keypair", Box::new(keypair::Keypair));
-        kinds.insert("network", Box::new(network::Network));
+        kinds.insert("network", Box::new(network::NETWORK));
         kinds.insert("subnet", Box::new(subnet::Subnet));
         kinds.insert("router", Box::new(router::Router));
         kinds.insert("router_interface", Box::new(router::Interface));
-        kinds.insert("security_group", Box::new(security_group::Group));
+        kinds.insert("security_group", Box::new(security_group::GROUP));
         kinds.insert("security_group_rule", Box::new(security_group::Rule));
         kinds.insert("server_group", Box::new(server_group::ServerGroup));
         kinds.insert("server", Box::new(server::Server));

@@ -115,3 +115,71 @@ pub fn id_of(obj: &Value) -> Result<String, ApiError> {
 pub fn str_attr<'a>(attrs: &'a std::collections::BTreeMap<String, Value>, k: &str) -> &'a str {
     attrs.get(k).and_then(Value::as_str).unwrap_or_default()
 }
+
+/// A tagged Neutron resource whose attributes are API fields of the same
+/// name (networks, security groups): one implementation for all of them.
+pub struct Plain {
+    pub coll: Collection,
+    pub fields: &'static [&'static str],
+    /// Delete the ports Neutron made behind our back (DHCP, leftovers of deleted
+    /// servers) first: they keep a network "in use". Router interfaces are
+    /// removed by their own resource before.
+    pub clear_ports: bool,
+}
+
+impl Plain {
+    fn body(&self, attrs: &super::Attrs) -> Map<String, Value> {
+        self.fields.iter().filter_map(|f| attrs.get(*f).map(|v| ((*f).to_owned(), v.clone()))).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Kind for Plain {
+    async fn read(&self, cx: &super::Cx, rec: &crate::state::Record) -> Result<Option<crate::provider::Live>, crate::provider::ProviderError> {
+        let id = super::rec_id(rec)?;
+        let Some(obj) = show(&cx.api, self.coll, id).await? else { return Ok(None) };
+        let seen: Vec<(&str, Option<Value>)> = self.fields.iter().map(|f| (*f, obj.get(*f).cloned())).collect();
+        Ok(Some(super::live(id.to_owned(), &super::observed(rec, &seen))))
+    }
+    async fn find(&self, cx: &super::Cx, addr: &Address, attrs: &super::Attrs, interrupted: bool) -> Result<Option<crate::provider::Live>, crate::provider::ProviderError> {
+        let hit = find(&cx.api, self.coll, &cx.env, addr, Some(str_attr(attrs, "name")), interrupted).await?;
+        hit.map(|o| Ok(super::live(id_of(&o)?, attrs))).transpose()
+    }
+    async fn create(&self, cx: &super::Cx, addr: &Address, attrs: &super::Attrs) -> Result<crate::provider::Live, crate::provider::ProviderError> {
+        let obj = create(&cx.api, self.coll, &cx.env, addr, self.body(attrs)).await?;
+        Ok(super::live(id_of(&obj)?, attrs))
+    }
+    async fn update(&self, cx: &super::Cx, rec: &crate::state::Record, attrs: &super::Attrs) -> Result<crate::provider::Live, crate::provider::ProviderError> {
+        let id = super::rec_id(rec)?;
+        update(&cx.api, self.coll, id, self.body(attrs)).await?;
+        Ok(super::live(id.to_owned(), attrs))
+    }
+    async fn delete(&self, cx: &super::Cx, rec: &crate::state::Record) -> Result<(), crate::provider::ProviderError> {
+        let id = super::rec_id(rec)?;
+        if self.clear_ports {
+            for p in list(&cx.api, PORTS, &[("network_id", id.to_owned())]).await? {
+                let owner = p.get("device_owner").and_then(Value::as_str).unwrap_or_default();
+                if owner.is_empty() || owner == "network:dhcp" || owner.starts_with("compute:") {
+                    delete(&cx.api, PORTS, &id_of(&p)?).await?;
+                }
+            }
+        }
+        Ok(delete(&cx.api, self.coll, id).await?)
+    }
+    async fn discover(&self, cx: &super::Cx) -> Result<Vec<(Address, crate::provider::Live)>, crate::provider::ProviderError> {
+        discover(cx, self.coll).await
+    }
+}
+
+/// Owned resources of a collection, with the name as their only attribute.
+pub async fn discover(cx: &super::Cx, c: Collection) -> Result<Vec<(Address, crate::provider::Live)>, crate::provider::ProviderError> {
+    let mut out = Vec::new();
+    for (addr, obj) in owned(&cx.api, c, &cx.env).await? {
+        let mut attrs = super::Attrs::new();
+        if let Some(n) = obj.get("name") {
+            attrs.insert("name".into(), n.clone());
+        }
+        out.push((addr, super::live(id_of(&obj)?, &attrs)));
+    }
+    Ok(out)
+}

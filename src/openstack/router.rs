@@ -52,7 +52,7 @@ impl Kind for Router {
         Ok(neutron::delete(&cx.api, ROUTERS, id).await?)
     }
     async fn discover(&self, cx: &Cx) -> Result<Vec<(Address, Live)>, ProviderError> {
-        super::network::discover(cx, ROUTERS).await
+        neutron::discover(cx, ROUTERS).await
     }
 }
 

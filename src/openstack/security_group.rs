@@ -2,50 +2,16 @@
 //! Neutron and have no tags: their description carries the owner.
 
 use async_trait::async_trait;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::client::Svc;
-use super::neutron::{self, SECURITY_GROUPS, str_attr};
-use super::{Attrs, Cx, Kind, live, observed, rec_id};
+use super::neutron::{Plain, SECURITY_GROUPS, str_attr};
+use super::{Attrs, Cx, Kind, live, rec_id};
 use crate::plan::resource::Address;
 use crate::provider::{Live, ProviderError};
 use crate::state::Record;
 
-pub struct Group;
-
-fn body(attrs: &Attrs) -> Map<String, Value> {
-    let mut b = Map::new();
-    b.insert("name".into(), json!(str_attr(attrs, "name")));
-    b.insert("description".into(), json!(str_attr(attrs, "description")));
-    b
-}
-
-#[async_trait]
-impl Kind for Group {
-    async fn read(&self, cx: &Cx, rec: &Record) -> Result<Option<Live>, ProviderError> {
-        let Some(g) = neutron::show(&cx.api, SECURITY_GROUPS, rec_id(rec)?).await? else { return Ok(None) };
-        let attrs = observed(rec, &[("name", g.get("name").cloned()), ("description", g.get("description").cloned())]);
-        Ok(Some(live(rec_id(rec)?.to_owned(), &attrs)))
-    }
-    async fn find(&self, cx: &Cx, addr: &Address, attrs: &Attrs, interrupted: bool) -> Result<Option<Live>, ProviderError> {
-        let hit = neutron::find(&cx.api, SECURITY_GROUPS, &cx.env, addr, Some(str_attr(attrs, "name")), interrupted).await?;
-        hit.map(|g| Ok(live(neutron::id_of(&g)?, attrs))).transpose()
-    }
-    async fn create(&self, cx: &Cx, addr: &Address, attrs: &Attrs) -> Result<Live, ProviderError> {
-        let g = neutron::create(&cx.api, SECURITY_GROUPS, &cx.env, addr, body(attrs)).await?;
-        Ok(live(neutron::id_of(&g)?, attrs))
-    }
-    async fn update(&self, cx: &Cx, rec: &Record, attrs: &Attrs) -> Result<Live, ProviderError> {
-        neutron::update(&cx.api, SECURITY_GROUPS, rec_id(rec)?, body(attrs)).await?;
-        Ok(live(rec_id(rec)?.to_owned(), attrs))
-    }
-    async fn delete(&self, cx: &Cx, rec: &Record) -> Result<(), ProviderError> {
-        Ok(neutron::delete(&cx.api, SECURITY_GROUPS, rec_id(rec)?).await?)
-    }
-    async fn discover(&self, cx: &Cx) -> Result<Vec<(Address, Live)>, ProviderError> {
-        super::network::discover(cx, SECURITY_GROUPS).await
-    }
-}
+pub const GROUP: Plain = Plain { coll: SECURITY_GROUPS, fields: &["name", "description"], clear_ports: false };
 
 pub struct Rule;
 
@@ -54,7 +20,7 @@ fn marker(env: &str, addr: &Address) -> String {
 }
 
 fn rule_live(r: &Value, attrs: &Attrs) -> Result<Live, ProviderError> {
-    Ok(live(neutron::id_of(r)?, attrs))
+    Ok(live(super::neutron::id_of(r)?, attrs))
 }
 
 async fn rules(cx: &Cx, query: &[(&str, String)]) -> Result<Vec<Value>, ProviderError> {

@@ -43,6 +43,6 @@ impl Kind for Subnet {
         Ok(neutron::delete(&cx.api, SUBNETS, rec_id(rec)?).await?)
     }
     async fn discover(&self, cx: &Cx) -> Result<Vec<(Address, Live)>, ProviderError> {
-        super::network::discover(cx, SUBNETS).await
+        neutron::discover(cx, SUBNETS).await
     }
 }
