@@ -199,7 +199,8 @@ fn killed_runs_converge_without_duplicates_or_orphans() {
     let env = Env::new("labos-kill");
     // A crash that leaves servers made but recorded only as `creating`, then
     // `destroy` with no `up` in between: it finds them by tag and leaves nothing.
-    let child = env.spawn(&["up"], 150);
+    // Long pauses keep servers in `creating` for seconds, so the poll cannot miss them.
+    let child = env.spawn(&["up"], 800);
     let t = Instant::now();
     let mut child = child;
     loop {
