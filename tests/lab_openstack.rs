@@ -305,3 +305,54 @@ fn password_application_credential_and_os_variables_all_authenticate() {
     assert_eq!(env.run(&["destroy"]).status.code(), Some(0));
     assert_eq!(env.total_owned(), 0);
 }
+
+#[test]
+#[ignore = "lab: needs tests/lab/up.sh openstack"]
+fn flavor_change_resizes_in_place_and_image_change_is_a_replace() {
+    let state_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-state/labos-resize");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_provisioner"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(args)
+            .env("PROVISIONER_STATE_KEY", KEY)
+            .env_remove("OS_CLOUD")
+            .output()
+            .unwrap()
+    };
+    let a = "tests/fixtures/environments/resize-a.yaml";
+    let b = "tests/fixtures/environments/resize-b.yaml";
+    let out = run(&["up", a]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let id_before = {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(state_dir.join("labos-resize.state.json")).unwrap()).unwrap();
+        v["resources"]["server.worker[0]"]["id"].as_str().unwrap().to_owned()
+    };
+
+    // The image is identity: the plan says REPLACE and why, with the data-loss warning.
+    let plan = run(&["plan", "tests/fixtures/environments/reimage.yaml", "--output", "json"]);
+    assert_eq!(plan.status.code(), Some(2));
+    let p: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let w = p["changes"].as_array().unwrap().iter().find(|c| c["address"] == "server.worker[0]").unwrap();
+    assert_eq!(w["action"], "replace", "{w}");
+    assert_eq!(w["data_loss"], true);
+    assert!(w["reason"].as_str().unwrap().contains("image"), "{w}");
+
+    // The flavor is a resize: update in place, same server id, new flavor live.
+    let plan = run(&["plan", b, "--output", "json"]);
+    let p: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let w = p["changes"].as_array().unwrap().iter().find(|c| c["address"] == "server.worker[0]").unwrap();
+    assert_eq!(w["action"], "update", "{w}");
+    let out = run(&["up", b]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(state_dir.join("labos-resize.state.json")).unwrap()).unwrap();
+    assert_eq!(v["resources"]["server.worker[0]"]["id"].as_str().unwrap(), id_before, "resized, not replaced");
+    let show = Command::new("/usr/bin/openstack").args(["server", "show", &id_before, "-f", "json"]).env("OS_CLOUD", "lab-demo").output().unwrap();
+    let s: Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert!(s["flavor"].to_string().contains("m1.small"), "live flavor: {}", s["flavor"]);
+    assert_eq!(s["status"], "ACTIVE");
+    assert_eq!(run(&["plan", b]).status.code(), Some(0), "converged after the resize");
+    assert_eq!(run(&["destroy", b]).status.code(), Some(0));
+}

@@ -58,7 +58,7 @@ fn status(s: &Value) -> &str {
 }
 
 /// Wait for ACTIVE; ERROR is reported with Nova's fault message.
-async fn wait_active(cx: &Cx, addr: &Address, id: &str) -> Result<Value, ProviderError> {
+async fn wait_active(cx: &Cx, addr: &(dyn std::fmt::Display + Sync), id: &str) -> Result<Value, ProviderError> {
     let timeout = Duration::from_secs(cx.timeouts.create);
     cx.wait_for(&format!("{addr} to become ACTIVE"), timeout, || async {
         let s = show(cx, id).await?.ok_or_else(|| ProviderError::transient(format!("{addr}: server {id} not visible yet")))?;
@@ -177,7 +177,6 @@ impl Kind for Server {
 
     async fn update(&self, cx: &Cx, rec: &Record, attrs: &Attrs) -> Result<Live, ProviderError> {
         let id = rec_id(rec)?;
-        let addr = Address::new("server", id);
         if rec.attrs.get("name") != attrs.get("name") {
             cx.api.put(Svc::Compute, &["servers", id], &json!({ "server": { "name": str_attr(attrs, "name") } })).await?;
         }
@@ -208,7 +207,7 @@ impl Kind for Server {
                 }
             }
         }
-        let s = wait_active(cx, &addr, id).await?;
+        let s = wait_active(cx, &format!("server {id}"), id).await?;
         Ok(server_live(&s, attrs))
     }
 
