@@ -151,7 +151,7 @@ async fn attached(cx: &Cx, server: &str, volume: &str) -> Result<bool, ProviderE
     }
 }
 
-fn outs<'a>(rec: &'a Record) -> Result<(&'a str, &'a str), ProviderError> {
+fn outs(rec: &Record) -> Result<(&str, &str), ProviderError> {
     let g = |k: &str| rec.outputs.get(k).and_then(Value::as_str).ok_or_else(|| ProviderError::fatal(format!("attachment record lacks {k}")));
     Ok((g("server_id")?, g("volume_id")?))
 }

@@ -96,7 +96,7 @@ impl Backend for LocalBackend {
                             tracing::warn!(pid = h.pid, operation = %h.operation, "taking over the lock of a process that no longer runs");
                             std::fs::remove_file(&path).map_err(Self::io(&path))?;
                         }
-                        Some(h) => return Err(StateError::Locked { env: self.env.clone(), info: h }),
+                        Some(h) => return Err(StateError::Locked { env: self.env.clone(), info: Box::new(h) }),
                         None => {} // released meanwhile: try again
                     }
                 }
@@ -104,7 +104,7 @@ impl Backend for LocalBackend {
             }
         }
         match self.read_lock()? {
-            Some(h) => Err(StateError::Locked { env: self.env.clone(), info: h }),
+            Some(h) => Err(StateError::Locked { env: self.env.clone(), info: Box::new(h) }),
             None => Err(StateError::Io { path, source: std::io::Error::other("lock file keeps changing") }),
         }
     }

@@ -22,7 +22,7 @@ pub enum StateError {
     #[error("state of `{env}` is locked by {} on {} (pid {}) since {} for `{}`{}\n  hint: wait for it to finish; if that run is dead, `provisioner state unlock {env} {}`",
         info.owner, info.host, info.pid, info.created_at, info.operation,
         info.expires_at.as_ref().map(|e| format!(", lease until {e}")).unwrap_or_default(), info.id)]
-    Locked { env: String, info: LockInfo },
+    Locked { env: String, info: Box<LockInfo> },
     #[error("lost the state lock of `{env}`: {message}; stopped before writing state\n  hint: another run may have taken over an expired lease; re-run to converge")]
     LockLost { env: String, message: String },
     #[error("no lock with id {id} on `{env}`{}", current.as_ref().map(|c| format!(" (the current lock is {c})")).unwrap_or_default())]

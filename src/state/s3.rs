@@ -140,17 +140,17 @@ impl Backend for S3Backend {
             None => {
                 let Some((held, held_etag)) = self.get_lock().await? else {
                     // Released between our write and read: let the caller retry.
-                    return Err(StateError::Locked { env: self.env.clone(), info: LockInfo { operation: "(just released)".into(), ..info } });
+                    return Err(StateError::Locked { env: self.env.clone(), info: Box::new(LockInfo { operation: "(just released)".into(), ..info }) });
                 };
                 if !expired(&held) {
-                    return Err(StateError::Locked { env: self.env.clone(), info: held });
+                    return Err(StateError::Locked { env: self.env.clone(), info: Box::new(held) });
                 }
                 tracing::warn!(holder = %held.owner, host = %held.host, expired = ?held.expires_at, "taking over an expired state lease");
                 match self.put_lock(&info, Condition::Etag(&held_etag)).await? {
                     Some(etag) => etag,
                     None => {
                         let now = self.get_lock().await?.map(|(i, _)| i).unwrap_or(held);
-                        return Err(StateError::Locked { env: self.env.clone(), info: now });
+                        return Err(StateError::Locked { env: self.env.clone(), info: Box::new(now) });
                     }
                 }
             }
@@ -158,7 +158,7 @@ impl Backend for S3Backend {
         // Read back: a server whose conditional create is not atomic (or is
         // ignored) can let two writers "win"; the one whose id is not there lost.
         match self.get_lock().await? {
-            Some((current, _)) if current.id != info.id => return Err(StateError::Locked { env: self.env.clone(), info: current }),
+            Some((current, _)) if current.id != info.id => return Err(StateError::Locked { env: self.env.clone(), info: Box::new(current) }),
             _ => {}
         }
         let parts = Arc::new(S3Parts {
