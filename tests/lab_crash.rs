@@ -202,7 +202,7 @@ async fn killed_up_and_destroy_converge_without_duplicates_or_orphans() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["--environments", "tests/fixtures/environments", "--state-dir"])
         .arg(&lab.state_dir)
-        .args(["state", "rebuild", &lab.env, "--output", "json"])
+        .args(["state", "rebuild", &lab.env, "--target", "bucket", "--output", "json"])
         .env("PROVISIONER_STATE_KEY", KEY)
         .output()
         .unwrap();

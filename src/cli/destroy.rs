@@ -27,7 +27,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
         // are deleted in the right order too.
         let desired = crate::plan::desired::desired(&loaded.env);
         for (kinds, provider) in registry.providers() {
-            let targeted = |k: &str| targets.is_empty() || targets.iter().any(|t| t == k || t.starts_with(&format!("{k}.")));
+            let targeted = |k: &str| super::kind_targeted(targets, k);
             if !kinds.iter().any(|k| targeted(k)) {
                 continue;
             }

@@ -141,6 +141,11 @@ pub fn changes(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Addre
     diff::restrict(all, targets)
 }
 
+/// Whether `--target` values (empty = everything) reach resources of `kind`.
+pub fn kind_targeted(targets: &[String], kind: &str) -> bool {
+    targets.is_empty() || targets.iter().any(|t| t == kind || t.starts_with(&format!("{kind}.")))
+}
+
 /// Changes whose kind has no provider yet; `up` refuses them before mutating anything.
 pub fn unimplemented<'a>(registry: &Registry, changes: &'a [Change]) -> Vec<&'a Change> {
     changes

@@ -21,7 +21,12 @@ pub enum Cmd {
     /// Forget a record without touching the resource (it is adopted or recreated later).
     Rm { env: String, address: String },
     /// Rebuild state from what the environment owns in the cloud (ownership tags).
-    Rebuild { env: String },
+    Rebuild {
+        env: String,
+        /// Only these kinds or addresses (e.g. `bucket`), as with `up --target`.
+        #[arg(long)]
+        target: Vec<String>,
+    },
     /// Print a new random state encryption key (base64) for PROVISIONER_STATE_KEY.
     NewKey,
 }
@@ -101,7 +106,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             lock.release().await?;
             result
         }
-        Cmd::Rebuild { env } => {
+        Cmd::Rebuild { env, target } => {
             let loaded = load_env(cli, env)?;
             let store = open_store(cli, &loaded).await?;
             let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
@@ -110,8 +115,11 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
                 let mut state = store.load(false).await?;
                 let desired = crate::plan::desired::desired(&loaded.env);
                 let mut found = Vec::new();
-                for (kinds, p) in registry.providers() {
+                for (kinds, p) in registry.providers().filter(|(kinds, _)| kinds.iter().any(|k| super::kind_targeted(target, k))) {
                     for (addr, live) in p.discover().await.map_err(|e| Error::Provider(format!("discovering {}: {e}", kinds.join("/"))))? {
+                        if !super::kind_targeted(target, addr.kind()) {
+                            continue;
+                        }
                         let d = desired.iter().find(|d| d.address == addr);
                         state.resources.insert(
                             addr.clone(),
