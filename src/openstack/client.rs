@@ -82,6 +82,15 @@ impl Api {
     pub async fn put(&self, svc: Svc, path: &[&str], body: &Value) -> Result<Value, ApiError> {
         self.call(Method::Put, svc, path, &[], Some(body)).await
     }
+    /// GET one resource and take `key` out of the answer; None when it is gone (404).
+    pub async fn show(&self, svc: Svc, path: &[&str], key: &str) -> Result<Option<Value>, ApiError> {
+        match self.get(svc, path, &[]).await {
+            Ok(v) => Ok(v.get(key).cloned()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// DELETE; a resource that is already gone counts as deleted.
     pub async fn delete(&self, svc: Svc, path: &[&str]) -> Result<(), ApiError> {
         match self.call(Method::Delete, svc, path, &[], None).await {

@@ -23,11 +23,7 @@ fn public_key(attrs: &Attrs) -> Result<String, ProviderError> {
 }
 
 async fn show(cx: &Cx, name: &str) -> Result<Option<Value>, ProviderError> {
-    match cx.api.get(Svc::Compute, &["os-keypairs", name], &[]).await {
-        Ok(v) => Ok(v.get("keypair").cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(cx.api.show(Svc::Compute, &["os-keypairs", name], "keypair").await?)
 }
 
 /// Compare keys by their base64 body: comments differ between files and Nova.

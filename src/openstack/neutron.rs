@@ -45,11 +45,7 @@ pub async fn list(api: &Api, c: Collection, query: &[(&str, String)]) -> Result<
 }
 
 pub async fn show(api: &Api, c: Collection, id: &str) -> Result<Option<Value>, ApiError> {
-    match api.get(Svc::Network, &[c.plural, id], &[]).await {
-        Ok(v) => Ok(v.get(c.singular).cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    api.show(Svc::Network, &[c.plural, id], c.singular).await
 }
 
 /// POST then set the ownership tags. A crash between the two leaves an

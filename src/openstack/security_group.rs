@@ -31,11 +31,8 @@ async fn rules(cx: &Cx, query: &[(&str, String)]) -> Result<Vec<Value>, Provider
 #[async_trait]
 impl Kind for Rule {
     async fn read(&self, cx: &Cx, rec: &Record) -> Result<Option<Live>, ProviderError> {
-        match cx.api.get(Svc::Network, &["security-group-rules", rec_id(rec)?], &[]).await {
-            Ok(_) => Ok(Some(live(rec_id(rec)?.to_owned(), &rec.attrs))),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let id = rec_id(rec)?;
+        Ok(cx.api.show(Svc::Network, &["security-group-rules", id], "security_group_rule").await?.map(|_| live(id.to_owned(), &rec.attrs)))
     }
     async fn find(&self, cx: &Cx, addr: &Address, attrs: &Attrs, _interrupted: bool) -> Result<Option<Live>, ProviderError> {
         let q = [("security_group_id", str_attr(attrs, "security_group").to_owned()), ("description", marker(&cx.env, addr))];

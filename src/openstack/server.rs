@@ -46,11 +46,7 @@ pub async fn image_id(cx: &Cx, name: &str) -> Result<String, ProviderError> {
 }
 
 async fn show(cx: &Cx, id: &str) -> Result<Option<Value>, ProviderError> {
-    match cx.api.get(Svc::Compute, &["servers", id], &[]).await {
-        Ok(v) => Ok(v.get("server").cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(cx.api.show(Svc::Compute, &["servers", id], "server").await?)
 }
 
 fn status(s: &Value) -> &str {

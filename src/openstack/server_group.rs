@@ -21,11 +21,8 @@ async fn all(cx: &Cx) -> Result<Vec<Value>, ProviderError> {
 #[async_trait]
 impl Kind for ServerGroup {
     async fn read(&self, cx: &Cx, rec: &Record) -> Result<Option<Live>, ProviderError> {
-        match cx.api.get(Svc::Compute, &["os-server-groups", rec_id(rec)?], &[]).await {
-            Ok(_) => Ok(Some(live(rec_id(rec)?.to_owned(), &rec.attrs))),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let id = rec_id(rec)?;
+        Ok(cx.api.show(Svc::Compute, &["os-server-groups", id], "server_group").await?.map(|_| live(id.to_owned(), &rec.attrs)))
     }
     async fn find(&self, cx: &Cx, addr: &Address, attrs: &Attrs, _interrupted: bool) -> Result<Option<Live>, ProviderError> {
         let name = str_attr(attrs, "name");

@@ -19,11 +19,7 @@ const META_ADDR: &str = "provisioner_address";
 pub struct Volume;
 
 async fn show(cx: &Cx, id: &str) -> Result<Option<Value>, ProviderError> {
-    match cx.api.get(Svc::Volume, &["volumes", id], &[]).await {
-        Ok(v) => Ok(v.get("volume").cloned()),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(cx.api.show(Svc::Volume, &["volumes", id], "volume").await?)
 }
 
 fn vstatus(v: &Value) -> &str {
