@@ -1,11 +1,9 @@
 //! `provisioner destroy <env>`: delete everything the environment owns, in
 //! reverse dependency order, including tagged leftovers state forgot.
 
-use super::{ApplyOpts, Cli, changes, load_env, open_store};
+use super::{ApplyOpts, Cli, changes, discover_owned, load_env, open_store};
 use crate::Error;
 use crate::provider::Registry;
-use crate::state::model::now;
-use crate::state::{Record, Status};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,36 +20,10 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
         // Destroying needs no secret values: a lost key must not strand resources.
         let mut state = store.load(false).await?;
         // Sweep: owned resources the state lost (e.g. a run killed before saving) are deleted too.
-        let targets = &args.opts.target;
-        // Swept records get their dependencies from the environment file, so they
-        // are deleted in the right order too.
-        let desired = crate::plan::desired::desired(&loaded.env);
-        for (kinds, provider) in registry.providers() {
-            let targeted = |k: &str| super::kind_targeted(targets, k);
-            if !kinds.iter().any(|k| targeted(k)) {
-                continue;
-            }
-            let found = provider.discover().await.map_err(|e| Error::Provider(format!("discovering {} resources: {e}", kinds.join("/"))))?;
-            for (addr, live) in found {
-                if targeted(addr.kind()) && !state.resources.contains_key(&addr) {
-                    let kind = addr.kind().to_owned();
-                    let deps = desired.iter().find(|d| d.address == addr).map(|d| d.deps.clone()).unwrap_or_default();
-                    tracing::info!(address = %addr, id = %live.id, "found an owned resource missing from state; it is deleted too");
-                    state.resources.insert(
-                        addr,
-                        Record {
-                            kind,
-                            id: Some(live.id),
-                            status: Status::Ready,
-                            attrs: live.attrs,
-                            outputs: live.outputs,
-                            deps,
-                            sealed: None,
-                            secrets: Default::default(),
-                            updated_at: now(),
-                        },
-                    );
-                }
+        for (addr, rec) in discover_owned(&registry, &loaded.env, &args.opts.target).await? {
+            if !state.resources.contains_key(&addr) {
+                tracing::info!(address = %addr, id = rec.id.as_deref().unwrap_or("-"), "found an owned resource missing from state; it is deleted too");
+                state.resources.insert(addr, rec);
             }
         }
         let changes = changes(&[], &state, &Default::default(), &args.opts.target, true);

@@ -141,6 +141,34 @@ pub fn changes(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Addre
     diff::restrict(all, targets)
 }
 
+/// Every resource the environment owns in the cloud (by ownership tags or
+/// names), under `targets`, as state records: dependencies and attributes come
+/// from the environment file where it still names the address, so `destroy`
+/// deletes in order and a rebuilt state diffs cleanly.
+pub async fn discover_owned(registry: &Registry, env: &crate::env::model::Environment, targets: &[String]) -> Result<Vec<(Address, crate::state::Record)>, Error> {
+    let desired = crate::plan::desired::desired(env);
+    let mut out = Vec::new();
+    for (kinds, provider) in registry.providers().filter(|(kinds, _)| kinds.iter().any(|k| kind_targeted(targets, k))) {
+        let found = provider.discover().await.map_err(|e| Error::Provider(format!("discovering {} resources: {e}", kinds.join("/"))))?;
+        for (addr, live) in found.into_iter().filter(|(a, _)| kind_targeted(targets, a.kind())) {
+            let d = desired.iter().find(|d| d.address == addr);
+            let rec = crate::state::Record {
+                kind: addr.kind().to_owned(),
+                id: Some(live.id),
+                status: crate::state::Status::Ready,
+                attrs: d.map_or(live.attrs, |d| d.attrs.clone()),
+                outputs: live.outputs,
+                deps: d.map(|d| d.deps.clone()).unwrap_or_default(),
+                sealed: None,
+                secrets: Default::default(),
+                updated_at: crate::state::model::now(),
+            };
+            out.push((addr, rec));
+        }
+    }
+    Ok(out)
+}
+
 /// Whether `--target` values (empty = everything) reach resources of `kind`.
 pub fn kind_targeted(targets: &[String], kind: &str) -> bool {
     targets.is_empty() || targets.iter().any(|t| t == kind || t.starts_with(&format!("{kind}.")))

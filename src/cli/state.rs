@@ -7,7 +7,6 @@ use crate::Error;
 use crate::plan::resource::Address;
 use crate::provider::Registry;
 use crate::state::crypto::Key;
-use crate::state::model::now;
 use crate::state::{Record, Status};
 
 #[derive(Debug, clap::Subcommand)]
@@ -113,30 +112,10 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             let lock = store.lock("state rebuild", std::time::Duration::ZERO).await?;
             let result = async {
                 let mut state = store.load(false).await?;
-                let desired = crate::plan::desired::desired(&loaded.env);
                 let mut found = Vec::new();
-                for (kinds, p) in registry.providers().filter(|(kinds, _)| kinds.iter().any(|k| super::kind_targeted(target, k))) {
-                    for (addr, live) in p.discover().await.map_err(|e| Error::Provider(format!("discovering {}: {e}", kinds.join("/"))))? {
-                        if !super::kind_targeted(target, addr.kind()) {
-                            continue;
-                        }
-                        let d = desired.iter().find(|d| d.address == addr);
-                        state.resources.insert(
-                            addr.clone(),
-                            Record {
-                                kind: addr.kind().to_owned(),
-                                id: Some(live.id),
-                                status: Status::Ready,
-                                attrs: d.map_or(live.attrs, |d| d.attrs.clone()),
-                                outputs: live.outputs,
-                                deps: d.map(|d| d.deps.clone()).unwrap_or_default(),
-                                sealed: None,
-                                secrets: Default::default(),
-                                updated_at: now(),
-                            },
-                        );
-                        found.push(addr);
-                    }
+                for (addr, rec) in super::discover_owned(&registry, &loaded.env, target).await? {
+                    state.resources.insert(addr.clone(), rec);
+                    found.push(addr);
                 }
                 store.save(&mut state, lock.as_ref()).await?;
                 match cli.output {
