@@ -26,8 +26,6 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
-    NotImplemented(String),
-    #[error("{0}")]
     Preflight(String),
     #[error("{0}")]
     Provider(String),

@@ -17,13 +17,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
     let lock = store.lock("destroy", args.opts.lock_timeout).await?;
     let result = async {
-        // Destroying needs no secret values: a lost key must not strand resources.
-        let mut state = store.load(false).await?;
+        let mut state = store.load().await?;
         // Sweep: owned resources the state lost (e.g. a run killed before saving) are deleted too.
         for (addr, rec) in discover_owned(&registry, &loaded.env, &args.opts.target).await? {
-            if !state.resources.contains_key(&addr) {
-                tracing::info!(address = %addr, id = rec.id.as_deref().unwrap_or("-"), "found an owned resource missing from state; it is deleted too");
-                state.resources.insert(addr, rec);
+            if let std::collections::btree_map::Entry::Vacant(slot) = state.resources.entry(addr) {
+                tracing::info!(address = %slot.key(), id = rec.id.as_deref().unwrap_or("-"), "found an owned resource missing from state; it is deleted too");
+                slot.insert(rec);
             }
         }
         let changes = changes(&[], &state, &Default::default(), &args.opts.target, true);

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::Error;
 use crate::env::load::{Loaded, Source, load};
 use crate::plan::diff::{self, Change, Observed};
-use crate::plan::resource::{Address, Desired, kind_spec};
+use crate::plan::resource::{Address, Desired};
 use crate::provider::Registry;
 use crate::state::{StateFile, Store};
 
@@ -172,27 +172,6 @@ pub async fn discover_owned(registry: &Registry, env: &crate::env::model::Enviro
 /// Whether `--target` values (empty = everything) reach resources of `kind`.
 pub fn kind_targeted(targets: &[String], kind: &str) -> bool {
     targets.is_empty() || targets.iter().any(|t| t == kind || t.starts_with(&format!("{kind}.")))
-}
-
-/// Changes whose kind has no provider yet; `up` refuses them before mutating anything.
-pub fn unimplemented<'a>(registry: &Registry, changes: &'a [Change]) -> Vec<&'a Change> {
-    changes
-        .iter()
-        .filter(|c| c.action != diff::Action::NoOp && registry.get(&c.kind).is_none())
-        .collect()
-}
-
-pub fn unimplemented_note(missing: &[&Change]) -> Option<String> {
-    if missing.is_empty() {
-        return None;
-    }
-    let layers: std::collections::BTreeSet<String> =
-        missing.iter().map(|c| kind_spec(&c.kind).map_or("cloud".into(), |k| format!("{:?}", k.layer).to_lowercase())).collect();
-    Some(format!(
-        "{} change(s) belong to the {} layer, which is not implemented yet; `up` refuses them. Apply the implemented parts with `--target`.",
-        missing.len(),
-        layers.into_iter().collect::<Vec<_>>().join("/")
-    ))
 }
 
 pub fn print_json(v: &impl serde::Serialize) -> Result<(), Error> {

@@ -1,6 +1,6 @@
 //! `provisioner plan <env>`: exit 0 no change, 2 changes, 1 error.
 
-use super::{ApplyOpts, Cli, Output, changes, load_env, open_store, print_json, refresh, unimplemented, unimplemented_note};
+use super::{ApplyOpts, Cli, Output, changes, load_env, open_store, print_json, refresh};
 use crate::Error;
 use crate::plan::desired::desired;
 use crate::plan::diff::Summary;
@@ -22,13 +22,12 @@ pub struct Args {
 pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let loaded = load_env(cli, &args.opts.env)?;
     let store = open_store(cli, &loaded).await?;
-    let state = store.load(false).await?;
+    let state = store.load().await?;
     let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
     let observed = if args.refresh && !args.destroy { refresh(&registry, &state).await? } else { Default::default() };
     let desired = desired(&loaded.env);
     let changes = changes(&desired, &state, &observed, &args.opts.target, args.destroy);
     let summary = Summary::of(&changes);
-    let notes = unimplemented_note(&unimplemented(&registry, &changes)).into_iter().collect();
     let doc = PlanDoc {
         format_version: FORMAT_VERSION,
         environment: &loaded.env.name,
@@ -37,7 +36,6 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
         summary,
         changes: changes.iter().collect(),
         warnings: &loaded.warnings,
-        notes,
     };
     match cli.output {
         Output::Json => print_json(&doc)?,

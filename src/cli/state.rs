@@ -48,7 +48,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
         Cmd::List { env } | Cmd::Show { env, address: None } => {
             let loaded = load_env(cli, env)?;
             let store = open_store(cli, &loaded).await?;
-            let state = store.load(false).await?;
+            let state = store.load().await?;
             let rows: Vec<Row> = state
                 .resources
                 .iter()
@@ -69,7 +69,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
         Cmd::Show { env, address: Some(a) } => {
             let loaded = load_env(cli, env)?;
             let store = open_store(cli, &loaded).await?;
-            let state = store.load(false).await?;
+            let state = store.load().await?;
             let found: Vec<_> = state.resources.iter().filter(|(k, _)| k.matches(a)).collect();
             if found.is_empty() {
                 return Err(Error::Usage(format!("no record matches `{a}` in the state of `{env}`; `provisioner state list {env}` shows what there is")));
@@ -92,7 +92,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             let store = open_store(cli, &loaded).await?;
             let lock = store.lock("state rm", std::time::Duration::ZERO).await?;
             let result = async {
-                let mut state = store.load(false).await?;
+                let mut state = store.load().await?;
                 let addr = Address::parse(address).ok_or_else(|| Error::Usage(format!("`{address}` is not an address like bucket.workload")))?;
                 if state.resources.remove(&addr).is_none() {
                     return Err(Error::Usage(format!("no record `{address}` in the state of `{env}`")));
@@ -111,7 +111,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
             let lock = store.lock("state rebuild", std::time::Duration::ZERO).await?;
             let result = async {
-                let mut state = store.load(false).await?;
+                let mut state = store.load().await?;
                 let mut found = Vec::new();
                 for (addr, rec) in super::discover_owned(&registry, &loaded.env, target).await? {
                     state.resources.insert(addr.clone(), rec);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{ApplyOpts, Cli, Output, changes, load_env, open_store, print_json, refresh, unimplemented, unimplemented_note};
+use super::{ApplyOpts, Cli, Output, changes, load_env, open_store, print_json, refresh};
 use crate::Error;
 use crate::env::load::Loaded;
 use crate::plan::desired::desired;
@@ -39,9 +39,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
     let lock = store.lock("up", args.opts.lock_timeout).await?;
     let result = async {
-        // Sealed secrets stay sealed: applying needs no secret values yet, and
-        // unchanged records keep their blobs.
-        let state = store.load(false).await?;
+        let state = store.load().await?;
         store.check_key(&state)?;
         let observed = refresh(&registry, &state).await?;
         let desired = desired(&loaded.env);
@@ -53,8 +51,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     result
 }
 
-/// Shared by `up` and `destroy`: refuse unimplemented layers, show the plan,
-/// walk it, report.
+/// Shared by `up` and `destroy`: preflight, show the plan, walk it, report.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     cli: &Cli,
@@ -67,16 +64,6 @@ pub async fn apply(
     changes: Vec<Change>,
     operation: &str,
 ) -> Result<i32, Error> {
-    let missing = unimplemented(registry, &changes);
-    if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().take(12).map(|c| c.address.to_string()).collect();
-        return Err(Error::NotImplemented(format!(
-            "nothing was changed: {}\n  refused: {}{}",
-            unimplemented_note(&missing).unwrap_or_default(),
-            list.join(", "),
-            if missing.len() > list.len() { ", …" } else { "" }
-        )));
-    }
     let summary = Summary::of(&changes);
     if cli.output == Output::Human {
         let doc = PlanDoc {
@@ -87,7 +74,6 @@ pub async fn apply(
             summary,
             changes: changes.iter().collect(),
             warnings: &[],
-            notes: Vec::new(),
         };
         eprint!("{}", human(&doc));
     }

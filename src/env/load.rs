@@ -170,7 +170,7 @@ pub fn load(source: &Source, name: &str) -> Result<Loaded, EnvError> {
     if env.name.is_empty() {
         env.name = env_name.clone();
     }
-    let (errors, warnings) = validate::check(&env, &json, &index, &source);
+    let (errors, warnings) = validate::check(&env, &json, &index);
     if !errors.is_empty() {
         return Err(EnvError::Invalid { name: env_name, problems: errors });
     }

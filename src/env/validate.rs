@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use ipnet::IpNet;
 use serde_json::Value;
 
-use super::load::{Problem, Source};
+use super::load::Problem;
 use super::model::{BackendKind, Environment, Role};
 use super::node::LocIndex;
 use super::secret::looks_secret;
@@ -43,7 +43,7 @@ impl Checker<'_> {
     }
 }
 
-pub fn check(env: &Environment, json: &Value, index: &LocIndex, _source: &Source) -> (Vec<Problem>, Vec<Problem>) {
+pub fn check(env: &Environment, json: &Value, index: &LocIndex) -> (Vec<Problem>, Vec<Problem>) {
     let mut c = Checker { index, errors: Vec::new(), warnings: Vec::new() };
     check_name(&mut c, env);
     check_cidrs(&mut c, env);

@@ -22,8 +22,6 @@ pub struct PlanDoc<'a> {
     pub changes: Vec<&'a Change>,
     #[serde(skip_serializing_if = "<[Problem]>::is_empty")]
     pub warnings: &'a [Problem],
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
 }
 
 fn show(v: &Value) -> String {
@@ -64,9 +62,6 @@ pub fn human(doc: &PlanDoc) -> String {
                 let _ = writeln!(out, "        {}: {b} -> {a}{forces}", f.name);
             }
         }
-    }
-    for n in &doc.notes {
-        let _ = writeln!(out, "note: {n}");
     }
     let s = doc.summary;
     if s.has_changes() {

@@ -137,31 +137,13 @@ impl Store {
         Ok(Self { backend, key, key_error, env: env.name.clone(), configured_key: env.state.encryption_key.clone() })
     }
 
-    /// Current state (empty if none). With `unseal`, sealed secrets are
-    /// decrypted, which needs the key; plans and listings leave them sealed.
-    pub async fn load(&self, unseal: bool) -> Result<StateFile, StateError> {
-        let Some(bytes) = self.backend.read().await? else {
-            return Ok(StateFile::new(&self.env));
-        };
-        let mut s = StateFile::from_json(&bytes, &self.backend.describe())?;
-        if unseal && s.has_sealed() {
-            match &self.key {
-                Some(k) => s.unseal(k)?,
-                None if self.key_error.is_some() => {
-                    return Err(StateError::KeyUnavailable { message: self.key_error.clone().unwrap_or_default() });
-                }
-                None => {
-                    return Err(StateError::KeyUnavailable {
-                        message: format!(
-                            "state holds secrets sealed with key {} and no key is configured; set {} (or state.encryption_key) to that key",
-                            s.sealed_key_id().unwrap_or("?"),
-                            crypto::KEY_ENV
-                        ),
-                    });
-                }
-            }
+    /// Current state (empty if none). Sealed secrets stay sealed: nothing
+    /// reads their values yet, and unchanged records keep their blobs.
+    pub async fn load(&self) -> Result<StateFile, StateError> {
+        match self.backend.read().await? {
+            Some(bytes) => StateFile::from_json(&bytes, &self.backend.describe()),
+            None => Ok(StateFile::new(&self.env)),
         }
-        Ok(s)
     }
 
     /// Make sure a key exists before a secret is generated.
