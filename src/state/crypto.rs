@@ -106,13 +106,13 @@ pub fn resolve_key(configured: Option<&SecretRef>, env: &str, create: bool) -> R
     if !create {
         return Ok(None);
     }
-    write_key_file(&path)?;
+    let text = write_key_file(&path)?;
     tracing::info!(path = %path.display(), "created a new state encryption key; back it up: without it generated secrets cannot be read");
-    let text = std::fs::read_to_string(&path).map_err(|e| StateError::Io { path: path.clone(), source: e })?;
     Key::from_base64(&text, format!("file:{}", path.display())).map(Some)
 }
 
-fn write_key_file(path: &Path) -> Result<(), StateError> {
+/// Create a new key file (0600, never overwriting) and return its text.
+fn write_key_file(path: &Path) -> Result<String, StateError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |e| StateError::Io { path: path.to_path_buf(), source: e };
@@ -120,8 +120,10 @@ fn write_key_file(path: &Path) -> Result<(), StateError> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
-    f.write_all(Key::generate_base64().as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)
+    let text = Key::generate_base64();
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(text)
 }
 
 #[cfg(test)]
