@@ -13,6 +13,7 @@ pub mod provider;
 pub mod s3;
 pub mod state;
 pub mod ui;
+pub mod workload;
 
 /// Errors that reach the command line; each says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum Error {
     State(#[from] state::StateError),
     #[error(transparent)]
     Secret(#[from] env::secret::SecretError),
+    #[error(transparent)]
+    Workload(#[from] workload::WorkloadError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

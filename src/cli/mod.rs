@@ -7,6 +7,7 @@ mod schema;
 mod state;
 mod up;
 mod validate;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,6 +70,9 @@ pub enum Command {
     State(state::Cmd),
     /// Print shell completions.
     Completions(completions::Args),
+    /// The conversion workload: convert, register, tier (and synthetic products).
+    #[command(subcommand)]
+    Workload(workload::Cmd),
 }
 
 /// Run the parsed command; the exit code follows the command's contract.
@@ -81,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Destroy(a) => destroy::run(&cli, a).await,
         Command::State(c) => state::run(&cli, c).await,
         Command::Completions(a) => completions::run(a),
+        Command::Workload(c) => workload::run(&cli, c).await,
     }
 }
 

@@ -1,0 +1,54 @@
+//! `provisioner workload …`: the conversion workload's steps, each usable on
+//! its own (the Argo workflow runs them as separate steps) and from a shell.
+
+mod convert;
+mod floor;
+mod synth;
+
+use super::Cli;
+use crate::Error;
+use crate::workload::io::S3Opts;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// Convert an EOPF Sentinel-2 product to S2-optimised GeoZarr (Zarr v3).
+    Convert(convert::Args),
+    /// Write a synthetic EOPF Sentinel-2 product (tests and benchmarks).
+    Synth(synth::Args),
+    /// Measure the codec floor of a conversion (benchmarks).
+    Floor(floor::Args),
+}
+
+pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
+    match cmd {
+        Cmd::Convert(a) => convert::run(cli, a).await,
+        Cmd::Synth(a) => synth::run(cli, a).await,
+        Cmd::Floor(a) => floor::run(cli, a).await,
+    }
+}
+
+/// S3 settings shared by the workload commands; credentials come from the
+/// usual AWS variables or profile, never from arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Args {
+    /// S3 endpoint for non-AWS servers (path-style addressing).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "AWS_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub s3_concurrency: usize,
+}
+
+impl S3Args {
+    pub fn opts(&self, storage_class: Option<String>) -> S3Opts {
+        S3Opts { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone(), storage_class, concurrency: self.s3_concurrency }
+    }
+}
+
+/// Run blocking workload code (rayon, blocking S3 bridges) off the async runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::workload::WorkloadError> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Usage(format!("worker thread failed: {e}")))?.map_err(Error::from)
+}

@@ -1,0 +1,218 @@
+//! Coordinates and CRS for Sentinel-2 grids: UTM on WGS 84 (EPSG 326zz/327zz).
+//! Transforms are pixel-EDGE based (GDAL/rasterio convention): the origin is
+//! the outer corner of the first pixel, not its centre.
+
+use serde_json::{Value, json};
+
+use super::{Result, WorkloadError};
+
+const A: f64 = 6_378_137.0;
+const INV_F: f64 = 298.257_223_563;
+const K0: f64 = 0.9996;
+
+/// A WGS 84 / UTM zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utm {
+    pub zone: u32,
+    pub north: bool,
+}
+
+impl Utm {
+    pub fn from_epsg(epsg: u32) -> Result<Self> {
+        match epsg {
+            32601..=32660 => Ok(Self { zone: epsg - 32600, north: true }),
+            32701..=32760 => Ok(Self { zone: epsg - 32700, north: false }),
+            _ => Err(WorkloadError::Usage(format!("EPSG:{epsg} is not a WGS 84 / UTM zone; Sentinel-2 grids always are"))),
+        }
+    }
+    pub fn epsg(self) -> u32 {
+        if self.north { 32600 + self.zone } else { 32700 + self.zone }
+    }
+    pub fn name(self) -> String {
+        format!("WGS 84 / UTM zone {}{}", self.zone, if self.north { "N" } else { "S" })
+    }
+    fn central_meridian(self) -> f64 {
+        f64::from(self.zone) * 6.0 - 183.0
+    }
+    fn false_northing(self) -> f64 {
+        if self.north { 0.0 } else { 10_000_000.0 }
+    }
+
+    /// WKT1 (the form GDAL and pyproj's `to_wkt("WKT1_GDAL")` print).
+    pub fn wkt(self) -> String {
+        format!(
+            concat!(
+                r#"PROJCS["{name}",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],AUTHORITY["EPSG","6326"]],"#,
+                r#"PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT["degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],AUTHORITY["EPSG","4326"]],"#,
+                r#"PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",{cm}],PARAMETER["scale_factor",0.9996],"#,
+                r#"PARAMETER["false_easting",500000],PARAMETER["false_northing",{fn_}],UNIT["metre",1,AUTHORITY["EPSG","9001"]],"#,
+                r#"AXIS["Easting",EAST],AXIS["Northing",NORTH],AUTHORITY["EPSG","{epsg}"]]"#
+            ),
+            name = self.name(),
+            cm = self.central_meridian(),
+            fn_ = self.false_northing(),
+            epsg = self.epsg()
+        )
+    }
+
+    /// CF grid-mapping attributes for the `spatial_ref` variable (what xarray,
+    /// rioxarray and TiTiler read the CRS from), plus GDAL's `GeoTransform`.
+    pub fn cf_attrs(self, t: &Transform) -> Value {
+        let b = A * (1.0 - 1.0 / INV_F);
+        let wkt = self.wkt();
+        json!({
+            "crs_wkt": wkt,
+            "spatial_ref": wkt,
+            "semi_major_axis": A,
+            "semi_minor_axis": b,
+            "inverse_flattening": INV_F,
+            "reference_ellipsoid_name": "WGS 84",
+            "longitude_of_prime_meridian": 0.0,
+            "prime_meridian_name": "Greenwich",
+            "geographic_crs_name": "WGS 84",
+            "horizontal_datum_name": "World Geodetic System 1984",
+            "projected_crs_name": self.name(),
+            "grid_mapping_name": "transverse_mercator",
+            "latitude_of_projection_origin": 0.0,
+            "longitude_of_central_meridian": self.central_meridian(),
+            "false_easting": 500_000.0,
+            "false_northing": self.false_northing(),
+            "scale_factor_at_central_meridian": K0,
+            "GeoTransform": t.gdal(),
+        })
+    }
+
+    /// (easting, northing) → (longitude, latitude) in degrees, by the Krüger
+    /// series (sub-millimetre inside a zone).
+    pub fn to_lonlat(self, e: f64, n: f64) -> (f64, f64) {
+        let f = 1.0 / INV_F;
+        let nn = f / (2.0 - f);
+        let (n2, n3) = (nn * nn, nn * nn * nn);
+        let big_a = A / (1.0 + nn) * (1.0 + n2 / 4.0 + n2 * n2 / 64.0);
+        let beta = [nn / 2.0 - 2.0 * n2 / 3.0 + 37.0 * n3 / 96.0, n2 / 48.0 + n3 / 15.0, 17.0 * n3 / 480.0];
+        let delta = [2.0 * nn - 2.0 * n2 / 3.0 - 2.0 * n3, 7.0 * n2 / 3.0 - 8.0 * n3 / 5.0, 56.0 * n3 / 15.0];
+        let xi = (n - self.false_northing()) / (K0 * big_a);
+        let eta = (e - 500_000.0) / (K0 * big_a);
+        let (mut xi_p, mut eta_p) = (xi, eta);
+        for (j, b) in beta.iter().enumerate() {
+            let k = 2.0 * (j as f64 + 1.0);
+            xi_p -= b * (k * xi).sin() * (k * eta).cosh();
+            eta_p -= b * (k * xi).cos() * (k * eta).sinh();
+        }
+        let chi = (xi_p.sin() / eta_p.cosh()).asin();
+        let mut phi = chi;
+        for (j, d) in delta.iter().enumerate() {
+            phi += d * (2.0 * (j as f64 + 1.0) * chi).sin();
+        }
+        let lam = self.central_meridian().to_radians() + eta_p.sinh().atan2(xi_p.cos());
+        (lam.to_degrees(), phi.to_degrees())
+    }
+
+    /// Lon/lat bounds of a projected box, from its densified edges (corners alone
+    /// miss the bulge of UTM edges away from the central meridian).
+    pub fn bbox_lonlat(self, b: [f64; 4]) -> [f64; 4] {
+        let [x0, y0, x1, y1] = b;
+        let steps = 32;
+        let mut out = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+        for i in 0..=steps {
+            let t = f64::from(i) / f64::from(steps);
+            for (x, y) in [(x0 + t * (x1 - x0), y0), (x0 + t * (x1 - x0), y1), (x0, y0 + t * (y1 - y0)), (x1, y0 + t * (y1 - y0))] {
+                let (lon, lat) = self.to_lonlat(x, y);
+                out = [out[0].min(lon), out[1].min(lat), out[2].max(lon), out[3].max(lat)];
+            }
+        }
+        out
+    }
+}
+
+/// An affine north-up grid: x = c + a·col, y = f + e·row (e < 0), at pixel edges.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transform {
+    pub a: f64,
+    pub c: f64,
+    pub e: f64,
+    pub f: f64,
+}
+
+impl Transform {
+    /// From 1-D pixel-centre coordinates (x increasing, y decreasing).
+    pub fn from_centres(what: &str, x: &[f64], y: &[f64]) -> Result<Self> {
+        let step = |v: &[f64], name: &str| -> Result<f64> {
+            if v.len() < 2 {
+                return Err(WorkloadError::product(what, format!("coordinate {name} has {} value(s); need 2 or more", v.len())));
+            }
+            let d = v[1] - v[0];
+            let tol = d.abs() * 1e-6;
+            if d == 0.0 || v.windows(2).any(|w| ((w[1] - w[0]) - d).abs() > tol) {
+                return Err(WorkloadError::product(what, format!("coordinate {name} is not a regular grid")));
+            }
+            Ok(d)
+        };
+        let dx = step(x, "x")?;
+        let dy = step(y, "y")?;
+        if dx <= 0.0 || dy >= 0.0 {
+            return Err(WorkloadError::product(what, "expected x increasing and y decreasing (north-up)"));
+        }
+        Ok(Self { a: dx, c: x[0] - dx / 2.0, e: dy, f: y[0] - dy / 2.0 })
+    }
+
+    /// The grid `factor` times coarser with the same top-left corner.
+    pub fn coarsen(self, factor: f64) -> Self {
+        Self { a: self.a * factor, e: self.e * factor, ..self }
+    }
+
+    /// [a, 0, c, 0, e, f]: rasterio/Affine order, as `spatial:transform`.
+    pub fn rasterio(&self) -> [f64; 6] {
+        [self.a, 0.0, self.c, 0.0, self.e, self.f]
+    }
+
+    /// GDAL's "c a 0 f 0 e" string.
+    pub fn gdal(&self) -> String {
+        format!("{} {} 0.0 {} 0.0 {}", self.c, self.a, self.f, self.e)
+    }
+
+    /// [xmin, ymin, xmax, ymax] of the pixel edges of an `h`×`w` grid.
+    pub fn bbox(&self, h: u64, w: u64) -> [f64; 4] {
+        [self.c, self.f + self.e * h as f64, self.c + self.a * w as f64, self.f]
+    }
+
+    /// Pixel centres of column/row `i`.
+    pub fn x_centre(&self, i: u64) -> f64 {
+        self.c + self.a * (i as f64 + 0.5)
+    }
+    pub fn y_centre(&self, j: u64) -> f64 {
+        self.f + self.e * (j as f64 + 0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utm_inverse_matches_known_points() {
+        // The origin of zone 32N's central meridian at the equator.
+        let z = Utm { zone: 32, north: true };
+        let (lon, lat) = z.to_lonlat(500_000.0, 0.0);
+        assert!((lon - 9.0).abs() < 1e-9 && lat.abs() < 1e-9);
+        // EPSG:32632 (600000, 5100000) per pyproj 3 (always_xy): 10.292532035827, 46.046265455836.
+        let (lon, lat) = z.to_lonlat(600_000.0, 5_100_000.0);
+        assert!((lon - 10.292_532_035_827).abs() < 1e-8, "{lon}");
+        assert!((lat - 46.046_265_455_836).abs() < 1e-8, "{lat}");
+        // Southern hemisphere uses a 10,000 km false northing.
+        let s = Utm { zone: 33, north: false };
+        let (_, lat) = s.to_lonlat(500_000.0, 10_000_000.0);
+        assert!(lat.abs() < 1e-9);
+    }
+
+    #[test]
+    fn transform_is_edge_based() {
+        let x = [499_985.0, 499_995.0, 500_005.0];
+        let y = [5_100_035.0, 5_100_025.0];
+        let t = Transform::from_centres("t", &x, &y).unwrap();
+        assert_eq!(t.rasterio(), [10.0, 0.0, 499_980.0, 0.0, -10.0, 5_100_040.0]);
+        assert_eq!(t.bbox(2, 3), [499_980.0, 5_100_020.0, 500_010.0, 5_100_040.0]);
+        assert_eq!(t.coarsen(2.0).x_centre(0), 499_990.0);
+        assert!(Transform::from_centres("t", &[1.0, 2.0, 4.0], &y).is_err());
+    }
+}
