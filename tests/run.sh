@@ -15,11 +15,11 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
-# Lab: moto (reference S3) and s3s-fs (strict SigV4 S3) for the state backend,
-# bucket and crash-recovery tests; OpenStack (Debian's Keystone, Nova with the
-# fake driver, Neutron, Cinder, Glance) for the cloud layer. Stopped on exit.
+# Lab: moto (reference S3) and s3s-fs (strict SigV4 S3); PostgreSQL+pgSTAC, the
+# STAC API and TiTiler (eo) for the workload; OpenStack (Debian's Keystone, Nova
+# with the fake driver, Neutron, Cinder, Glance) for the cloud layer. Stopped on exit.
 trap 'bash tests/lab/down.sh >/dev/null 2>&1 || true' EXIT
-bash tests/lab/up.sh s3 s3s openstack
+bash tests/lab/up.sh s3 s3s eo openstack
 # shellcheck disable=SC1091
 source "${LAB_STATE:-/var/tmp/provisioner-lab}/env.sh"
 

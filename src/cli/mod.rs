@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, shared plumbing here.
 
+mod collections;
 mod completions;
 mod destroy;
 mod plan;
@@ -73,6 +74,9 @@ pub enum Command {
     /// The conversion workload: convert, register, tier (and synthetic products).
     #[command(subcommand)]
     Workload(workload::Cmd),
+    /// STAC collections for the workload: create, update, clean.
+    #[command(subcommand)]
+    Collections(collections::Cmd),
 }
 
 /// Run the parsed command; the exit code follows the command's contract.
@@ -86,6 +90,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::State(c) => state::run(&cli, c).await,
         Command::Completions(a) => completions::run(a),
         Command::Workload(c) => workload::run(&cli, c).await,
+        Command::Collections(c) => collections::run(&cli, c).await,
     }
 }
 

@@ -11,11 +11,14 @@ pub mod convert;
 pub mod eopf;
 pub mod floor;
 pub mod geo;
+pub mod glob;
 
 pub mod io;
 pub mod source;
+pub mod stac;
 
 pub mod synth;
+pub mod tier;
 
 pub mod zarr3;
 

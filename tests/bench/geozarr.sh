@@ -13,6 +13,7 @@
 #        OURS=1                           0 = skip ours and the floor (no cargo build)
 #        SOURCE=/path/<ID>.zarr           benchmark this product instead of synthetic ones
 #        KEEP_OUTPUT=0                    1 = keep the converted stores under $WORK
+#        PROVISIONER_BIN=path             use this binary instead of cargo build --release
 # Prints one table per chunking with PASS/MISS per target. Exits 0 whatever the figures
 # (a benchmark, not a test); non-zero only when a converter run itself failed.
 #
@@ -47,8 +48,9 @@
 # ---- What this script assumes about ours (src/cli/workload) ----
 #   provisioner workload synth --out DIR/<ID>.zarr --size full --chunking small|real -o json
 #     writes .zmetadata last: a product with .zmetadata is complete and is reused;
-#   provisioner workload convert --source P --output O --collection bench
-#     writes O/bench/<ID>.zarr, <ID> = basename of P without .zarr;
+#   provisioner workload convert --source P --dest O --collection bench
+#     writes O/bench/<ID>.zarr, <ID> = basename of P without .zarr (the flag is --dest
+#     because --output/-o is the global human|json switch);
 #   provisioner workload floor --source P --converted O/bench/<ID>.zarr -o json
 #     prints {"decode_s":..,"encode_s":..,"floor_s":..} (floor_s = decode_s + encode_s).
 set -euo pipefail
@@ -75,9 +77,9 @@ mkdir -p "$WORK"
 failed=0
 
 # ---------------------------------------------------------------- helpers
-bin=target/release/provisioner
+bin=${PROVISIONER_BIN:-target/release/provisioner}
 need_bin() {
-  [[ -z "${built:-}" ]] || return 0
+  [[ -z "${built:-}" && -z "${PROVISIONER_BIN:-}" ]] || return 0
   lab_log "cargo build --release"
   cargo build --release --quiet
   built=1
@@ -166,7 +168,7 @@ bench_one() {
     for ((i = 1; i <= ROUNDS; i++)); do
       rm -rf "$dir/ours"
       lab_log "[$label] ours: workload convert (round $i/$ROUNDS)"
-      if ! timed "$dir/ours-$i.log" "$bin" workload convert --source "$src" --output "$dir/ours" --collection bench; then
+      if ! timed "$dir/ours-$i.log" "$bin" workload convert --source "$src" --dest "$dir/ours" --collection bench; then
         ok=0; failed=1; lab_log "[$label] ours failed (log: $dir/ours-$i.log)"; tail -n 15 "$dir/ours-$i.log" >&2; break
       fi
       walls+=("$T_WALL")

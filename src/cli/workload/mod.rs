@@ -3,7 +3,9 @@
 
 mod convert;
 mod floor;
+mod register;
 mod synth;
+mod tier;
 
 use super::Cli;
 use crate::Error;
@@ -13,6 +15,10 @@ use crate::workload::io::S3Opts;
 pub enum Cmd {
     /// Convert an EOPF Sentinel-2 product to S2-optimised GeoZarr (Zarr v3).
     Convert(convert::Args),
+    /// Register a converted product in a STAC API (create, or replace on rerun).
+    Register(register::Args),
+    /// Change the storage class of a registered item's objects.
+    Tier(tier::Args),
     /// Write a synthetic EOPF Sentinel-2 product (tests and benchmarks).
     Synth(synth::Args),
     /// Measure the codec floor of a conversion (benchmarks).
@@ -23,6 +29,8 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
     match cmd {
         Cmd::Convert(a) => convert::run(cli, a).await,
         Cmd::Synth(a) => synth::run(cli, a).await,
+        Cmd::Register(a) => register::run(cli, a).await,
+        Cmd::Tier(a) => tier::run(cli, a).await,
         Cmd::Floor(a) => floor::run(cli, a).await,
     }
 }
