@@ -90,6 +90,12 @@ fn convert_register_render_verify_tier_clean() {
     // Collection, registration, search.
     let (code, _, err) = bin(&["collections", "create", &collection, "--stac-api-url", &stac, "-o", "json"]);
     assert_eq!(code, 0, "{err}");
+    let (code, _, err) = bin(&["collections", "create", &collection, "--stac-api-url", &stac]);
+    assert!(code == 1 && err.contains("already exists"), "a second create says so: {err}");
+    let (code, _, err) = bin(&["collections", "update", &collection, "--title", "Lab S2 L2A", "--stac-api-url", &stac]);
+    assert_eq!(code, 0, "{err}");
+    let (_, body, _) = http_get(&format!("{stac}/collections/{collection}"));
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["title"], "Lab S2 L2A");
     let reg = |extra: &[&str]| {
         let mut args = vec!["workload", "register", "--source", src_s, "--dest", &dest, "--collection", &collection, "--stac-api-url", &stac];
         args.extend_from_slice(&["--raster-api-url", &titiler, "--raster-flavor", "xarray", "--s3-endpoint", &s3, "-o", "json"]);
