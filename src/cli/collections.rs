@@ -3,22 +3,12 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::workload::S3Args;
+use super::workload::{S3Args, StacArgs};
 use super::{Cli, Output, print_json};
 use crate::Error;
 use crate::workload::WorkloadError;
 use crate::workload::io::delete_prefix;
-use crate::workload::stac::{Client, default_collection, store_roots};
-
-#[derive(Debug, clap::Args)]
-pub struct Common {
-    /// STAC API with the transactions extension.
-    #[arg(long, env = "STAC_API_URL")]
-    pub stac_api_url: String,
-    /// Bearer token for the STAC API (never printed).
-    #[arg(long, env = "STAC_API_TOKEN", hide_env_values = true)]
-    pub stac_token: Option<String>,
-}
+use crate::workload::stac::{default_collection, store_roots};
 
 #[derive(Debug, clap::Args)]
 pub struct Doc {
@@ -32,7 +22,7 @@ pub struct Doc {
     #[arg(long)]
     pub description: Option<String>,
     #[command(flatten)]
-    pub common: Common,
+    pub stac: StacArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -51,7 +41,7 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
-        common: Common,
+        stac: StacArgs,
         #[command(flatten)]
         s3: S3Args,
     },
@@ -88,7 +78,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
     match cmd {
         Cmd::Create(d) | Cmd::Update(d) => {
             let doc = load_doc(d)?;
-            let client = Client::new(&d.common.stac_api_url, d.common.stac_token.clone())?;
+            let client = d.stac.client()?;
             let verb = if matches!(cmd, Cmd::Create(_)) {
                 client.create_collection(&doc).await?;
                 "created"
@@ -102,8 +92,8 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Cmd::Clean { id, delete_data, dry_run, common, s3 } => {
-            let client = Client::new(&common.stac_api_url, common.stac_token.clone())?;
+        Cmd::Clean { id, delete_data, dry_run, stac, s3 } => {
+            let client = stac.client()?;
             let items = client.items(id).await?;
             let mut rep = CleanReport { collection: id.clone(), dry_run: *dry_run, items: items.len(), objects_deleted: 0, items_deleted: 0 };
             let opts = s3.opts(None);

@@ -73,6 +73,7 @@ struct Level {
     t: Transform,
     h: u64,
     w: u64,
+    vars: Vec<String>,
 }
 
 pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) -> Result<Report> {
@@ -120,7 +121,7 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
                         }
                     }
                 }
-                write_level_var(p, sink, &tree, &group, a.name(), &data, h, w, inner, Some(&a.attrs))?;
+                write_level_var(sink, &tree, &group, a.name(), &data, h, w, inner, Some(&a.attrs))?;
                 Ok((a.name().to_string(), keep.then_some(Band { data, h, w }), extra))
             })
             .collect::<Result<_>>()?;
@@ -139,7 +140,7 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
                 return Err(WorkloadError::product(p.reader.describe(&group), format!("r10m b08 averaged ×{factor} is {}×{}, but the level is {h}×{w}", b.h, b.w)));
             }
             let attrs = p.arrays.get(&format!("{REFLECTANCE}/r10m/b08")).map(|a| &a.attrs);
-            write_level_var(p, sink, &tree, &group, "b08", &b.data, h, w, inner, attrs)?;
+            write_level_var(sink, &tree, &group, "b08", &b.data, h, w, inner, attrs)?;
             vars.push("b08".into());
             if keep {
                 kept.insert("b08".into(), b);
@@ -147,13 +148,21 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         }
         vars.sort();
         write_coords_source(p, sink, &tree, &group)?;
-        write_level_meta(sink, &tree, &group, utm, &t, h, w, false)?;
+        write_level_meta(sink, &tree, &group, utm, &t, h, w)?;
         tracing::info!(level = name, variables = vars.len(), seconds = t0.elapsed().as_secs_f64(), "level written");
-        levels.push(Level { name: name.into(), t, h, w });
+        levels.push(Level { name: name.into(), t, h, w, vars });
         bar.inc(1);
     }
 
     // The pyramid: each level from the one below, kept in memory (r60m is 12 × 13 MB at full size).
+    // Its variables are r60m's; they keep their source attributes (b08: r10m's).
+    let attrs_src: BTreeMap<String, Map<String, Value>> = kept
+        .keys()
+        .map(|n| {
+            let a = p.arrays.get(&format!("{REFLECTANCE}/r60m/{n}")).or_else(|| p.arrays.get(&format!("{REFLECTANCE}/r10m/{n}")));
+            (n.clone(), a.map(|a| a.attrs.clone()).unwrap_or_default())
+        })
+        .collect();
     for (name, f, from) in PYRAMID {
         let t0 = Instant::now();
         let group = format!("{REFLECTANCE}/{name}");
@@ -167,25 +176,19 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         }
         let t = below.t.coarsen(f as f64);
         let inner = inner_chunk(h, w, opts.spatial_chunk);
-        let attrs_src: BTreeMap<String, Map<String, Value>> = kept
-            .keys()
-            .map(|n| {
-                let a = p.arrays.get(&format!("{REFLECTANCE}/r60m/{n}")).or_else(|| p.arrays.get(&format!("{REFLECTANCE}/r10m/{n}")));
-                (n.clone(), a.map(|a| a.attrs.clone()).unwrap_or_default())
-            })
-            .collect();
         let next: BTreeMap<String, Band> = kept
             .par_iter()
             .map(|(n, b)| {
                 let (d, hh, ww) = coarsen_nanmean(&b.data, b.h, b.w, f);
-                write_level_var(p, sink, &tree, &group, n, &d, hh, ww, inner, attrs_src.get(n))?;
+                write_level_var(sink, &tree, &group, n, &d, hh, ww, inner, attrs_src.get(n))?;
                 Ok((n.clone(), Band { data: d, h: hh, w: ww }))
             })
             .collect::<Result<_>>()?;
         write_coords_derived(sink, &tree, &group, &t, h, w)?;
-        write_level_meta(sink, &tree, &group, utm, &t, h, w, true)?;
+        write_level_meta(sink, &tree, &group, utm, &t, h, w)?;
         tracing::info!(level = name, seconds = t0.elapsed().as_secs_f64(), "level written");
-        levels.push(Level { name: name.into(), t, h, w });
+        // BTreeMap keys: already sorted.
+        levels.push(Level { name: name.into(), t, h, w, vars: next.keys().cloned().collect() });
         kept = next;
         bar.inc(1);
     }
@@ -219,7 +222,7 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
                 level: l.name.clone(),
                 shape: [l.h, l.w],
                 inner_chunk: inner_chunk(l.h, l.w, opts.spatial_chunk),
-                variables: level_vars(&tree, &l.name),
+                variables: l.vars.clone(),
                 transform: l.t.rasterio(),
             })
             .collect(),
@@ -229,16 +232,6 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         seconds: started.elapsed().as_secs_f64(),
         bbox_4326: bbox,
     })
-}
-
-fn level_vars(tree: &Tree, level: &str) -> Vec<String> {
-    let mut v: Vec<String> = ["b01", "b02", "b03", "b04", "b05", "b06", "b07", "b08", "b09", "b10", "b11", "b12", "b8a"]
-        .iter()
-        .filter(|b| tree.get(&format!("{REFLECTANCE}/{level}/{b}")).is_some())
-        .map(|b| (*b).to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 /// A reflectance band: 2-D unsigned integer digital numbers over (y, x).
@@ -392,8 +385,7 @@ fn link_grid_mapping(m: &mut Map<String, Value>) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_level_var(p: &Product, sink: &dyn Sink, tree: &Tree, group: &str, name: &str, data: &[f32], h: u64, w: u64, inner: u64, src_attrs: Option<&Map<String, Value>>) -> Result<()> {
-    let _ = p;
+fn write_level_var(sink: &dyn Sink, tree: &Tree, group: &str, name: &str, data: &[f32], h: u64, w: u64, inner: u64, src_attrs: Option<&Map<String, Value>>) -> Result<()> {
     let path = format!("{group}/{name}");
     let shard = [shard_dim(h, inner), shard_dim(w, inner)];
     zarr3::write_sharded_f32(sink, &path, data, h, w, inner, shard)?;
@@ -474,7 +466,7 @@ fn spatial_attrs(m: &mut Map<String, Value>, utm: Utm, t: &Transform, h: u64, w:
 
 /// The `spatial_ref` grid-mapping variable and the group's geo attributes.
 #[allow(clippy::too_many_arguments)]
-fn write_level_meta(sink: &dyn Sink, tree: &Tree, group: &str, utm: Utm, t: &Transform, h: u64, w: u64, _derived: bool) -> Result<()> {
+fn write_level_meta(sink: &dyn Sink, tree: &Tree, group: &str, utm: Utm, t: &Transform, h: u64, w: u64) -> Result<()> {
     let path = format!("{group}/spatial_ref");
     sink.put(&chunk_key(&path, &[]), 0i64.to_le_bytes().to_vec())?;
     let attrs = utm.cf_attrs(t).as_object().cloned().unwrap_or_default();
@@ -562,7 +554,7 @@ fn copy_group(p: &Product, sink: &dyn Sink, tree: &Tree, group: &str, utm: Utm) 
         tree.array(sink, &a.path, doc)?;
     }
     if let Some((t, h, w)) = georef {
-        write_level_meta(sink, tree, group, utm, &t, h, w, false)?;
+        write_level_meta(sink, tree, group, utm, &t, h, w)?;
     } else if let Some(g) = p.groups.get(group) {
         tree.group(group, clean_attrs(g));
     }

@@ -138,12 +138,7 @@ impl ArrayV2 {
     }
     /// Every chunk index, row-major.
     pub fn chunk_indices(&self) -> Vec<Vec<u64>> {
-        let grid = self.grid();
-        let mut out = vec![Vec::new()];
-        for g in grid {
-            out = out.into_iter().flat_map(|p| (0..g).map(move |i| [p.clone(), vec![i]].concat())).collect();
-        }
-        out
+        grid_indices(&self.grid())
     }
     /// The bytes of one element equal to the `.zarray` fill value.
     fn fill_bytes(&self) -> Vec<u8> {
@@ -333,6 +328,16 @@ impl Product {
     }
 }
 
+/// Every index of a grid with `grid[d]` cells along dimension d, row-major
+/// (one empty index for a 0-D grid).
+pub fn grid_indices(grid: &[u64]) -> Vec<Vec<u64>> {
+    let mut out = vec![Vec::new()];
+    for &g in grid {
+        out = out.into_iter().flat_map(|p| (0..g).map(move |i| [p.clone(), vec![i]].concat())).collect();
+    }
+    out
+}
+
 pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
@@ -382,6 +387,11 @@ fn blosc_decoder() -> std::result::Result<&'static BloscCodec, String> {
         .get_or_init(|| BloscCompressionLevel::try_from(5u8).ok().and_then(|l| BloscCodec::new(BloscCompressor::Zstd, l, None, BloscShuffleMode::NoShuffle, None).ok()))
         .as_ref()
         .ok_or_else(|| "blosc is not available in this build".to_string())
+}
+
+/// Decompress one blosc frame (its header says everything needed).
+pub fn blosc_decompress(raw: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    blosc_decoder()?.decode(Cow::Owned(raw), &BytesRepresentation::UnboundedSize, &CodecOptions::default()).map(Cow::into_owned).map_err(|e| format!("blosc: {e}"))
 }
 
 fn decode(c: &Compressor, raw: Vec<u8>, expect: usize) -> std::result::Result<Vec<u8>, String> {

@@ -3,18 +3,14 @@
 //! and nothing else (no I/O in the timed part, no resampling, no metadata).
 //! A converter can approach it but not beat it; the benchmark reports the ratio.
 
-use std::borrow::Cow;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
-use zarrs::array::BytesRepresentation;
-use zarrs::array::codec::api::{BytesToBytesCodecTraits, CodecOptions};
-use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
 
 use super::convert::{REFLECTANCE, copy_plan, is_band};
-use super::eopf::Product;
+use super::eopf::{Product, blosc_decompress, grid_indices};
 use super::io::Reader;
 use super::zarr3::{Encoder, chunk_key};
 use super::{Result, WorkloadError};
@@ -50,12 +46,11 @@ pub fn measure(p: &Product, out: &dyn Reader) -> Result<Floor> {
             continue;
         }
         let codecs = meta["codecs"].as_array().cloned().unwrap_or_default();
-        let grid: Vec<u64> = shape_grid(meta);
-        let keys = all_keys(path, &grid);
+        let keys: Vec<String> = grid_indices(&shape_grid(meta)).iter().map(|i| chunk_key(path, i)).collect();
         let (typesize, inner) = match codecs.first().and_then(|c| c["name"].as_str()) {
             Some("sharding_indexed") => {
-                let shard: Vec<u64> = meta.pointer("/chunk_grid/configuration/chunk_shape").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
-                let sub: Vec<u64> = codecs[0].pointer("/configuration/chunk_shape").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+                let shard = u64s(meta.pointer("/chunk_grid/configuration/chunk_shape"));
+                let sub = u64s(codecs[0].pointer("/configuration/chunk_shape"));
                 (4, Some(shard.iter().zip(&sub).map(|(s, c)| (s / c.max(&1)) as usize).product::<usize>()))
             }
             _ => match codecs.iter().find(|c| c["name"] == "blosc") {
@@ -70,7 +65,7 @@ pub fn measure(p: &Product, out: &dyn Reader) -> Result<Floor> {
                 Some(n) => shard_chunks(&obj, n, &out.describe(&key))?,
                 None => vec![obj],
             };
-            let decoded: Vec<Vec<u8>> = raws.into_par_iter().map(|r| blosc_decode(r).map_err(|m| WorkloadError::Corrupt { path: out.describe(&key), msg: m })).collect::<Result<_>>()?;
+            let decoded: Vec<Vec<u8>> = raws.into_par_iter().map(|r| blosc_decompress(r).map_err(|m| WorkloadError::Corrupt { path: out.describe(&key), msg: m })).collect::<Result<_>>()?;
             output_chunks += decoded.len();
             let t = Instant::now();
             decoded.par_iter().try_for_each(|d| enc.encode(d).map(drop))?;
@@ -80,19 +75,16 @@ pub fn measure(p: &Product, out: &dyn Reader) -> Result<Floor> {
     Ok(Floor { decode_s, encode_s, floor_s: decode_s + encode_s, source_chunks: work.len(), output_chunks })
 }
 
-fn shape_grid(meta: &Value) -> Vec<u64> {
-    let shape: Vec<u64> = meta["shape"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
-    let chunk: Vec<u64> = meta.pointer("/chunk_grid/configuration/chunk_shape").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
-    shape.iter().zip(&chunk).map(|(s, c)| s.div_ceil((*c).max(1))).collect()
+fn u64s(v: Option<&Value>) -> Vec<u64> {
+    v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default()
 }
 
-fn all_keys(path: &str, grid: &[u64]) -> Vec<String> {
-    let mut idxs = vec![Vec::new()];
-    for g in grid {
-        idxs = idxs.into_iter().flat_map(|p: Vec<u64>| (0..*g).map(move |i| [p.clone(), vec![i]].concat())).collect();
-    }
-    idxs.iter().map(|i| chunk_key(path, i)).collect()
+fn shape_grid(meta: &Value) -> Vec<u64> {
+    let chunk = u64s(meta.pointer("/chunk_grid/configuration/chunk_shape"));
+    u64s(meta.get("shape")).iter().zip(&chunk).map(|(s, c)| s.div_ceil((*c).max(1))).collect()
 }
+
+
 
 /// The encoded inner chunks of a shard holding `n` inner chunks, from its
 /// trailing index (16 bytes per inner chunk, then a CRC32C).
@@ -118,10 +110,4 @@ fn shard_chunks(obj: &[u8], n: usize, what: &str) -> Result<Vec<Vec<u8>>> {
         out.push(obj.get(s..s + l).ok_or_else(|| bad("index points past the end"))?.to_vec());
     }
     Ok(out)
-}
-
-fn blosc_decode(raw: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
-    let level = BloscCompressionLevel::try_from(3u8).map_err(|e| e.to_string())?;
-    let codec = BloscCodec::new(BloscCompressor::Zstd, level, None, BloscShuffleMode::NoShuffle, None).map_err(|e| e.to_string())?;
-    codec.decode(Cow::Owned(raw), &BytesRepresentation::UnboundedSize, &CodecOptions::default()).map(Cow::into_owned).map_err(|e| e.to_string())
 }

@@ -286,8 +286,10 @@ impl Client {
         Ok(Self { base: base.trim_end_matches('/').to_string(), http: super::io::http_client()?, token })
     }
 
-    fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(m, format!("{}{path}", self.base));
+    /// A request to an API path (`/collections/…`) or an absolute URL, with the token.
+    fn req(&self, m: reqwest::Method, path_or_url: &str) -> reqwest::RequestBuilder {
+        let url = if path_or_url.starts_with("http") { path_or_url.to_string() } else { format!("{}{path_or_url}", self.base) };
+        let r = self.http.request(m, url);
         match &self.token {
             Some(t) => r.bearer_auth(t),
             None => r,
@@ -330,16 +332,7 @@ impl Client {
     }
 
     pub async fn get(&self, path_or_url: &str) -> Result<Option<Value>> {
-        let r = if path_or_url.starts_with("http") {
-            let r = self.http.get(path_or_url);
-            match &self.token {
-                Some(t) => r.bearer_auth(t),
-                None => r,
-            }
-        } else {
-            self.req(reqwest::Method::GET, path_or_url)
-        };
-        let (st, body) = self.send(format!("GET {path_or_url}"), r).await?;
+        let (st, body) = self.send(format!("GET {path_or_url}"), self.req(reqwest::Method::GET, path_or_url)).await?;
         match st {
             200 => Ok(Some(body)),
             404 => Ok(None),
@@ -348,12 +341,7 @@ impl Client {
     }
 
     pub async fn put_url(&self, url: &str, doc: &Value) -> Result<()> {
-        let r = self.http.put(url).json(doc);
-        let r = match &self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        };
-        let (st, body) = self.send(format!("PUT {url}"), r).await?;
+        let (st, body) = self.send(format!("PUT {url}"), self.req(reqwest::Method::PUT, url).json(doc)).await?;
         if (200..300).contains(&st) { Ok(()) } else { Err(Self::fail(format!("PUT {url}"), st, &body)) }
     }
 

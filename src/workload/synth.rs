@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::eopf::ProductType;
+use super::eopf::{Dtype, ProductType, grid_indices};
 use super::geo::Utm;
 use super::io::Sink;
 use super::zarr3::{Encoder, to_vec};
@@ -40,10 +40,7 @@ impl Options {
             "tiny" => 366,
             other => other.parse().map_err(|_| WorkloadError::Usage(format!("--size `{other}`: use full, small, tiny or a pixel count")))?,
         };
-        if n < 72 || n % 6 != 0 {
-            return Err(WorkloadError::Usage(format!("--size {n}: the r10m edge must be a multiple of 6 and at least 72")));
-        }
-        Ok(n)
+        check_size(n)
     }
     pub fn default_id(p: ProductType) -> &'static str {
         match p {
@@ -51,6 +48,14 @@ impl Options {
             ProductType::L1C => "S2B_MSIL1C_20250113T103309_N0511_R108_T32TLQ_20250113T122458",
         }
     }
+}
+
+/// The r10m edge must divide into the r20m and r60m grids and leave a pyramid.
+fn check_size(n: u64) -> Result<u64> {
+    if n < 72 || n % 6 != 0 {
+        return Err(WorkloadError::Usage(format!("--size {n}: the r10m edge must be a multiple of 6 and at least 72")));
+    }
+    Ok(n)
 }
 
 #[derive(Debug, Serialize)]
@@ -511,7 +516,7 @@ fn root_attrs(o: &Options, sc: &Scene) -> Map<String, Value> {
 /// Write a synthetic product into `sink` (a folder or an S3 prefix).
 pub fn generate(sink: &dyn Sink, o: &Options) -> Result<Report> {
     let started = std::time::Instant::now();
-    Options::size_from(&o.size.to_string())?;
+    check_size(o.size)?;
     let sc = match o.product {
         ProductType::L2A => Scene { utm: Utm { zone: 32, north: true }, x0: 699_960.0, y0: 4_700_040.0, extent: o.size as f64 * 10.0 },
         ProductType::L1C => Scene { utm: Utm { zone: 32, north: true }, x0: 300_000.0, y0: 5_000_040.0, extent: o.size as f64 * 10.0 },
@@ -556,13 +561,7 @@ pub fn generate(sink: &dyn Sink, o: &Options) -> Result<Report> {
 }
 
 fn write_array(sink: &dyn Sink, sc: &Scene, s: &Spec) -> Result<()> {
-    let item = match s.dtype {
-        "|u1" => 1,
-        "<u2" => 2,
-        "<f4" => 4,
-        "<i8" | "<f8" => 8,
-        d => d.trim_start_matches("<U").parse::<usize>().map(|n| 4 * n).unwrap_or(1),
-    };
+    let item = Dtype::parse(s.dtype).ok_or_else(|| WorkloadError::Usage(format!("{}: dtype {}", s.path, s.dtype)))?.size();
     let enc = if s.compress { Some(Encoder::bitshuffle(item)?) } else { None };
     let encode = |raw: Vec<u8>| -> Result<Vec<u8>> {
         match &enc {
@@ -597,15 +596,9 @@ fn write_array(sink: &dyn Sink, sc: &Scene, s: &Spec) -> Result<()> {
                 [h, w] => (1, *h, *w),
                 _ => return Err(WorkloadError::Usage(format!("{}: bad chunks", s.path))),
             };
-            let mut idxs = Vec::new();
-            for pi in 0..planes.div_ceil(cp) {
-                for r in 0..h.div_ceil(ch) {
-                    for c in 0..w.div_ceil(cw) {
-                        idxs.push((pi, r, c));
-                    }
-                }
-            }
-            idxs.par_iter().try_for_each(|&(pi, r, c)| {
+            let idxs = grid_indices(&[planes.div_ceil(cp), h.div_ceil(ch), w.div_ceil(cw)]);
+            idxs.par_iter().try_for_each(|i| {
+                let (pi, r, c) = (i[0], i[1], i[2]);
                 let mut raw = Vec::with_capacity((cp * ch * cw) as usize * item);
                 for p in pi * cp..(pi + 1) * cp {
                     for row in r * ch..(r + 1) * ch {
@@ -624,45 +617,20 @@ fn write_array(sink: &dyn Sink, sc: &Scene, s: &Spec) -> Result<()> {
 
 /// Split a small N-D array held in memory into its chunks (edge chunks padded with zeros).
 fn write_nd_raw(sink: &dyn Sink, s: &Spec, raw: &[u8], item: usize, encode: &dyn Fn(Vec<u8>) -> Result<Vec<u8>>, key: &dyn Fn(&[u64]) -> String) -> Result<()> {
-    let nd = s.shape.len();
     let grid: Vec<u64> = s.shape.iter().zip(&s.chunks).map(|(a, c)| a.div_ceil(*c)).collect();
-    let mut idx = vec![0u64; nd];
-    loop {
-        let n: u64 = s.chunks.iter().product();
-        let mut out = Vec::with_capacity(n as usize * item);
-        let mut pos = vec![0u64; nd];
-        for _ in 0..n {
-            let global: Vec<u64> = (0..nd).map(|d| idx[d] * s.chunks[d] + pos[d]).collect();
+    let within = grid_indices(&s.chunks);
+    for idx in grid_indices(&grid) {
+        let mut out = Vec::with_capacity(within.len() * item);
+        for pos in &within {
+            let global: Vec<u64> = idx.iter().zip(pos).zip(&s.chunks).map(|((i, p), c)| i * c + p).collect();
             if global.iter().zip(&s.shape).all(|(g, sh)| g < sh) {
-                let mut flat = 0u64;
-                for d in 0..nd {
-                    flat = flat * s.shape[d] + global[d];
-                }
-                let start = flat as usize * item;
-                out.extend_from_slice(&raw[start..start + item]);
+                let flat = global.iter().zip(&s.shape).fold(0u64, |acc, (g, sh)| acc * sh + g) as usize;
+                out.extend_from_slice(&raw[flat * item..(flat + 1) * item]);
             } else {
                 out.extend(std::iter::repeat_n(0u8, item));
             }
-            for d in (0..nd).rev() {
-                pos[d] += 1;
-                if pos[d] < s.chunks[d] {
-                    break;
-                }
-                pos[d] = 0;
-            }
         }
         sink.put(&key(&idx), encode(out)?)?;
-        let mut d = nd;
-        loop {
-            if d == 0 {
-                return Ok(());
-            }
-            d -= 1;
-            idx[d] += 1;
-            if idx[d] < grid[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
     }
+    Ok(())
 }

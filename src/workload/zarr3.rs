@@ -235,10 +235,6 @@ impl Tree {
         self.lock().insert(path.to_string(), group_json(attrs));
     }
 
-    pub fn get(&self, path: &str) -> Option<Value> {
-        self.lock().get(path).cloned()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Value>> {
         self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

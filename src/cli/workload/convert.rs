@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{S3Args, blocking};
+use super::{ProductArgs, S3Args, blocking};
 use crate::Error;
 use crate::cli::{Cli, Output, print_json};
 use crate::workload::WorkloadError;
@@ -13,17 +13,8 @@ use crate::workload::source::resolve;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// STAC item URL, Zarr URL (https://, s3://) or local path of the EOPF product.
-    #[arg(long)]
-    pub source: String,
-    /// Output root: s3://bucket/prefix or a folder. The store goes to
-    /// <dest>/<collection>/<item id>.zarr (the layout TiTiler and STAC links rely on).
-    /// (`--output` is the global human|json switch, hence `--dest`.)
-    #[arg(long)]
-    pub dest: String,
-    /// Target STAC collection id (also the output sub-folder).
-    #[arg(long)]
-    pub collection: String,
+    #[command(flatten)]
+    pub product: ProductArgs,
     /// Target inner chunk edge in pixels (256 in production).
     #[arg(long, default_value_t = 256)]
     pub spatial_chunk: u64,
@@ -38,12 +29,12 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     if a.spatial_chunk < 16 {
         return Err(Error::Usage(format!("--spatial-chunk {} is too small; use 16 or more (256 in production)", a.spatial_chunk)));
     }
-    let src = match resolve(&a.source).await {
+    let src = match resolve(&a.product.source).await {
         Err(e @ WorkloadError::SourceNotFound(_)) => return not_found(e),
         other => other?,
     };
     let opts = a.s3.opts(a.storage_class.clone());
-    let out_loc = crate::workload::io::Location::parse(&a.dest)?.join(&format!("{}/{}.zarr", a.collection, src.item_id));
+    let out_loc = a.product.store(&src.item_id)?;
     let input = reader(&src.location, &opts).await?;
     let output = sink(&out_loc, &opts).await?;
     let bar = crate::ui::bar(cli.output == Output::Human);
@@ -62,7 +53,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     match cli.output {
         Output::Json => print_json(&report)?,
         Output::Human => {
-            println!("converted {} → {}", a.source, report.output);
+            println!("converted {} → {}", a.product.source, report.output);
             for l in &report.levels {
                 println!("  {:<6} {:>5}×{:<5} inner {:>3}  {}", l.level, l.shape[0], l.shape[1], l.inner_chunk, l.variables.join(" "));
             }

@@ -9,7 +9,8 @@ mod tier;
 
 use super::Cli;
 use crate::Error;
-use crate::workload::io::S3Opts;
+use crate::workload::io::{Location, S3Opts};
+use crate::workload::stac::Client;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Cmd {
@@ -53,6 +54,47 @@ pub struct S3Args {
 impl S3Args {
     pub fn opts(&self, storage_class: Option<String>) -> S3Opts {
         S3Opts { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone(), storage_class, concurrency: self.s3_concurrency }
+    }
+}
+
+/// Which product, where its conversion goes: shared by `convert` and `register`,
+/// which must agree on the store path.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProductArgs {
+    /// STAC item URL, Zarr URL (https://, s3://) or local path of the EOPF product.
+    #[arg(long)]
+    pub source: String,
+    /// Output root: s3://bucket/prefix or a folder. The store goes to
+    /// <dest>/<collection>/<item id>.zarr (the layout TiTiler and STAC links rely on).
+    /// (`--output` is the global human|json switch, hence `--dest`.)
+    #[arg(long)]
+    pub dest: String,
+    /// Target STAC collection id (also the output sub-folder).
+    #[arg(long)]
+    pub collection: String,
+}
+
+impl ProductArgs {
+    /// `<dest>/<collection>/<item id>.zarr`.
+    pub fn store(&self, item_id: &str) -> Result<Location, Error> {
+        Ok(Location::parse(&self.dest)?.join(&format!("{}/{item_id}.zarr", self.collection)))
+    }
+}
+
+/// A STAC API with the transactions extension, and its credentials.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StacArgs {
+    /// STAC API base URL.
+    #[arg(long, env = "STAC_API_URL")]
+    pub stac_api_url: String,
+    /// Bearer token for the STAC API (never printed).
+    #[arg(long, env = "STAC_API_TOKEN", hide_env_values = true)]
+    pub stac_token: Option<String>,
+}
+
+impl StacArgs {
+    pub fn client(&self) -> Result<Client, Error> {
+        Ok(Client::new(&self.stac_api_url, self.stac_token.clone())?)
     }
 }
 

@@ -6,28 +6,22 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{S3Args, blocking};
+use super::{ProductArgs, S3Args, StacArgs, blocking};
 use crate::Error;
 use crate::cli::{Cli, Output, print_json};
 use crate::workload::WorkloadError;
 use crate::workload::eopf::Product;
 use crate::workload::io::{Location, list, reader};
 use crate::workload::source::resolve;
-use crate::workload::stac::{Client, Converted, Links, RasterFlavor, Upsert, build_item};
+use crate::workload::stac::{Converted, Links, RasterFlavor, Upsert, build_item};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The source given to `workload convert` (STAC item URL, Zarr URL or path).
-    #[arg(long)]
-    pub source: String,
-    /// The `--dest` given to `workload convert` (s3://bucket/prefix).
-    #[arg(long)]
-    pub dest: String,
-    #[arg(long)]
-    pub collection: String,
-    /// STAC API with the transactions extension.
-    #[arg(long, env = "STAC_API_URL")]
-    pub stac_api_url: String,
+    /// The same --source, --dest and --collection as `workload convert` (--dest: s3://).
+    #[command(flatten)]
+    pub product: ProductArgs,
+    #[command(flatten)]
+    pub stac: StacArgs,
     /// TiTiler base URL for the viewer/xyz/tilejson links and the thumbnail.
     #[arg(long, env = "RASTER_API_URL")]
     pub raster_api_url: Option<String>,
@@ -46,9 +40,6 @@ pub struct Args {
     /// Print the item instead of sending it.
     #[arg(long)]
     pub dry_run: bool,
-    /// Bearer token for the STAC API (never printed).
-    #[arg(long, env = "STAC_API_TOKEN", hide_env_values = true)]
-    pub stac_token: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -64,10 +55,10 @@ struct Outcome {
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
-    let src = resolve(&a.source).await?;
-    let store = Location::parse(&a.dest)?.join(&format!("{}/{}.zarr", a.collection, src.item_id));
+    let src = resolve(&a.product.source).await?;
+    let store = a.product.store(&src.item_id)?;
     let Location::S3 { bucket, key } = &store else {
-        return Err(Error::Usage(format!("--dest {}: registration needs an s3:// destination (the item's assets point at it)", a.dest)));
+        return Err(Error::Usage(format!("--dest {}: registration needs an s3:// destination (the item's assets point at it)", a.product.dest)));
     };
     let opts = a.s3.opts(None);
     let out = reader(&store, &opts).await?;
@@ -100,7 +91,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     let public_base = a.public_base_url.clone().or_else(|| a.s3.s3_endpoint.clone()).unwrap_or_else(|| "https://s3.amazonaws.com".into());
     let converted = Converted {
         item_id: src.item_id.clone(),
-        collection: a.collection.clone(),
+        collection: a.product.collection.clone(),
         s3_url: store.url(),
         public_url: format!("{}/{bucket}/{key}", public_base.trim_end_matches('/')),
         root,
@@ -108,13 +99,13 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     };
     let links = Links { raster_api: a.raster_api_url.clone(), flavor: a.raster_flavor, source_item_url: src.item_url.clone(), explorer_url: a.explorer_url.clone(), retention_days: a.retention_days };
     let item = build_item(&converted, &source_item, &links, chrono::Utc::now())?;
-    let item_url = format!("{}/collections/{}/items/{}", a.stac_api_url.trim_end_matches('/'), a.collection, src.item_id);
+    let item_url = format!("{}/collections/{}/items/{}", a.stac.stac_api_url.trim_end_matches('/'), a.product.collection, src.item_id);
     let result = if a.dry_run {
         None
     } else {
-        Some(Client::new(&a.stac_api_url, a.stac_token.clone())?.upsert_item(&a.collection, &item).await?)
+        Some(a.stac.client()?.upsert_item(&a.product.collection, &item).await?)
     };
-    let outcome = Outcome { item_id: src.item_id, collection: a.collection.clone(), item_url, result, item: a.dry_run.then_some(item) };
+    let outcome = Outcome { item_id: src.item_id, collection: a.product.collection.clone(), item_url, result, item: a.dry_run.then_some(item) };
     match cli.output {
         Output::Json => print_json(&outcome)?,
         Output::Human => match (outcome.result, &outcome.item) {

@@ -5,6 +5,7 @@ use crate::Error;
 use crate::cli::{Cli, Output, print_json};
 use crate::workload::eopf::ProductType;
 use crate::workload::io::{Location, sink};
+use crate::workload::source::item_id;
 use crate::workload::synth::{self, Chunking, Options};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -36,13 +37,8 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
         Product::L1c => ProductType::L1C,
     };
     let loc = Location::parse(&a.out)?;
-    let id = match &loc {
-        Location::Dir(p) => p.file_name().map(|n| n.to_string_lossy().trim_end_matches(".zarr").to_string()),
-        Location::S3 { key, .. } => key.rsplit('/').next().map(|n| n.trim_end_matches(".zarr").to_string()),
-        Location::Http(_) => None,
-    }
-    .filter(|s| !s.is_empty())
-    .unwrap_or_else(|| Options::default_id(product).to_string());
+    // The product id is the store's basename, as `convert` will derive it.
+    let id = Some(item_id(&a.out)).filter(|s| !s.is_empty()).unwrap_or_else(|| Options::default_id(product).to_string());
     let opts = Options { product, size: Options::size_from(&a.size)?, chunking: a.chunking, id };
     let out = sink(&loc, &a.s3.opts(None)).await?;
     let report = blocking(move || synth::generate(out.as_ref(), &opts)).await?;
