@@ -61,6 +61,10 @@ pub struct Report {
     pub bbox_4326: [f64; 4],
 }
 
+/// Per band of a source level: its name, the band if kept for the pyramid, and
+/// the r20m/r60m b08 means taken from it.
+type BandResult = (String, Option<Band>, Vec<(&'static str, Band)>);
+
 /// A full-resolution float32 level variable kept for the next level.
 struct Band {
     data: Vec<f32>,
@@ -108,7 +112,7 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         let inner = inner_chunk(h, w, opts.spatial_chunk);
         let needs_b08 = |lvl: &str| p.arrays.contains_key(&format!("{REFLECTANCE}/r10m/b08")) && !p.arrays.contains_key(&format!("{REFLECTANCE}/{lvl}/b08"));
         let keep = name == "r60m";
-        let results: Vec<(String, Option<Band>, Vec<(&'static str, Band)>)> = bands
+        let results: Vec<BandResult> = bands
             .par_iter()
             .map(|a| {
                 let data = read_reflectance(p, a)?;
@@ -246,7 +250,7 @@ pub fn copy_plan(p: &Product) -> Vec<String> {
     let mut groups: Vec<String> = p.arrays.values().map(|a| parent(&a.path).to_string()).collect();
     groups.sort();
     groups.dedup();
-    groups.retain(|g| !g.starts_with(REFLECTANCE) && !(g.starts_with("quality/") && g.contains("quicklook")));
+    groups.retain(|g| !(g.starts_with(REFLECTANCE) || g.starts_with("quality/") && g.contains("quicklook")));
     groups
 }
 

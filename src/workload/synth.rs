@@ -52,7 +52,7 @@ impl Options {
 
 /// The r10m edge must divide into the r20m and r60m grids and leave a pyramid.
 fn check_size(n: u64) -> Result<u64> {
-    if n < 72 || n % 6 != 0 {
+    if n < 72 || !n.is_multiple_of(6) {
         return Err(WorkloadError::Usage(format!("--size {n}: the r10m edge must be a multiple of 6 and at least 72")));
     }
     Ok(n)

@@ -25,7 +25,7 @@ pub fn aligned(dim: u64, target: u64) -> u64 {
     if target >= dim {
         return dim;
     }
-    ((target / 2 + 1)..=target).rev().find(|c| dim % c == 0).unwrap_or(target)
+    ((target / 2 + 1)..=target).rev().find(|c| dim.is_multiple_of(*c)).unwrap_or(target)
 }
 
 /// Square inner chunk for a `h`×`w` level.
@@ -36,7 +36,7 @@ pub fn inner_chunk(h: u64, w: u64, target: u64) -> u64 {
 /// Shard size along one dimension: the whole dimension when the chunk divides
 /// it, else the largest multiple of the chunk that fits (at least one chunk).
 pub fn shard_dim(dim: u64, chunk: u64) -> u64 {
-    if dim % chunk == 0 {
+    if dim.is_multiple_of(chunk) {
         dim
     } else {
         ((dim / chunk) * chunk).max(chunk)
