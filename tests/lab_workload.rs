@@ -176,3 +176,64 @@ fn converts_into_a_signature_checking_s3() {
     assert_eq!(objects.len() as u64, rep["objects"].as_u64().unwrap());
     assert!(objects.iter().any(|(k, _, _)| k.ends_with("S2A_STRICT.zarr/zarr.json")), "root written last and present");
 }
+
+/// A static file server (Python's http.server: a real HTTP server, no S3 API)
+/// on a free port; killed on drop.
+struct FileServer(std::process::Child, u16);
+
+impl FileServer {
+    fn start(dir: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 is needed for the HTTP source test (the lab installs it)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port = line.split_whitespace().skip_while(|w| *w != "port").nth(1).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("http.server said: {line}"));
+        Self(child, port)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "lab: needs python3 for a static HTTP server (installed with the lab)"]
+fn converts_from_a_stac_item_url_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = "S2A_MSIL2A_HTTP";
+    let product = dir.path().join("products").join(format!("{id}.zarr"));
+    ok_json(&["workload", "synth", "--out", product.to_str().unwrap(), "--size", "tiny", "-o", "json"]);
+    let server = FileServer::start(dir.path());
+    let base = format!("http://127.0.0.1:{}", server.1);
+    // A STAC item whose product asset is the Zarr over HTTP (the EODC shape).
+    std::fs::create_dir_all(dir.path().join("collections/s2/items")).unwrap();
+    let item = serde_json::json!({"type": "Feature", "id": id, "assets": {"product": {"href": format!("{base}/products/{id}.zarr")}}});
+    std::fs::write(dir.path().join(format!("collections/s2/items/{id}.json")), item.to_string()).unwrap();
+
+    let dest = dir.path().join("out");
+    let item_url = format!("{base}/collections/s2/items/{id}.json");
+    let rep = ok_json(&["workload", "convert", "--source", &item_url, "--dest", dest.to_str().unwrap(), "--collection", "c", "-o", "json"]);
+    assert_eq!(rep["output"], dest.join(format!("c/{id}.zarr")).display().to_string());
+
+    // Same bytes as converting the local copy.
+    let local = dir.path().join("local");
+    ok_json(&["workload", "convert", "--source", product.to_str().unwrap(), "--dest", local.to_str().unwrap(), "--collection", "c", "-o", "json"]);
+    let a = std::fs::read(dest.join(format!("c/{id}.zarr/measurements/reflectance/r10m/b04/c/0/0"))).unwrap();
+    let b = std::fs::read(local.join(format!("c/{id}.zarr/measurements/reflectance/r10m/b04/c/0/0"))).unwrap();
+    assert_eq!(a, b, "HTTP and local sources give the same shard");
+
+    // A missing item is exit 2 (not retried), named.
+    let (code, _, err) = bin(&["workload", "convert", "--source", &format!("{base}/collections/s2/items/NOPE.json"), "--dest", dest.to_str().unwrap(), "--collection", "c"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("NOPE.json"), "{err}");
+}
