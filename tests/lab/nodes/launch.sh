@@ -15,6 +15,7 @@
 d=$1 cgs=$2; shift 2; [[ "${1:-}" == -- ]] && shift
 for cg in $cgs; do echo $$ >"$cg/cgroup.procs"; done
 
+# shellcheck disable=SC2086  # the fields of /proc/PID/stat after "(comm) "
 start_of() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -- $s; echo "${20}"; }
 echo "$$ $(start_of $$)" >"$d/run/launcher.pid.tmp" && mv "$d/run/launcher.pid.tmp" "$d/run/launcher.pid"
 
@@ -30,6 +31,7 @@ kill_payload() {
     pids=$(payload_pids)
     [[ -z "$pids" ]] && return 0
     ((try > 1)) || echo "=== lab launcher: killing leftover processes of the machine: $pids ==="
+    # shellcheck disable=SC2086  # a list of PIDs
     kill -KILL $pids 2>/dev/null
     sleep 0.1
   done

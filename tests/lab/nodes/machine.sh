@@ -30,7 +30,9 @@
 #   delete NAME [--timeout S] [--keep-state]   stop (or kill after S, default 15), then remove
 #                                    mount, netns + veths, cgroups, registry entry and the
 #                                    state dir (unless --keep-state)
-#   status NAME [--json]             "running|stopped IP/P..." (exit 0), "absent" (exit 1)
+#   status NAME [--json]             "running|stopped IP/P..." (exit 0), "absent" (exit 1);
+#                                    --json: {name,state,hostname,profile,ips,networks,boots,
+#                                    root,state_dir,console} (console: the machine's output)
 #   list [--json]                    "NAME STATE IP/P..." per machine
 #   exec NAME [CMD...]               run CMD (default: a login shell) in the machine through
 #                                    nsenter (all its namespaces, no SSH); stdin is passed
@@ -100,7 +102,7 @@ net_of() { # net_of A.B.C.D/P -> network address as integer and prefix
 }
 in_cidr() { # in_cidr IP CIDR
   local n p; read -r n p < <(net_of "$2")
-  (((($(ip2int "$1") & ((0xffffffff << (32 - p)) & 0xffffffff))) == n))
+  ((($(ip2int "$1") & ((0xffffffff << (32 - p)) & 0xffffffff)) == n))
 }
 
 hash10() { printf '%s' "$1" | sha256sum | cut -c1-10; }
@@ -174,13 +176,20 @@ net_lock() { mkdir -p "$N_LOCKS"; exec 7>"$N_LOCKS/net.lock"; flock -w 600 7 || 
 
 m_ips() { local n; for n in "${M_NICS[@]}"; do echo "${n#*|}" | cut -d'|' -f1; done | xargs; }
 
-nsexec() { # nsexec DIR CMD... : run CMD in all namespaces of the machine's PID 1
+nsexec() { # nsexec DIR CMD... : run CMD in all namespaces and cgroups of the machine's PID 1
   local init
   init=$(m_init_pid "$1") || return 125
   shift
-  nsenter --target "$init" --mount --uts --ipc --net --pid --cgroup --root --wd -- \
-    /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    TERM="${TERM:-dumb}" HOME=/root LANG=C.UTF-8 "$@"
+  (
+    # join PID 1's cgroups (so the command is accounted and limited with the machine)
+    while IFS=: read -r _ ctrl path; do
+      case "$ctrl" in "") h=unified ;; name=systemd) h=systemd ;; *) h=$ctrl ;; esac
+      [[ -f /sys/fs/cgroup/$h$path/cgroup.procs ]] && echo "$BASHPID" >"/sys/fs/cgroup/$h$path/cgroup.procs" 2>/dev/null
+    done <"/proc/$init/cgroup"
+    exec nsenter --target "$init" --mount --uts --ipc --net --pid --cgroup --root --wd -- \
+      /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      TERM="${TERM:-dumb}" HOME=/root LANG=C.UTF-8 "$@"
+  )
 }
 
 # ---------------------------------------------------------------- host prerequisites
@@ -301,16 +310,16 @@ cmd_net_list() {
 # ---------------------------------------------------------------- machines: prepare
 # parse_opts ARGS... : fills the M_* settings (machine.conf) and W_* (wait options)
 parse_opts() {
-  M_LOWER= M_STATE= M_HOSTNAME= M_PROFILE=basic M_GW= M_MEM_MAX= M_HOOK=
+  M_LOWER='' M_STATE='' M_HOSTNAME='' M_PROFILE=basic M_GW='' M_MEM_MAX='' M_HOOK=
   M_NICS=() M_ROUTES=() M_BINDS=()
   W_MODE=running W_TIMEOUT=120
-  local cur_net= cur_ip= cur_mac=
+  local cur_net='' cur_ip='' cur_mac=
   flush_nic() {
     if [[ -n "$cur_net" ]]; then
       [[ -n "$cur_ip" ]] || die "--net $cur_net needs an --ip"
       M_NICS+=("$cur_net|$cur_ip|$cur_mac")
     fi
-    cur_net= cur_ip= cur_mac=
+    cur_net='' cur_ip='' cur_mac=
   }
   while (($#)); do
     case "$1" in
@@ -396,7 +405,7 @@ setup_mount() { # (re)mount the overlay of machine dir $1
 }
 
 setup_net() { # (re)create netns, veths, addresses and routes of machine $1 (M_* loaded)
-  local name=$1 ns i nic net ip mac port gwnet rt via
+  local name=$1 ns i nic net ip mac port rt via
   net_lock
   ns=$(m_ns "$name")
   [[ -e "/run/netns/$ns" ]] || ip netns add "$ns"
@@ -723,8 +732,8 @@ m_json() { # m_json NAME (M_* loaded, M_DIR set)
   for x in "${ips[@]}"; do ((first)) || printf ','; first=0; json_str "$x"; done
   printf '],"networks":['; first=1
   for x in "${nets[@]}"; do ((first)) || printf ','; first=0; json_str "$x"; done
-  printf '],"boots":%s,"root":%s,"state_dir":%s}' "$(cat "$M_DIR/run/boots" 2>/dev/null || echo 0)" \
-    "$(json_str "$M_DIR/root")" "$(json_str "$M_DIR")"
+  printf '],"boots":%s,"root":%s,"state_dir":%s,"console":%s}' "$(cat "$M_DIR/run/boots" 2>/dev/null || echo 0)" \
+    "$(json_str "$M_DIR/root")" "$(json_str "$M_DIR")" "$(json_str "$M_DIR/console.log")"
 }
 
 cmd_status() {
@@ -764,11 +773,11 @@ cmd_root() { m_need "${1:?usage: root NAME}"; echo "$M_DIR/root"; }
 
 cmd_known_hosts() {
   m_need "${1:?usage: known-hosts NAME}"
-  local k nic ip names=""
-  for nic in "${M_NICS[@]}"; do ip=$(cut -d'|' -f2 <<<"$nic"); names+="${ip%/*},"; done
-  names+=$M_HOSTNAME
+  local k nic ip hosts=""
+  for nic in "${M_NICS[@]}"; do ip=$(cut -d'|' -f2 <<<"$nic"); hosts+="${ip%/*},"; done
+  hosts+=$M_HOSTNAME
   compgen -G "$M_DIR/root/etc/ssh/ssh_host_*_key.pub" >/dev/null || die "$1 has no SSH host keys yet (boot it first)"
-  for k in "$M_DIR"/root/etc/ssh/ssh_host_*_key.pub; do echo "$names $(cut -d' ' -f1,2 "$k")"; done
+  for k in "$M_DIR"/root/etc/ssh/ssh_host_*_key.pub; do echo "$hosts $(cut -d' ' -f1,2 "$k")"; done
 }
 
 cmd_stats() {

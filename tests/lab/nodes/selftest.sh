@@ -50,6 +50,7 @@ ok "$N machines prepared and booted in parallel: $(lab_since "$t0") s"
 for n in "${names[@]}"; do "$M" known-hosts "$n"; done >"$T/known_hosts"
 
 for n in "${names[@]}"; do
+  # shellcheck disable=SC2016  # expanded in the machine
   check "$n: ssh (strict host key checking): PID 1 systemd, hostname $n" \
     test "$(s "$n" 'echo $(cat /proc/1/comm) $(hostname)')" = "systemd $n"
   check "$n: systemctl is-system-running = running" test "$(s "$n" systemctl is-system-running)" = running
@@ -98,12 +99,12 @@ for n in "${names[@]}"; do "$M" delete "$n"; done
 "$M" net-down "$NET"
 echo "--- deleted in $(lab_since "$t0") s"
 check "no mount below $T" test -z "$(awk -v t="$T" 'index($2, t) == 1' /proc/mounts)"
-check "no netns labm-st-*/labn-$NET" test -z "$(ls /run/netns 2>/dev/null | grep -E "^labm-st-|^labn-$NET\$" || true)"
+check "no netns labm-st-*/labn-$NET" test -z "$(compgen -G "/run/netns/labm-st-*"; compgen -G "/run/netns/labn-$NET")"
 check "no host veth labn-$NET" bash -c "! ip link show labn-$NET >/dev/null 2>&1"
 check "no cgroup lab-nodes/st-*" test -z "$(ls -d /sys/fs/cgroup/*/lab-nodes/st-* 2>/dev/null || true)"
 check "no nspawn process of st-* left" \
   bash -c '! grep -l -a -E -- "--machine=st-[0-9]+" /proc/[0-9]*/cmdline 2>/dev/null | grep -q .'
-check "no registry entry left" test -z "$(ls "$LAB_STATE/nodes/machines" 2>/dev/null | grep '^st-' || true)"
+check "no registry entry left" test -z "$(compgen -G "$LAB_STATE/nodes/machines/st-*")"
 rm -rf "$T"
 echo "$pass passed, $fail failed, $(lab_since "$t_all") s"
 ((fail == 0))
