@@ -17,9 +17,10 @@ fi
 
 # Lab: moto (reference S3) and s3s-fs (strict SigV4 S3); PostgreSQL+pgSTAC, the
 # STAC API and TiTiler (eo) for the workload; OpenStack (Debian's Keystone, Nova
-# with the fake driver, Neutron, Cinder, Glance) for the cloud layer. Stopped on exit.
+# with the fake driver, Neutron, Cinder, Glance) for the cloud layer; a Kubernetes
+# v1.20 cluster (kube: control plane + nspawn worker, built once) for charts. Stopped on exit.
 trap 'bash tests/lab/down.sh >/dev/null 2>&1 || true' EXIT
-bash tests/lab/up.sh s3 s3s eo openstack
+bash tests/lab/up.sh s3 s3s eo openstack kube
 # shellcheck disable=SC1091
 source "${LAB_STATE:-/var/tmp/provisioner-lab}/env.sh"
 

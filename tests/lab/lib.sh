@@ -8,7 +8,8 @@
 #   $LAB_CACHE/venv/<dist>-<version>/                         Python venvs, keyed by version
 #   $LAB_CACHE/bin/<tool>-<version>                           built binaries (s3s-fs)
 #   $LAB_CACHE/log/                                           install logs
-# Everything listens on 127.0.0.1 only.
+# Everything listens on 127.0.0.1 only, except on the private lab networks of the nspawn
+# machines (tests/lab/nodes: bridges in their own netns, joined to the host by a veth).
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LAB_STATE="${LAB_STATE:-/var/tmp/provisioner-lab}"
@@ -25,7 +26,7 @@ for _p in "$LAB_PORT_S3" "$LAB_PORT_S3S" "$LAB_PORT_PG" "$LAB_PORT_STAC" "$LAB_P
     echo "[lab] ERROR: bad port '$_p' in LAB_PORT_*" >&2; exit 1
   fi
 done
-LAB_COMPONENTS=(s3 s3s eo openstack)   # start order; down.sh stops in reverse
+LAB_COMPONENTS=(s3 s3s eo nodes openstack kube)   # start order; down.sh stops in reverse
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 LC_NUMERIC=C   # $EPOCHREALTIME must use "." as the decimal point for the awk timings
@@ -241,6 +242,8 @@ lab_component() {
     s3 | s3s) source "$LAB_DIR/s3/component.sh" ;;
     eo) source "$LAB_DIR/eo/component.sh" ;;
     openstack) source "$LAB_DIR/openstack/component.sh" ;;
+    nodes) source "$LAB_DIR/nodes/component.sh" ;;
+    kube) source "$LAB_DIR/kube/component.sh" ;;
     *) lab_die "unknown component '$1' (known: ${LAB_COMPONENTS[*]})" ;;
   esac
 }

@@ -6,27 +6,34 @@
 #   eo    PostgreSQL+PostGIS+pgstac :55432, STAC API :18080, TiTiler :18081   (implies s3)
 #   openstack  Keystone :15000, Nova :18774 (fake driver), Neutron :19696, Glance :19292,
 #         Cinder :18776, Placement :18778, MariaDB :13306, RabbitMQ :16672 (Debian packages)
+#   nodes systemd-nspawn machines library (tests/lab/nodes/machine.sh) + default base rootfs
+#   kube  Kubernetes v1.20: etcd :12379, apiserver :16443, controller-manager, scheduler,
+#         workers = nspawn machines (kubelet, kube-proxy, containerd) on 10.231.0.0/24
+#         (built once from Debian's source, ~13 min; see tests/lab/kube/component.sh)
 #
 # Idempotent: a component that is already up is only health-checked. Each writes
 # $LAB_STATE/<component>/env.sh; $LAB_STATE/env.sh sources all the ones that are up:
 #   source /var/tmp/provisioner-lab/env.sh
 # Installs are cached by version under $LAB_CACHE (default /var/cache/provisioner-lab).
 # Stop with tests/lab/down.sh [--purge] [COMPONENT...].  Environment: LAB_STATE, LAB_CACHE,
-# LAB_PYTHON, LAB_PORT_{S3,S3S,PG,STAC,TILER}; openstack: see tests/lab/openstack/component.sh.
+# LAB_PYTHON, LAB_PORT_{S3,S3S,PG,STAC,TILER}; openstack, kube: see their component.sh.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-(($#)) || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+(($#)) || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
-# Resolve the set (eo implies s3) and start in the fixed order s3, s3s, eo, openstack.
+# Resolve the set (eo implies s3) and start in the fixed order s3, s3s, eo, nodes,
+# openstack, kube.
 declare -A want=()
 for c in "$@"; do
   case "$c" in
     s3 | s3s) want[$c]=1 ;;
     eo) want[eo]=1 want[s3]=1 ;;
     openstack) want[openstack]=1 ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    nodes) want[nodes]=1 ;;
+    kube) want[kube]=1 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) lab_die "unknown component '$c' (known: ${LAB_COMPONENTS[*]})" ;;
   esac
 done
