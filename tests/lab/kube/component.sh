@@ -480,3 +480,21 @@ lab_down_kube() {
   rm -rf "$KUBE_S/machines"
   return "$rc"
 }
+
+# ---------------------------------------------------------------- checks (check.sh)
+# shellcheck disable=SC2016  # $1, $2 are expanded by the inner bash
+lab_check_kube() {
+  local n
+  lab_check "kube-apiserver $LAB_KUBE_API/readyz (client certificate)" \
+    "$LAB_KUBECTL" get --raw /readyz
+  lab_check "server version $LAB_KUBE_VERSION" bash -c '[[ $("$1" version --short 2>/dev/null | grep -i server) == *"$2"* ]]' _ \
+    "$LAB_KUBECTL" "$LAB_KUBE_VERSION"
+  for n in $LAB_KUBE_NODES; do
+    lab_check "node $n Ready" bash -c '[[ $("$1" get node "$2" -o jsonpath="{.status.conditions[?(@.type==\"Ready\")].status}") == True ]]' _ \
+      "$LAB_KUBECTL" "$n"
+    lab_check "node $n has the lab images" bash -c '"$1" exec "$2" ctr -n k8s.io images ls -q | grep -c "^localhost/lab/\(busybox\|pause\):1$" | grep -qx 2' _ \
+      "$LAB_MACHINE" "$n"
+  done
+  lab_check "kube smoke test (tests/lab/kube/smoke.sh: pods, Deployment, Job, exec, Services)" \
+    bash "$LAB_DIR/kube/smoke.sh"
+}

@@ -22,3 +22,10 @@ lab_up_nodes() {
 }
 
 lab_down_nodes() { "$LAB_DIR/nodes/machine.sh" down-all; }
+
+# ---------------------------------------------------------------- checks (check.sh)
+# shellcheck disable=SC2016  # $1 is expanded by the inner bash
+lab_check_nodes() {
+  lab_check "base rootfs $LAB_NODES_BASE" test -x "$LAB_NODES_BASE/lib/systemd/systemd"
+  lab_check "machine.sh list (machines of the library)" bash -c '"$1" list; "$1" net-list' _ "$LAB_MACHINE"
+}
