@@ -10,11 +10,16 @@ async fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     provisioner::ui::init_logging(cli.verbose, cli.log_json);
+    let json = cli.output == cli::Output::Json;
     match cli::run(cli).await {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
+            // Machines read the structured error on stdout; people read stderr.
+            if json {
+                println!("{}", cli::error_json(&e));
+            }
             eprintln!("{}", cli::render_error(&e));
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(e.exit_code())
         }
     }
 }

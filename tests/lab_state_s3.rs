@@ -138,7 +138,7 @@ async fn state_round_trip_is_sealed_and_listed() {
         let (b, client, bucket) = backend(&loc, &env, Duration::from_secs(30)).await;
         let key = Key::from_base64(&Key::generate_base64(), "test".into()).unwrap();
         let mut st = StateFile::new(&env);
-        let addr = provisioner::plan::resource::Address::new("secret", "db");
+        let addr = provisioner::core::Address::new("secret", "db");
         let mut rec: provisioner::state::Record = serde_json::from_value(serde_json::json!({
             "kind": "secret", "id": "secret.db", "status": "ready", "attrs": {"length": 8}, "updated_at": "t"
         })).unwrap();

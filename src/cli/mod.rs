@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand, shared plumbing here.
 
+mod apply;
 mod collections;
 mod completions;
+mod deploy;
 mod destroy;
 mod plan;
 mod schema;
@@ -10,18 +12,19 @@ mod up;
 mod validate;
 mod workload;
 
-use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::ProgressBar;
+use serde::Serialize;
 
 use crate::Error;
 use crate::env::load::{Loaded, Source, load};
-use crate::plan::diff::{self, Change, Observed};
-use crate::plan::resource::{Address, Desired};
-use crate::provider::Registry;
-use crate::state::{StateFile, Store};
+use crate::plan::render::{PlanDoc, human};
+use crate::plan::session::{Session, Ui};
+use crate::provider::Connections;
 
 #[derive(Debug, Parser)]
 #[command(name = "provisioner", version, about = "From an empty OpenStack project to a working EO data platform, from one environment file")]
@@ -35,6 +38,12 @@ pub struct Cli {
     /// clouds.yaml entry to use (overrides `cloud.name`); `OS_*` variables when neither is set.
     #[arg(long, global = true)]
     pub cloud: Option<String>,
+    /// Kubeconfig for the platform layer (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig to use (default: its current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
     /// `human` for people, `json` for machines (stdout).
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -66,6 +75,8 @@ pub enum Command {
     Up(up::Args),
     /// Delete everything an environment owns.
     Destroy(destroy::Args),
+    /// Install or converge the platform layer (charts) onto the environment's cluster.
+    Deploy(deploy::Args),
     /// Inspect and repair state.
     #[command(subcommand)]
     State(state::Cmd),
@@ -87,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Plan(a) => plan::run(&cli, a).await,
         Command::Up(a) => up::run(&cli, a).await,
         Command::Destroy(a) => destroy::run(&cli, a).await,
+        Command::Deploy(a) => deploy::run(&cli, a).await,
         Command::State(c) => state::run(&cli, c).await,
         Command::Completions(a) => completions::run(a),
         Command::Workload(c) => workload::run(&cli, c).await,
@@ -94,7 +106,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     }
 }
 
-/// Options shared by plan, up and destroy.
+/// Options shared by plan, up, destroy and deploy.
 #[derive(Debug, clap::Args)]
 pub struct ApplyOpts {
     /// Environment name (`staging`, `ci-1234`) or path to a .yaml file.
@@ -105,6 +117,10 @@ pub struct ApplyOpts {
     /// Wait this long for another run's lock (e.g. 30s, 5m).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    /// Read recorded resources from their APIs first (drift; for destroy, also
+    /// owned resources state lost); `--refresh=false` plans from state alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub refresh: bool,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -127,67 +143,70 @@ pub fn load_env(cli: &Cli, name: &str) -> Result<Loaded, Error> {
     Ok(loaded)
 }
 
-pub async fn open_store(cli: &Cli, loaded: &Loaded) -> Result<Store, Error> {
-    let backend = crate::state::backend_for(&loaded.env, cli.state_dir.as_deref()).await?;
-    Ok(Store::new(backend, &loaded.env)?)
+/// The session of an environment: its state and the providers of its layers.
+pub async fn open_session(cli: &Cli, name: &str) -> Result<Session, Error> {
+    let loaded = load_env(cli, name)?;
+    let conn = Connections { cloud: cli.cloud.clone(), kubeconfig: cli.kubeconfig.clone(), context: cli.context.clone() };
+    Session::open(loaded, cli.state_dir.as_deref(), &conn).await
 }
 
-/// Read every recorded resource whose provider exists (read calls only).
-pub async fn refresh(registry: &Registry, state: &StateFile) -> Result<BTreeMap<Address, Observed>, Error> {
-    let mut out = BTreeMap::new();
-    // Interrupted records (creating/deleting) are not read: the diff already
-    // plans them, and a create that never returned has no id to read.
-    for (addr, rec) in state.resources.iter().filter(|(_, r)| r.status == crate::state::Status::Ready) {
-        let Some(p) = registry.get(&rec.kind) else { continue };
-        let live = p.read(addr, rec).await.map_err(|e| Error::Provider(format!("refreshing {addr}: {e}")))?;
-        out.insert(addr.clone(), live.map_or(Observed::Gone, |l| Observed::Live(l.attrs)));
+/// The terminal side of a run: the plan on stderr, a progress bar when
+/// somebody watches.
+pub struct Terminal {
+    output: Output,
+}
+
+impl Terminal {
+    pub fn new(cli: &Cli) -> Self {
+        Self { output: cli.output }
     }
-    Ok(out)
 }
 
-/// The plan for an environment, optionally restricted to targets.
-pub fn changes(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Address, Observed>, targets: &[String], destroy: bool) -> Vec<Change> {
-    let all = if destroy { diff::destroy(state) } else { diff::diff(desired, state, observed) };
-    diff::restrict(all, targets)
-}
-
-/// Every resource the environment owns in the cloud (by ownership tags or
-/// names), under `targets`, as state records: dependencies and attributes come
-/// from the environment file where it still names the address, so `destroy`
-/// deletes in order and a rebuilt state diffs cleanly.
-pub async fn discover_owned(registry: &Registry, env: &crate::env::model::Environment, targets: &[String]) -> Result<Vec<(Address, crate::state::Record)>, Error> {
-    let desired = crate::plan::desired::desired(env);
-    let mut out = Vec::new();
-    for (kinds, provider) in registry.providers().filter(|(kinds, _)| kinds.iter().any(|k| kind_targeted(targets, k))) {
-        let found = provider.discover().await.map_err(|e| Error::Provider(format!("discovering {} resources: {e}", kinds.join("/"))))?;
-        for (addr, live) in found.into_iter().filter(|(a, _)| kind_targeted(targets, a.kind())) {
-            let d = desired.iter().find(|d| d.address == addr);
-            let rec = crate::state::Record {
-                kind: addr.kind().to_owned(),
-                id: Some(live.id),
-                status: crate::state::Status::Ready,
-                attrs: d.map_or(live.attrs, |d| d.attrs.clone()),
-                outputs: live.outputs,
-                deps: d.map(|d| d.deps.clone()).unwrap_or_default(),
-                sealed: None,
-                secrets: Default::default(),
-                updated_at: crate::state::model::now(),
-            };
-            out.push((addr, rec));
+impl Ui for Terminal {
+    fn show_plan(&self, doc: &PlanDoc) {
+        if self.output == Output::Human {
+            eprint!("{}", human(doc));
         }
     }
-    Ok(out)
+    fn progress(&self) -> ProgressBar {
+        crate::ui::bar(self.output == Output::Human)
+    }
 }
 
-/// Whether `--target` values (empty = everything) reach resources of `kind`.
-pub fn kind_targeted(targets: &[String], kind: &str) -> bool {
-    targets.is_empty() || targets.iter().any(|t| t == kind || t.starts_with(&format!("{kind}.")))
+pub fn print_json(v: &impl Serialize) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)
+        .map_err(std::io::Error::other)
+        .and_then(|()| writeln!(out))
+        .map_err(|source| Error::Output { what: "JSON to stdout".into(), source })
 }
 
-pub fn print_json(v: &impl serde::Serialize) -> Result<(), Error> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Usage(e.to_string()))?;
-    println!("{s}");
-    Ok(())
+/// An error for machines (`--output json`): on stdout, versioned, with its
+/// class and exit code, and the structured details where there are some.
+pub fn error_json(e: &Error) -> serde_json::Value {
+    let details = match e {
+        Error::Env(env_err) => serde_json::to_value(env_err.problems()).ok(),
+        Error::Apply(errors) => Some(serde_json::Value::Array(
+            errors.iter().map(|a| serde_json::json!({ "message": a.to_string(), "class": a.class() })).collect(),
+        )),
+        _ => None,
+    };
+    let kind = match e {
+        Error::Env(_) => "environment",
+        Error::State(_) => "state",
+        Error::Secret(_) => "secret",
+        Error::Workload(_) => "workload",
+        Error::Usage(_) => "usage",
+        Error::Preflight(_) => "preflight",
+        Error::Provider { .. } => "provider",
+        Error::Apply(_) => "apply",
+        Error::Output { .. } => "output",
+    };
+    let mut err = serde_json::json!({ "kind": kind, "class": e.class(), "exit_code": e.exit_code(), "message": e.to_string() });
+    if let Some(d) = details {
+        err["details"] = d;
+    }
+    serde_json::json!({ "format_version": crate::plan::render::FORMAT_VERSION, "error": err })
 }
 
 /// The error as the user sees it: what happened, where (with the source line

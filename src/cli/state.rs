@@ -2,10 +2,9 @@
 
 use serde::Serialize;
 
-use super::{Cli, Output, load_env, open_store, print_json};
+use super::{Cli, Output, open_session, print_json};
 use crate::Error;
-use crate::plan::resource::Address;
-use crate::provider::Registry;
+use crate::core::Address;
 use crate::state::crypto::Key;
 use crate::state::{Record, Status};
 
@@ -46,9 +45,8 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             Ok(0)
         }
         Cmd::List { env } | Cmd::Show { env, address: None } => {
-            let loaded = load_env(cli, env)?;
-            let store = open_store(cli, &loaded).await?;
-            let state = store.load().await?;
+            let session = open_session(cli, env).await?;
+            let state = session.store.load().await?;
             let rows: Vec<Row> = state
                 .resources
                 .iter()
@@ -57,7 +55,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             if matches!(cmd, Cmd::Show { .. }) {
                 print_records(cli, &state.resources.iter().collect::<Vec<_>>())?;
             } else if cli.output == Output::Json {
-                print_json(&serde_json::json!({ "environment": loaded.env.name, "serial": state.serial, "lineage": state.lineage, "resources": rows }))?;
+                print_json(&serde_json::json!({ "environment": session.env_name(), "serial": state.serial, "lineage": state.lineage, "resources": rows }))?;
             } else {
                 for r in &rows {
                     let status = if r.status == Status::Ready { String::new() } else { format!("  ({:?})", r.status).to_lowercase() };
@@ -67,9 +65,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             Ok(0)
         }
         Cmd::Show { env, address: Some(a) } => {
-            let loaded = load_env(cli, env)?;
-            let store = open_store(cli, &loaded).await?;
-            let state = store.load().await?;
+            let state = open_session(cli, env).await?.store.load().await?;
             let found: Vec<_> = state.resources.iter().filter(|(k, _)| k.matches(a)).collect();
             if found.is_empty() {
                 return Err(Error::Usage(format!("no record matches `{a}` in the state of `{env}`; `provisioner state list {env}` shows what there is")));
@@ -78,9 +74,8 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             Ok(0)
         }
         Cmd::Unlock { env, lock_id } => {
-            let loaded = load_env(cli, env)?;
-            let store = open_store(cli, &loaded).await?;
-            let info = store.backend.force_unlock(lock_id).await?;
+            let session = open_session(cli, env).await?;
+            let info = session.store.backend.force_unlock(lock_id).await?;
             match cli.output {
                 Output::Json => print_json(&info)?,
                 Output::Human => println!("removed lock {} held by {}@{} (pid {}) since {}", info.id, info.owner, info.host, info.pid, info.created_at),
@@ -88,8 +83,8 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             Ok(0)
         }
         Cmd::Rm { env, address } => {
-            let loaded = load_env(cli, env)?;
-            let store = open_store(cli, &loaded).await?;
+            let session = open_session(cli, env).await?;
+            let store = &session.store;
             let lock = store.lock("state rm", std::time::Duration::ZERO).await?;
             let result = async {
                 let mut state = store.load().await?;
@@ -106,20 +101,19 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             result
         }
         Cmd::Rebuild { env, target } => {
-            let loaded = load_env(cli, env)?;
-            let store = open_store(cli, &loaded).await?;
-            let registry = Registry::for_env(&loaded.env, cli.cloud.as_deref());
+            let session = open_session(cli, env).await?;
+            let store = &session.store;
             let lock = store.lock("state rebuild", std::time::Duration::ZERO).await?;
             let result = async {
                 let mut state = store.load().await?;
                 let mut found = Vec::new();
-                for (addr, rec) in super::discover_owned(&registry, &loaded.env, target).await? {
+                for (addr, rec) in session.discover_owned(target).await? {
                     state.resources.insert(addr.clone(), rec);
                     found.push(addr);
                 }
                 store.save(&mut state, lock.as_ref()).await?;
                 match cli.output {
-                    Output::Json => print_json(&serde_json::json!({ "environment": loaded.env.name, "rebuilt": found }))?,
+                    Output::Json => print_json(&serde_json::json!({ "environment": session.env_name(), "rebuilt": found }))?,
                     Output::Human => {
                         println!("rebuilt {} record(s) from the cloud: {}", found.len(), found.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
                         println!("note: generated secrets exist only in state and cannot be rebuilt; missing ones are generated again by `up`");

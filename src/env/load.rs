@@ -76,6 +76,9 @@ pub struct Loaded {
     pub env: Environment,
     /// Files read, the environment's own file last.
     pub files: Vec<PathBuf>,
+    /// `sha256:` of each file's bytes, in the order of `files` (saved plans
+    /// compare them to say which file changed).
+    pub digests: Vec<String>,
     pub index: LocIndex,
     pub warnings: Vec<Problem>,
 }
@@ -145,8 +148,9 @@ impl EnvError {
 /// Load environment `name` (or a path to a `.yaml` file).
 pub fn load(source: &Source, name: &str) -> Result<Loaded, EnvError> {
     let (source, rel, env_name) = resolve(source, name)?;
-    let mut files = Vec::new();
-    let mut merged = read_tree(&source, &rel, &mut files, &mut Vec::new(), None)?;
+    let mut read = Vec::new();
+    let mut merged = read_tree(&source, &rel, &mut read, &mut Vec::new(), None)?;
+    let (files, digests) = read.into_iter().unzip();
     let template = merged.get("template").and_then(|t| t.get("pattern")).and_then(Node::as_str).map(str::to_owned);
     let env_name = match (&template, env_name) {
         // Validating the template file itself: instantiate it with an example name.
@@ -174,7 +178,7 @@ pub fn load(source: &Source, name: &str) -> Result<Loaded, EnvError> {
     if !errors.is_empty() {
         return Err(EnvError::Invalid { name: env_name, problems: errors });
     }
-    Ok(Loaded { env, files, index, warnings })
+    Ok(Loaded { env, files, digests, index, warnings })
 }
 
 /// Name → (source, file relative to it, instantiated name if any).
@@ -221,7 +225,7 @@ pub fn matches_pattern(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn read_tree(source: &Source, rel: &Path, files: &mut Vec<PathBuf>, chain: &mut Vec<PathBuf>, from: Option<Loc>) -> Result<Node, EnvError> {
+fn read_tree(source: &Source, rel: &Path, files: &mut Vec<(PathBuf, String)>, chain: &mut Vec<PathBuf>, from: Option<Loc>) -> Result<Node, EnvError> {
     let (path, text) = source.read(rel)?;
     if chain.contains(&path) {
         chain.push(path.clone());
@@ -246,7 +250,7 @@ fn read_tree(source: &Source, rel: &Path, files: &mut Vec<PathBuf>, chain: &mut 
         });
     }
     chain.pop();
-    files.push(path);
+    files.push((path, crate::core::digest::sha256(text.as_bytes())));
     Ok(match merged {
         Some(m) => m.merge(tree),
         None => tree,

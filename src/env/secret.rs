@@ -53,25 +53,7 @@ impl fmt::Display for SecretRef {
     }
 }
 
-/// A resolved secret value. Debug and Display never print it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(v: String) -> Self {
-        Self(v)
-    }
-    /// The value itself: call only where it is handed to the thing that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::core::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -88,12 +70,12 @@ impl SecretRef {
     pub fn resolve(&self, name: &str) -> Result<Secret, SecretError> {
         match self {
             Self::Env(var) => std::env::var(var)
-                .map(Secret)
+                .map(Secret::new)
                 .map_err(|_| SecretError::EnvMissing { name: name.into(), var: var.clone() }),
             Self::File(p) => {
                 let path = expand_home(p);
                 std::fs::read_to_string(&path)
-                    .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_owned()))
+                    .map(|s| Secret::new(s.trim_end_matches(['\n', '\r']).to_owned()))
                     .map_err(|source| SecretError::File { name: name.into(), path, source })
             }
             Self::Generate(_) => Err(SecretError::NotGenerated { name: name.into() }),

@@ -50,12 +50,13 @@ impl From<ApiError> for ProviderError {
     fn from(e: ApiError) -> Self {
         let quota = e.message.to_ascii_lowercase().contains("quota");
         let class = match e.status {
+            _ if quota => Class::Quota,
             Some(429) => Class::Transient { after: e.retry_after },
-            Some(409) if !quota => Class::InUse,
+            Some(409) => Class::InUse,
             None | Some(500..=599) => Class::Transient { after: e.retry_after },
             _ => Class::Fatal,
         };
-        ProviderError { class, message: e.message }
+        ProviderError::new(class, e.message.clone()).caused_by(e)
     }
 }
 
@@ -176,8 +177,8 @@ mod tests {
         assert_eq!(service_message(r#"{"forbidden": {"code": 403, "message": "Quota exceeded for cores"}}"#), "Quota exceeded for cores");
         let c = |status, msg: &str| ProviderError::from(ApiError { status: Some(status), message: msg.into(), retry_after: None }).class;
         assert_eq!(c(409, "Unable to complete operation on subnet: One or more ports have an IP allocation"), Class::InUse);
-        assert_eq!(c(409, "Quota exceeded for resources: ['floatingip']"), Class::Fatal);
-        assert_eq!(c(403, "Quota exceeded for cores"), Class::Fatal);
+        assert_eq!(c(409, "Quota exceeded for resources: ['floatingip']"), Class::Quota);
+        assert_eq!(c(403, "Quota exceeded for cores"), Class::Quota);
         assert_eq!(c(503, "unavailable"), Class::Transient { after: None });
         assert_eq!(c(400, "bad"), Class::Fatal);
     }

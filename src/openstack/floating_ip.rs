@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::neutron::{self, FLOATING_IPS, PORTS, str_attr};
 use super::{Attrs, Cx, Kind, live, rec_id};
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::provider::{Live, ProviderError};
 use crate::state::Record;
 

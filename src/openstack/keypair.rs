@@ -9,7 +9,7 @@ use super::client::Svc;
 use super::neutron::str_attr;
 use super::{Attrs, Cx, Kind, live, rec_id};
 use crate::env::secret::expand_home;
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::provider::{Live, ProviderError};
 use crate::state::Record;
 

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::env::model::Environment;
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::provider::{Live, Provider, ProviderError};
 use crate::state::Record;
 use client::Api;
@@ -176,11 +176,6 @@ impl OpenStackProvider {
             .await
     }
 
-    /// API calls made so far (for the benchmark and `--output json` reports).
-    pub fn api_calls(&self) -> u64 {
-        self.cx.get().map_or(0, |c| c.api.calls())
-    }
-
     fn kind(&self, k: &str) -> Result<&dyn Kind, ProviderError> {
         self.kinds.get(k).map(|b| b.as_ref()).ok_or_else(|| ProviderError::fatal(format!("no OpenStack kind `{k}`")))
     }
@@ -188,6 +183,23 @@ impl OpenStackProvider {
 
 #[async_trait]
 impl Provider for OpenStackProvider {
+    fn kinds(&self) -> &'static [&'static str] {
+        KINDS
+    }
+    /// Quotas, image, flavors, external network: all before the first create.
+    async fn preflight(&self, changes: &[&crate::plan::diff::Change], desired: &[crate::plan::resource::Desired]) -> Result<(), ProviderError> {
+        use crate::plan::diff::Action;
+        if !changes.iter().any(|c| matches!(c.action, Action::Create | Action::Replace)) {
+            return Ok(());
+        }
+        let needs = preflight::check(self.cx().await?, changes, desired).await?;
+        tracing::info!(?needs, "preflight passed");
+        Ok(())
+    }
+    /// API calls made so far (for the benchmark and `--output json` reports).
+    fn api_calls(&self) -> u64 {
+        self.cx.get().map_or(0, |c| c.api.calls())
+    }
     async fn read(&self, addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError> {
         self.kind(addr.kind())?.read(self.cx().await?, rec).await
     }

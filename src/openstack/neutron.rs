@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::client::{Api, ApiError, Svc};
-use crate::plan::resource::Address;
+use crate::core::Address;
 
 pub const TAG_ENV: &str = "pv-env:";
 pub const TAG_ADDR: &str = "pv-addr:";

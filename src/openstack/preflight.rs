@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::client::Svc;
 use super::{Cx, server};
 use crate::plan::diff::{Action, Change};
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::plan::resource::Desired;
 use crate::provider::ProviderError;
 
@@ -22,11 +22,11 @@ pub struct Needs {
     pub security_group_rules: i64,
 }
 
-fn creates<'a>(changes: &'a [Change], kind: &'a str) -> impl Iterator<Item = &'a Address> + 'a {
+fn creates<'a>(changes: &'a [&'a Change], kind: &'a str) -> impl Iterator<Item = &'a Address> + 'a {
     changes.iter().filter(move |c| c.kind == kind && matches!(c.action, Action::Create)).map(|c| &c.address)
 }
 
-pub async fn check(cx: &Cx, changes: &[Change], desired: &[Desired]) -> Result<Needs, ProviderError> {
+pub async fn check(cx: &Cx, changes: &[&Change], desired: &[Desired]) -> Result<Needs, ProviderError> {
     let attrs = |a: &Address| desired.iter().find(|d| &d.address == a).map(|d| &d.attrs);
     let mut problems = Vec::new();
     let mut needs = Needs::default();
@@ -112,8 +112,9 @@ pub async fn check(cx: &Cx, changes: &[Change], desired: &[Desired]) -> Result<N
         }
     }
     if problems.is_empty() {
-        Ok(needs)
-    } else {
-        Err(ProviderError::fatal(format!("preflight failed, nothing was created:\n    {}", problems.join("\n    "))))
+        return Ok(needs);
     }
+    let message = format!("preflight failed, nothing was created:\n    {}", problems.join("\n    "));
+    // Quota problems alone are fixed by raising a quota; anything else by fixing the input.
+    Err(if problems.iter().all(|p| p.starts_with("quota:")) { ProviderError::quota(message) } else { ProviderError::fatal(message) })
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use super::client::Svc;
 use super::neutron::{self, PORTS, ROUTERS, str_attr};
 use super::{Attrs, Cx, Kind, live, observed, rec_id};
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::provider::{Live, ProviderError};
 use crate::state::Record;
 

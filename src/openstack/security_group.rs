@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::client::Svc;
 use super::neutron::{Plain, SECURITY_GROUPS, str_attr};
 use super::{Attrs, Cx, Kind, live, rec_id};
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::provider::{Live, ProviderError};
 use crate::state::Record;
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::client::Svc;
 use super::neutron::{self, SUBNETS, str_attr, tags};
 use super::{Attrs, Cx, Kind, rec_id};
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::provider::{Live, ProviderError};
 use crate::state::Record;
 

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::neutron::{self, SUBNETS, str_attr};
 use super::{Attrs, Cx, Kind, live, observed, rec_id};
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::provider::{Live, ProviderError};
 use crate::state::Record;
 

@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::resource::{Address, Desired, Layer, OnChange, as_ref, kind_spec};
+use super::resource::{Desired, Layer, OnChange, kind_spec};
+use crate::core::{Address, Ref};
 use crate::state::{StateFile, Status};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     NoOp,
@@ -19,27 +20,27 @@ pub enum Action {
     Delete,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FieldChange {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
     pub forces_replacement: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Change {
     pub address: Address,
     pub kind: String,
     pub layer: Layer,
     pub action: Action,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldChange>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Address>,
     /// Replacing or deleting it destroys data (servers, volumes, buckets).
     pub data_loss: bool,
@@ -155,10 +156,10 @@ fn propagate_replacements(desired: &[Desired], changes: &mut [Change]) {
                 continue;
             }
             for (field, v) in &d.attrs {
-                let refs = refs_in(v);
+                let refs: Vec<Address> = Ref::all_in(v).into_iter().map(|r| r.address).collect();
                 let Some(target) = refs.iter().find(|a| replaced.contains(*a)) else { continue };
                 let forces = d.spec.on_change(field) == OnChange::Replace;
-                c.fields.push(FieldChange { name: field.clone(), before: Some(v.clone()), after: Some(Value::String("(new id after apply)".into())), forces_replacement: forces });
+                c.fields.push(FieldChange { name: field.clone(), before: Some(v.clone()), after: Some(Value::String("(known after apply)".into())), forces_replacement: forces });
                 if forces {
                     c.action = Action::Replace;
                     c.reason = Some(format!("{field} refers to {target}, which is replaced"));
@@ -174,17 +175,6 @@ fn propagate_replacements(desired: &[Desired], changes: &mut [Change]) {
         if !changed {
             return;
         }
-    }
-}
-
-fn refs_in(v: &Value) -> Vec<Address> {
-    if let Some(a) = as_ref(v) {
-        return vec![a];
-    }
-    match v {
-        Value::Array(items) => items.iter().flat_map(refs_in).collect(),
-        Value::Object(m) => m.values().flat_map(refs_in).collect(),
-        _ => Vec::new(),
     }
 }
 
@@ -243,7 +233,6 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::resource::reference;
     use crate::state::Record;
     use serde_json::json;
 
@@ -269,12 +258,12 @@ mod tests {
     fn create_update_replace_delete_and_propagation() {
         let desired = vec![
             Desired::new(net(), json!({"name": "new-name"})),
-            Desired::new(Address::new("subnet", "main"), json!({"network": reference(&net()), "cidr": "10.0.1.0/24"})),
+            Desired::new(Address::new("subnet", "main"), json!({"network": Ref::id(&net()), "cidr": "10.0.1.0/24"})),
             Desired::new(Address::new("keypair", "deploy"), json!({"name": "k", "public_key_file": "a"})),
         ];
         let mut st = StateFile::new("t");
         st.resources.insert(net(), rec("network", json!({"name": "old"})));
-        st.resources.insert(Address::new("subnet", "main"), rec("subnet", json!({"network": reference(&net()), "cidr": "10.0.0.0/24"})));
+        st.resources.insert(Address::new("subnet", "main"), rec("subnet", json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"})));
         st.resources.insert(Address::new("volume", "gone[0]"), rec("volume", json!({"size_gb": 1})));
         let ch = diff(&desired, &st, &BTreeMap::new());
         let by = |a: &str| ch.iter().find(|c| c.address.as_str() == a).unwrap();
@@ -291,11 +280,11 @@ mod tests {
     fn replacing_a_dependency_replaces_dependents() {
         let desired = vec![
             Desired::new(net(), json!({"name": "n", "mtu": 1400})),
-            Desired::new(Address::new("subnet", "main"), json!({"network": reference(&net()), "cidr": "10.0.0.0/24"})),
+            Desired::new(Address::new("subnet", "main"), json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"})),
         ];
         let mut st = StateFile::new("t");
         st.resources.insert(net(), rec("network", json!({"name": "n", "mtu": 1400, "identity": "old"})));
-        st.resources.insert(Address::new("subnet", "main"), rec("subnet", json!({"network": reference(&net()), "cidr": "10.0.0.0/24"})));
+        st.resources.insert(Address::new("subnet", "main"), rec("subnet", json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"})));
         let ch = diff(&desired, &st, &BTreeMap::new());
         assert_eq!(ch[0].action, Action::Replace, "unknown field removed => replace");
         assert_eq!(ch[1].action, Action::Replace);
@@ -319,7 +308,7 @@ mod tests {
     fn restrict_keeps_dependencies() {
         let desired = vec![
             Desired::new(net(), json!({"name": "n"})),
-            Desired::new(Address::new("subnet", "main"), json!({"network": reference(&net()), "cidr": "10.0.0.0/24"})),
+            Desired::new(Address::new("subnet", "main"), json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"})),
             Desired::new(Address::new("keypair", "deploy"), json!({"name": "k", "public_key_file": "a"})),
         ];
         let ch = restrict(diff(&desired, &StateFile::new("t"), &BTreeMap::new()), &["subnet".into()]);

@@ -13,21 +13,39 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::diff::{Action, Change};
-use super::resource::{Address, Desired, as_ref};
+use super::resource::Desired;
 use super::retry::RetryPolicy;
+use crate::core::{Address, Ref, Select};
 use crate::env::model::Timeouts;
-use crate::provider::{Live, Provider, Registry};
+use crate::provider::{Class, Live, Provider, ProviderError, Registry};
 use crate::state::model::now;
 use crate::state::{LockHandle, Record, StateError, StateFile, Status, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    #[error("{address}: {source}")]
+    Resource {
+        address: Address,
+        #[source]
+        source: ProviderError,
+    },
     #[error("{address}: {message}")]
-    Resource { address: Address, message: String },
+    Unresolved { address: Address, message: String },
     #[error("{address}: skipped because {cause} failed")]
     Skipped { address: Address, cause: Address },
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+impl ApplyError {
+    /// The class of the underlying failure, for the exit code.
+    pub fn class(&self) -> Class {
+        match self {
+            ApplyError::Resource { source, .. } => source.class,
+            ApplyError::State(StateError::Locked { .. } | StateError::LockLost { .. }) => Class::Conflict,
+            _ => Class::Fatal,
+        }
+    }
 }
 
 /// Outcome of one apply: what was done and what failed.
@@ -138,11 +156,11 @@ impl Executor<'_> {
 
     async fn one(&self, op: Op, c: &Change, state: &Mutex<StateFile>, report: &Mutex<Report>) -> Result<(), ApplyError> {
         let addr = &c.address;
-        let fail = |message: String| ApplyError::Resource { address: addr.clone(), message };
+        let fail = |source: ProviderError| ApplyError::Resource { address: addr.clone(), source };
         let provider = self
             .providers
             .get(&c.kind)
-            .ok_or_else(|| fail(format!("no provider for kind `{}` (its layer is not implemented yet)", c.kind)))?;
+            .ok_or_else(|| fail(ProviderError::fatal(format!("no provider for kind `{}` (its layer is not implemented yet)", c.kind))))?;
         self.progress.set_message(format!("{addr}"));
         match op {
             Op::Delete => {
@@ -153,7 +171,7 @@ impl Executor<'_> {
                     // resource. Look it up by ownership; if nothing is there, forget it.
                     let attrs = resolve_attrs(&rec.attrs, &*state.lock().await);
                     let found = match attrs {
-                        Ok(a) => self.retry.run(addr.as_str(), Duration::from_secs(self.timeouts.delete), || provider.find(addr, &a, true)).await.map_err(|e| fail(e.message))?,
+                        Ok(a) => self.retry.run(addr.as_str(), Duration::from_secs(self.timeouts.delete), || provider.find(addr, &a, true)).await.map_err(fail)?,
                         Err(_) => None,
                     };
                     match found {
@@ -173,21 +191,21 @@ impl Executor<'_> {
                 self.pause().await;
                 tracing::info!(address = %addr, "deleting");
                 let deadline = Duration::from_secs(self.timeouts.delete);
-                self.retry.run(addr.as_str(), deadline, || provider.delete(addr, &rec)).await.map_err(|e| fail(e.message))?;
+                self.retry.run(addr.as_str(), deadline, || provider.delete(addr, &rec)).await.map_err(fail)?;
                 self.pause().await;
                 self.forget(state, addr).await?;
                 report.lock().await.deleted.push(addr.clone());
                 Ok(())
             }
             Op::Apply => {
-                let Some(d) = self.desired.get(addr) else { return Err(fail("not in the desired model".into())) };
-                let resolved = self.resolve(d, state).await.map_err(fail)?;
+                let Some(d) = self.desired.get(addr) else { return Err(fail(ProviderError::fatal("not in the desired model"))) };
+                let resolved = self.resolve(d, state).await.map_err(|message| ApplyError::Unresolved { address: addr.clone(), message })?;
                 let existing = state.lock().await.resources.get(addr).cloned();
                 match (c.action, existing) {
                     (Action::Update, Some(rec)) if rec.status == Status::Ready => {
                         tracing::info!(address = %addr, "updating");
                         let deadline = Duration::from_secs(self.timeouts.create);
-                        let live = self.retry.run(addr.as_str(), deadline, || provider.update(addr, &rec, &resolved)).await.map_err(|e| fail(e.message))?;
+                        let live = self.retry.run(addr.as_str(), deadline, || provider.update(addr, &rec, &resolved)).await.map_err(fail)?;
                         self.record(state, addr, ready(d, live)).await?;
                         report.lock().await.updated.push(addr.clone());
                     }
@@ -213,15 +231,15 @@ impl Executor<'_> {
         attrs: &BTreeMap<String, Value>,
         interrupted: bool,
         report: &Mutex<Report>,
-    ) -> Result<Live, String> {
+    ) -> Result<Live, ProviderError> {
         let deadline = Duration::from_secs(self.timeouts.create);
-        if let Some(found) = self.retry.run(addr.as_str(), deadline, || provider.find(addr, attrs, interrupted)).await.map_err(|e| e.message)? {
+        if let Some(found) = self.retry.run(addr.as_str(), deadline, || provider.find(addr, attrs, interrupted)).await? {
             tracing::info!(address = %addr, id = %found.id, "adopted an existing resource owned by this environment");
             report.lock().await.adopted.push(addr.clone());
             return Ok(found);
         }
         tracing::info!(address = %addr, "creating");
-        let live = self.retry.run(addr.as_str(), deadline, || provider.create(addr, attrs)).await.map_err(|e| e.message)?;
+        let live = self.retry.run(addr.as_str(), deadline, || provider.create(addr, attrs)).await?;
         report.lock().await.created.push(addr.clone());
         Ok(live)
     }
@@ -233,7 +251,7 @@ impl Executor<'_> {
         }
     }
 
-    /// Desired attributes with references replaced by the referenced ids.
+    /// Desired attributes with references replaced by what they select.
     async fn resolve(&self, d: &Desired, state: &Mutex<StateFile>) -> Result<BTreeMap<String, Value>, String> {
         resolve_attrs(&d.attrs, &*state.lock().await)
     }
@@ -255,11 +273,23 @@ fn resolve_attrs(attrs: &BTreeMap<String, Value>, st: &StateFile) -> Result<BTre
     attrs.iter().map(|(k, v)| Ok((k.clone(), resolve_value(v, st)?))).collect()
 }
 
+/// A reference becomes the id, an output, or (in memory only, for the
+/// provider call) a sealed secret of a resource that is ready in state.
 fn resolve_value(v: &Value, st: &StateFile) -> Result<Value, String> {
-    if let Some(a) = as_ref(v) {
-        return match st.resources.get(&a) {
-            Some(r) if r.status == Status::Ready => r.id.clone().map(Value::String).ok_or_else(|| format!("{a} has no id in state")),
-            _ => Err(format!("{a} is not created yet")),
+    if let Some(r) = Ref::parse(v) {
+        let a = &r.address;
+        let rec = match st.resources.get(a) {
+            Some(rec) if rec.status == Status::Ready => rec,
+            _ => return Err(format!("{a} is not created yet")),
+        };
+        return match &r.select {
+            Select::Id => rec.id.clone().map(Value::String).ok_or_else(|| format!("{a} has no id in state")),
+            Select::Output(o) => rec.outputs.get(o).cloned().ok_or_else(|| format!("{a} has no output `{o}` in state")),
+            Select::Secret(s) => match rec.secrets.get(s) {
+                Some(v) => Ok(Value::String(v.expose().to_owned())),
+                None if rec.sealed.is_some() => Err(format!("{a} is sealed and the state key was not loaded")),
+                None => Err(format!("{a} holds no secret `{s}`; `provisioner state rm` it so `up` makes it again")),
+            },
         };
     }
     Ok(match v {

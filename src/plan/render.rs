@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::diff::{Action, Change, Summary};
-use super::resource::as_ref;
+use crate::core::Ref;
 use crate::env::load::Problem;
 
 pub const FORMAT_VERSION: &str = "1";
@@ -25,8 +25,8 @@ pub struct PlanDoc<'a> {
 }
 
 fn show(v: &Value) -> String {
-    match as_ref(v) {
-        Some(a) => format!("(id of {a})"),
+    match Ref::parse(v) {
+        Some(r) => r.to_string(),
         None => v.to_string(),
     }
 }

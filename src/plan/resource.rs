@@ -2,44 +2,12 @@
 //! change semantics, desired attributes and dependencies.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Logical address such as `network.main` or `server.control[1]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Address(String);
-
-impl Address {
-    pub fn new(kind: &str, name: &str) -> Self {
-        Self(format!("{kind}.{name}"))
-    }
-    pub fn indexed(kind: &str, name: &str, i: u32) -> Self {
-        Self(format!("{kind}.{name}[{i}]"))
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        let (kind, rest) = s.split_once('.')?;
-        (!kind.is_empty() && !rest.is_empty()).then(|| Self(s.to_owned()))
-    }
-    pub fn kind(&self) -> &str {
-        self.0.split_once('.').map_or(&self.0, |(k, _)| k)
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    /// `--target` matching: a whole address, a kind (`bucket`) or an unindexed base (`server.control`).
-    pub fn matches(&self, target: &str) -> bool {
-        self.0 == target || self.kind() == target || self.0.split('[').next() == Some(target)
-    }
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::core::Address;
+use crate::core::Ref;
 
 /// What a change to a field costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,12 +32,14 @@ const fn rep(name: &'static str) -> Field {
 }
 
 /// The layer a kind belongs to; shown in plans and used to say what is not implemented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
     Local,
     Storage,
     Cloud,
+    Cluster,
+    Platform,
 }
 
 #[derive(Debug)]
@@ -151,8 +121,7 @@ impl Desired {
             Value::Object(m) => m.into_iter().collect(),
             _ => BTreeMap::new(),
         };
-        let mut deps = Vec::new();
-        collect_refs(&Value::Object(attrs.clone().into_iter().collect()), &mut deps);
+        let mut deps: Vec<Address> = attrs.values().flat_map(Ref::all_in).map(|r| r.address).collect();
         deps.sort();
         deps.dedup();
         Self { address, spec, attrs, deps }
@@ -165,49 +134,15 @@ fn unreachable_kind(a: &Address) -> &'static KindSpec {
     panic!("internal error: resource kind of {a} is not in KINDS")
 }
 
-pub fn reference(a: &Address) -> Value {
-    serde_json::json!({ "ref": a.as_str() })
-}
-
-pub fn as_ref(v: &Value) -> Option<Address> {
-    match v {
-        Value::Object(m) if m.len() == 1 => m.get("ref").and_then(Value::as_str).and_then(Address::parse),
-        _ => None,
-    }
-}
-
-fn collect_refs(v: &Value, out: &mut Vec<Address>) {
-    if let Some(a) = as_ref(v) {
-        out.push(a);
-        return;
-    }
-    match v {
-        Value::Object(m) => m.values().for_each(|c| collect_refs(c, out)),
-        Value::Array(a) => a.iter().for_each(|c| collect_refs(c, out)),
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn address_parts_and_targets() {
-        let a = Address::indexed("server", "control", 1);
-        assert_eq!(a.to_string(), "server.control[1]");
-        assert_eq!(a.kind(), "server");
-        assert!(a.matches("server"));
-        assert!(a.matches("server.control"));
-        assert!(a.matches("server.control[1]"));
-        assert!(!a.matches("server.worker"));
-    }
-
-    #[test]
     fn refs_become_deps() {
         let d = Desired::new(
             Address::new("subnet", "main"),
-            serde_json::json!({"network": reference(&Address::new("network", "main")), "cidr": "10.0.0.0/24"}),
+            serde_json::json!({"network": Ref::id(&Address::new("network", "main")), "cidr": "10.0.0.0/24"}),
         );
         assert_eq!(d.deps, vec![Address::new("network", "main")]);
     }

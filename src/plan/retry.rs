@@ -37,15 +37,14 @@ impl RetryPolicy {
                 Err(e) => e,
             };
             let wait = match err.class {
-                Class::Fatal => return Err(err),
+                Class::Fatal | Class::Quota | Class::Conflict => return Err(err),
                 Class::Transient { after: Some(a) } => a,
                 Class::Transient { after: None } | Class::InUse => jitter(delay),
             };
             if start.elapsed() + wait > deadline {
-                return Err(ProviderError {
-                    class: Class::Fatal,
-                    message: format!("{} (gave up after {attempt} attempts in {:.0?}; raise `timeouts` in the environment file if the cloud is slow)", err.message, start.elapsed()),
-                });
+                // The class stays: a give-up on a transient failure is still "retry later".
+                let message = format!("{} (gave up after {attempt} attempts in {:.0?}; raise `timeouts` in the environment file if the cloud is slow)", err.message, start.elapsed());
+                return Err(ProviderError { message, ..err });
             }
             tracing::warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err.message, "retrying");
             tokio::time::sleep(wait).await;
@@ -88,7 +87,7 @@ mod tests {
         let r: Result<(), _> = fast()
             .run("t", Duration::from_secs(5), || async {
                 n.fetch_add(1, Ordering::SeqCst);
-                Err(ProviderError::fatal("quota exceeded"))
+                Err(ProviderError::quota("quota exceeded"))
             })
             .await;
         assert!(r.is_err());
@@ -98,10 +97,11 @@ mod tests {
     #[tokio::test]
     async fn in_use_gives_up_at_deadline() {
         let r: Result<(), _> = fast()
-            .run("t", Duration::from_millis(30), || async { Err(ProviderError { class: Class::InUse, message: "409 in use".into() }) })
+            .run("t", Duration::from_millis(30), || async { Err(ProviderError::new(Class::InUse, "409 in use")) })
             .await;
         let e = r.unwrap_err();
         assert!(e.message.contains("gave up after"), "{}", e.message);
+        assert_eq!(e.class, Class::InUse, "giving up keeps the class");
     }
 
     #[tokio::test]
@@ -111,7 +111,7 @@ mod tests {
         fast()
             .run("t", Duration::from_secs(5), || async {
                 if n.fetch_add(1, Ordering::SeqCst) == 0 {
-                    Err(ProviderError { class: Class::Transient { after: Some(Duration::from_millis(120)) }, message: "429".into() })
+                    Err(ProviderError::new(Class::Transient { after: Some(Duration::from_millis(120)) }, "429"))
                 } else {
                     Ok(())
                 }

@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 
 use super::{Class, Live, Provider, ProviderError};
 use crate::env::model::{Environment, S3Location};
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::s3::{describe, status_and_code};
 use crate::state::Record;
 
@@ -128,11 +128,15 @@ fn classify(what: &str, status: Option<u16>, message: String) -> ProviderError {
         Some(409) => Class::InUse,
         _ => Class::Fatal,
     };
-    ProviderError { class, message: format!("{what}: {message}") }
+    ProviderError::new(class, format!("{what}: {message}"))
 }
 
 #[async_trait]
 impl Provider for BucketProvider {
+    fn kinds(&self) -> &'static [&'static str] {
+        &["bucket"]
+    }
+
     async fn read(&self, addr: &Address, _rec: &Record) -> Result<Option<Live>, ProviderError> {
         let (t, c) = self.target(addr).await?;
         Ok(self.tags(c, &t.loc.bucket).await?.map(|tags| {

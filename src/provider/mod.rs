@@ -1,45 +1,109 @@
-//! Providers do the real work for resource kinds: read, find (adopt), create,
-//! update, delete. Kinds without a provider can be planned but not applied.
+//! The only door between the plan and the systems it changes. Each provider
+//! declares the kinds it serves; the registry is built once per run, and every
+//! kind of `plan::resource::KINDS` has exactly one provider (a test checks it).
+//! Failures keep their class (transient, in use, conflict, quota, fatal) from
+//! the call that failed to the exit code.
 
 pub mod bucket;
 pub mod secret;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use serde_json::Value;
 
+use crate::core::{Address, Secret};
 use crate::env::model::Environment;
-use crate::env::secret::Secret;
-use crate::plan::resource::Address;
+use crate::plan::diff::Change;
+use crate::plan::resource::Desired;
 use crate::state::Record;
 
-/// How the executor should treat a failure (design principle 5).
+/// How the executor should treat a failure (design principle 5), and what the
+/// exit code says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// 429/5xx/reset/404-right-after-create: retry with backoff (`after` from Retry-After).
     Transient { after: Option<Duration> },
     /// 409 "in use": a dependent is still going away; retry, bounded.
     InUse,
-    /// Validation, quota, permission, ownership: fail fast.
+    /// Someone else holds it: another run's lock, another field manager. Fail fast.
+    Conflict,
+    /// The project's quota or capacity does not hold it. Fail fast.
+    Quota,
+    /// Validation, permission, ownership: fail fast.
     Fatal,
 }
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Transient { .. } => "transient",
+            Class::InUse => "in_use",
+            Class::Conflict => "conflict",
+            Class::Quota => "quota",
+            Class::Fatal => "fatal",
+        }
+    }
+
+    /// Exit codes by class (README "Exit codes"): 1 fix the input, 3 retry
+    /// later, 4 raise a quota, 5 wait for or resolve the other party.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Class::Fatal => 1,
+            Class::Transient { .. } => 3,
+            Class::Quota => 4,
+            Class::InUse | Class::Conflict => 5,
+        }
+    }
+}
+
+impl Serialize for Class {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ProviderError {
     pub class: Class,
     pub message: String,
+    /// The error of the library call underneath, when there was one.
+    #[source]
+    pub source: Option<Cause>,
 }
 
 impl ProviderError {
+    pub fn new(class: Class, message: impl Into<String>) -> Self {
+        Self { class, message: message.into(), source: None }
+    }
     pub fn fatal(message: impl Into<String>) -> Self {
-        Self { class: Class::Fatal, message: message.into() }
+        Self::new(Class::Fatal, message)
     }
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { class: Class::Transient { after: None }, message: message.into() }
+        Self::new(Class::Transient { after: None }, message)
+    }
+    pub fn quota(message: impl Into<String>) -> Self {
+        Self::new(Class::Quota, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(Class::Conflict, message)
+    }
+    /// Keep the library error that caused this one.
+    pub fn caused_by(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(e));
+        self
+    }
+    /// The same failure, said in a wider context.
+    pub fn context(mut self, what: impl std::fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
     }
 }
 
@@ -55,6 +119,13 @@ pub struct Live {
 
 #[async_trait]
 pub trait Provider: Send + Sync {
+    /// The resource kinds this provider serves; each kind has exactly one provider.
+    fn kinds(&self) -> &'static [&'static str];
+    /// Checks before the first change (quotas, images, reachability), given the
+    /// changes of this provider's kinds. Nothing may be mutated here.
+    async fn preflight(&self, _changes: &[&Change], _desired: &[Desired]) -> Result<(), ProviderError> {
+        Ok(())
+    }
     /// Current state of a recorded resource; None when it no longer exists.
     async fn read(&self, addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError>;
     /// An existing resource this environment owns at `addr` (ownership tags),
@@ -67,31 +138,83 @@ pub trait Provider: Send + Sync {
     async fn delete(&self, addr: &Address, rec: &Record) -> Result<(), ProviderError>;
     /// Every resource of this provider's kinds the environment owns (for `state rebuild` and sweeps).
     async fn discover(&self) -> Result<Vec<(Address, Live)>, ProviderError>;
+    /// API calls made so far, for reports and benchmarks.
+    fn api_calls(&self) -> u64 {
+        0
+    }
+}
+
+/// How to reach the systems an environment lives in, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Connections {
+    /// clouds.yaml entry (`--cloud`), else `cloud.name`, else `OS_*` variables.
+    pub cloud: Option<String>,
+    /// Kubeconfig for the platform layer until the cluster layer provides one.
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
 }
 
 pub struct Registry {
-    entries: Vec<(Vec<&'static str>, Arc<dyn Provider>)>,
-    /// The OpenStack provider itself, for preflight and call counts.
-    pub openstack: Arc<crate::openstack::OpenStackProvider>,
+    providers: Vec<Arc<dyn Provider>>,
 }
 
 impl Registry {
-    pub fn for_env(env: &Environment, cloud: Option<&str>) -> Self {
-        let openstack = Arc::new(crate::openstack::OpenStackProvider::new(env, cloud));
-        let entries: Vec<(Vec<&'static str>, Arc<dyn Provider>)> = vec![
-            (vec!["secret"], Arc::new(secret::SecretProvider)),
-            (vec!["bucket"], Arc::new(bucket::BucketProvider::new(env))),
-            (crate::openstack::KINDS.to_vec(), openstack.clone()),
-        ];
-        Self { entries, openstack }
+    /// The providers of every layer. Building one does no I/O: providers
+    /// authenticate on first use, so plans of empty state stay offline.
+    pub fn for_env(env: &Environment, conn: &Connections) -> Self {
+        Self::new(vec![
+            Arc::new(secret::SecretProvider),
+            Arc::new(bucket::BucketProvider::new(env)),
+            Arc::new(crate::openstack::OpenStackProvider::new(env, conn.cloud.as_deref())),
+        ])
+    }
+
+    pub fn new(providers: Vec<Arc<dyn Provider>>) -> Self {
+        Self { providers }
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Provider>> {
-        self.entries.iter().find(|(kinds, _)| kinds.contains(&kind)).map(|(_, p)| p)
+        self.providers.iter().find(|p| p.kinds().contains(&kind))
     }
 
-    /// Each provider once, with the kinds it serves.
-    pub fn providers(&self) -> impl Iterator<Item = (&[&'static str], &Arc<dyn Provider>)> {
-        self.entries.iter().map(|(k, p)| (k.as_slice(), p))
+    /// Each provider once.
+    pub fn providers(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.providers.iter()
+    }
+
+    /// Every provider's preflight, each given the changes of its own kinds.
+    pub async fn preflight(&self, changes: &[Change], desired: &[Desired]) -> Result<(), ProviderError> {
+        for p in &self.providers {
+            let mine: Vec<&Change> = changes.iter().filter(|c| p.kinds().contains(&c.kind.as_str())).collect();
+            if !mine.is_empty() {
+                p.preflight(&mine, desired).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn api_calls(&self) -> u64 {
+        self.providers.iter().map(|p| p.api_calls()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::resource::KINDS;
+
+    #[test]
+    fn every_kind_has_exactly_one_provider() {
+        let env = crate::env::load::load(&crate::env::load::Source::Embedded, "staging").unwrap().env;
+        let reg = Registry::for_env(&env, &Connections::default());
+        for spec in KINDS {
+            let n = reg.providers().filter(|p| p.kinds().contains(&spec.kind)).count();
+            assert_eq!(n, 1, "kind `{}` has {n} providers", spec.kind);
+        }
+        for p in reg.providers() {
+            for k in p.kinds() {
+                assert!(KINDS.iter().any(|s| s.kind == *k), "a provider serves `{k}`, which KINDS does not declare");
+            }
+        }
     }
 }

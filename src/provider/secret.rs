@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Live, Provider, ProviderError};
 use crate::env::secret::{Charset, Secret};
-use crate::plan::resource::Address;
+use crate::core::Address;
 use crate::state::Record;
 
 pub struct SecretProvider;
@@ -39,6 +39,10 @@ fn generate(attrs: &BTreeMap<String, Value>) -> Result<Secret, ProviderError> {
 
 #[async_trait]
 impl Provider for SecretProvider {
+    fn kinds(&self) -> &'static [&'static str] {
+        &["secret"]
+    }
+
     async fn read(&self, _addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError> {
         // The state record is the secret: it exists as long as it is recorded.
         Ok(Some(Live { id: rec.id.clone().unwrap_or_default(), attrs: rec.attrs.clone(), ..Live::default() }))

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::crypto::{Key, Sealed};
 use super::StateError;
 use crate::env::secret::Secret;
-use crate::plan::resource::Address;
+use crate::core::Address;
 
 pub const FORMAT: u32 = 1;
 

@@ -1,42 +1,15 @@
-//! The resources an environment implies. Pure: no I/O, so plans are
-//! deterministic and testable.
+//! The cloud layer's resources: network, router, security groups, keypair,
+//! server groups, servers, volumes and floating IPs, in OpenStack's terms.
 
 use serde_json::{Value, json};
 
-use super::resource::{Address, Desired, reference};
-use crate::env::model::{Environment, S3Location};
-use crate::env::secret::SecretRef;
+use crate::core::{Address, Ref};
+use crate::env::model::Environment;
+use crate::plan::resource::Desired;
 
-pub fn desired(env: &Environment) -> Vec<Desired> {
-    let mut out = Vec::new();
+pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
     let n = &env.name;
-    let tags = json!({ "provisioner:environment": n });
-
-    for (name, r) in &env.secrets {
-        if let SecretRef::Generate(g) = r {
-            out.push(Desired::new(Address::new("secret", name), json!({ "length": g.length, "charset": g.charset })));
-        }
-    }
-    let mut buckets: Vec<(&str, &S3Location)> = Vec::new();
-    if let Some(w) = &env.workload {
-        buckets.push(("workload", &w.s3));
-    }
-    if let Some(s) = &env.cluster.etcd_snapshots.s3 {
-        buckets.push(("etcd_snapshots", s));
-    }
-    for (name, s) in buckets.into_iter().filter(|(_, s)| s.create) {
-        out.push(Desired::new(
-            Address::new("bucket", name),
-            json!({
-                "bucket": s.bucket,
-                "endpoint": s.endpoint.clone().unwrap_or_else(|| "aws".into()),
-                "force_destroy": s.force_destroy,
-                "tags": tags,
-            }),
-        ));
-    }
-
-    // Cloud layer: the network, its router, security groups, then servers.
+    // The network, its router, security groups, then servers.
     let keypair = Address::new("keypair", "deploy");
     out.push(Desired::new(keypair.clone(), json!({ "name": env.keypair.name, "public_key_file": env.keypair.public_key_file })));
     let network = Address::new("network", "main");
@@ -48,14 +21,14 @@ pub fn desired(env: &Environment) -> Vec<Desired> {
     let subnet = Address::new("subnet", "main");
     out.push(Desired::new(
         subnet.clone(),
-        json!({ "name": n, "network": reference(&network), "cidr": env.network.cidr.to_string(), "dns": env.network.dns }),
+        json!({ "name": n, "network": Ref::id(&network), "cidr": env.network.cidr.to_string(), "dns": env.network.dns }),
     ));
     if env.network.router {
         let router = Address::new("router", "main");
         out.push(Desired::new(router.clone(), json!({ "name": n, "external_network": env.cloud.external_network })));
         out.push(Desired::new(
             Address::new("router_interface", "main"),
-            json!({ "router": reference(&router), "subnet": reference(&subnet) }),
+            json!({ "router": Ref::id(&router), "subnet": Ref::id(&subnet) }),
         ));
     }
 
@@ -71,7 +44,7 @@ pub fn desired(env: &Environment) -> Vec<Desired> {
     let mut rule = |name: String, sg: &Address, proto: &str, ports: (u16, u16), remote: String| {
         out.push(Desired::new(
             Address::new("security_group_rule", &name),
-            json!({ "security_group": reference(sg), "direction": "ingress", "protocol": proto,
+            json!({ "security_group": Ref::id(sg), "direction": "ingress", "protocol": proto,
                     "port_min": ports.0, "port_max": ports.1, "remote": remote }),
         ));
     };
@@ -106,13 +79,13 @@ pub fn desired(env: &Environment) -> Vec<Desired> {
             "name": format!("{n}-{pool}-{i}"),
             "flavor": flavor,
             "image": env.image.name,
-            "keypair": reference(&keypair),
-            "network": reference(&subnet),
-            "security_groups": sgs.iter().map(reference).collect::<Vec<Value>>(),
+            "keypair": Ref::id(&keypair),
+            "network": Ref::id(&subnet),
+            "security_groups": sgs.iter().map(Ref::id).collect::<Vec<Value>>(),
             "metadata": meta,
         });
         if let Some(g) = &group {
-            attrs["server_group"] = reference(g);
+            attrs["server_group"] = Ref::id(g);
         }
         if let Some(gb) = boot {
             attrs["boot_volume_gb"] = gb.into();
@@ -129,40 +102,15 @@ pub fn desired(env: &Environment) -> Vec<Desired> {
             out.push(Desired::new(vol.clone(), va));
             out.push(Desired::new(
                 Address::indexed("volume_attachment", &vname, i),
-                json!({ "server": reference(&server), "volume": reference(&vol) }),
+                json!({ "server": Ref::id(&server), "volume": Ref::id(&vol) }),
             ));
         }
         let wants_fip = pool == "bastion" || node_pool.is_some_and(|p| p.floating_ip);
         if wants_fip {
             out.push(Desired::new(
                 Address::indexed("floating_ip", &pool, i),
-                json!({ "network": env.cloud.external_network, "server": reference(&server) }),
+                json!({ "network": env.cloud.external_network, "server": Ref::id(&server) }),
             ));
         }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::env::load::{Source, load};
-
-    #[test]
-    fn staging_resources_and_dependencies() {
-        let env = load(&Source::Embedded, "staging").unwrap().env;
-        let d = desired(&env);
-        let addrs: Vec<String> = d.iter().map(|r| r.address.to_string()).collect();
-        for want in ["network.main", "subnet.main", "router_interface.main", "server.control[0]", "server.worker[1]", "server.bastion[0]", "floating_ip.bastion[0]", "volume.control-etcd[0]", "bucket.workload", "secret.cluster_token"] {
-            assert!(addrs.contains(&want.to_owned()), "missing {want} in {addrs:?}");
-        }
-        // every dependency is itself a desired resource
-        for r in &d {
-            for dep in &r.deps {
-                assert!(addrs.contains(&dep.to_string()), "{} depends on unknown {dep}", r.address);
-            }
-        }
-        let unique: std::collections::BTreeSet<_> = addrs.iter().collect();
-        assert_eq!(unique.len(), addrs.len(), "duplicate addresses");
     }
 }

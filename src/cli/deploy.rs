@@ -1,0 +1,16 @@
+//! `provisioner deploy <env>`: converge the platform layer (charts) and the
+//! secrets it uses onto the environment's cluster; the cloud is not touched.
+
+use super::{ApplyOpts, Cli};
+use crate::Error;
+use crate::plan::session::Operation;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub opts: ApplyOpts,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
+    super::apply::run(cli, Operation::Deploy, &args.opts).await
+}

@@ -1,0 +1,43 @@
+//! The resources an environment implies, one module per layer. Pure: no I/O,
+//! so plans are deterministic and testable; what a layer needs from outside
+//! (chart files, the cluster's capabilities) is loaded before and passed in.
+
+mod cloud;
+mod local;
+mod storage;
+
+use super::resource::Desired;
+use crate::env::model::Environment;
+
+/// Every resource of every layer, in a stable order.
+pub fn desired(env: &Environment) -> Vec<Desired> {
+    let mut out = Vec::new();
+    local::desired(env, &mut out);
+    storage::desired(env, &mut out);
+    cloud::desired(env, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::load::{Source, load};
+
+    #[test]
+    fn staging_resources_and_dependencies() {
+        let env = load(&Source::Embedded, "staging").unwrap().env;
+        let d = desired(&env);
+        let addrs: Vec<String> = d.iter().map(|r| r.address.to_string()).collect();
+        for want in ["network.main", "subnet.main", "router_interface.main", "server.control[0]", "server.worker[1]", "server.bastion[0]", "floating_ip.bastion[0]", "volume.control-etcd[0]", "bucket.workload", "secret.cluster_token"] {
+            assert!(addrs.contains(&want.to_owned()), "missing {want} in {addrs:?}");
+        }
+        // every dependency is itself a desired resource
+        for r in &d {
+            for dep in &r.deps {
+                assert!(addrs.contains(&dep.to_string()), "{} depends on unknown {dep}", r.address);
+            }
+        }
+        let unique: std::collections::BTreeSet<_> = addrs.iter().collect();
+        assert_eq!(unique.len(), addrs.len(), "duplicate addresses");
+    }
+}

@@ -1,0 +1,255 @@
+//! The pipeline every command that plans or changes an environment runs:
+//! load → lock → refresh → diff → preflight → apply → report.
+//! The command line only parses, shows and answers (through `Ui`); what
+//! happens, and in which order, is decided here.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+
+use super::desired::desired;
+use super::diff::{self, Change, Observed, Summary};
+use super::executor::{Executor, Report};
+use super::render::{FORMAT_VERSION, PlanDoc};
+use super::resource::{Desired, Layer};
+use super::retry::RetryPolicy;
+use crate::Error;
+use crate::core::Address;
+use crate::env::load::Loaded;
+use crate::provider::{Connections, Registry};
+use crate::state::{LockHandle, Record, StateFile, Status, Store};
+
+/// What a run does to the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Converge every layer to the environment file.
+    Up,
+    /// Delete everything the environment owns.
+    Destroy,
+    /// Converge the platform layer (and the local secrets it uses) only.
+    Deploy,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Up => "up",
+            Operation::Destroy => "destroy",
+            Operation::Deploy => "deploy",
+        }
+    }
+}
+
+/// What to plan.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub operation: Operation,
+    /// `--target`: addresses, bases or kinds, plus what they need.
+    pub targets: Vec<String>,
+    /// Read recorded resources from their APIs first (drift, out-of-band deletes).
+    pub refresh: bool,
+}
+
+/// A plan: the changes, and what they were computed from.
+#[derive(Debug)]
+pub struct Plan {
+    pub operation: Operation,
+    pub targets: Vec<String>,
+    /// The state the plan was made against, with any swept records added.
+    pub state: StateFile,
+    /// Owned resources state had lost, found by `destroy`'s sweep.
+    pub swept: BTreeMap<Address, Record>,
+    pub desired: Vec<Desired>,
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.changes)
+    }
+}
+
+/// What an apply did.
+#[derive(Debug)]
+pub struct Applied {
+    /// What was applied (a saved plan says which).
+    pub operation: Operation,
+    pub summary: Summary,
+    pub report: Report,
+    pub api_calls: u64,
+}
+
+/// How the command line takes part in a run.
+pub trait Ui {
+    /// Show the plan before anything is asked or changed.
+    fn show_plan(&self, doc: &PlanDoc);
+    /// A progress bar for the apply (hidden when nobody watches).
+    fn progress(&self) -> ProgressBar;
+}
+
+/// An environment, its state and the providers of its layers.
+pub struct Session {
+    pub loaded: Loaded,
+    pub store: Store,
+    pub registry: Registry,
+}
+
+impl Session {
+    /// Nothing authenticates here: providers connect on first use.
+    pub async fn open(loaded: Loaded, state_dir: Option<&Path>, conn: &Connections) -> Result<Self, Error> {
+        let backend = crate::state::backend_for(&loaded.env, state_dir).await?;
+        let store = Store::new(backend, &loaded.env)?;
+        let registry = Registry::for_env(&loaded.env, conn);
+        Ok(Self { loaded, store, registry })
+    }
+
+    pub fn env_name(&self) -> &str {
+        &self.loaded.env.name
+    }
+
+    /// Read every ready record whose kind has a provider (read calls only), at
+    /// most `apply.parallelism` at a time.
+    pub async fn refresh(&self, state: &StateFile) -> Result<BTreeMap<Address, Observed>, Error> {
+        // Interrupted records (creating/deleting) are not read: the diff already
+        // plans them, and a create that never returned has no id to read.
+        let reads = state.resources.iter().filter(|(_, r)| r.status == Status::Ready).filter_map(|(addr, rec)| {
+            let p = self.registry.get(&rec.kind)?;
+            Some(async move {
+                let live = p.read(addr, rec).await.map_err(|source| Error::Provider { context: format!("refreshing {addr}"), source })?;
+                Ok::<_, Error>((addr.clone(), live.map_or(Observed::Gone, |l| Observed::Live(l.attrs))))
+            })
+        });
+        let results: Vec<Result<(Address, Observed), Error>> = futures::stream::iter(reads).buffer_unordered(self.loaded.env.apply.parallelism.max(1)).collect().await;
+        results.into_iter().collect()
+    }
+
+    /// Every resource the environment owns (by ownership tags or names), under
+    /// `targets`, as state records: dependencies and attributes come from the
+    /// environment file where it still names the address, so `destroy` deletes
+    /// in order and a rebuilt state diffs cleanly.
+    pub async fn discover_owned(&self, targets: &[String]) -> Result<Vec<(Address, Record)>, Error> {
+        let desired = desired(&self.loaded.env);
+        let mut out = Vec::new();
+        for provider in self.registry.providers().filter(|p| p.kinds().iter().any(|k| kind_targeted(targets, k))) {
+            let found = provider
+                .discover()
+                .await
+                .map_err(|source| Error::Provider { context: format!("discovering {} resources", provider.kinds().join("/")), source })?;
+            for (addr, live) in found.into_iter().filter(|(a, _)| kind_targeted(targets, a.kind())) {
+                let d = desired.iter().find(|d| d.address == addr);
+                let rec = Record {
+                    kind: addr.kind().to_owned(),
+                    id: Some(live.id),
+                    status: Status::Ready,
+                    attrs: d.map_or(live.attrs, |d| d.attrs.clone()),
+                    outputs: live.outputs,
+                    deps: d.map(|d| d.deps.clone()).unwrap_or_default(),
+                    sealed: None,
+                    secrets: Default::default(),
+                    updated_at: crate::state::model::now(),
+                };
+                out.push((addr, rec));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The plan for `req` against `state`. `destroy` first sweeps owned
+    /// resources the state lost, so they are deleted too.
+    pub async fn plan(&self, mut state: StateFile, req: &Request) -> Result<Plan, Error> {
+        let mut swept = BTreeMap::new();
+        let (desired, changes) = match req.operation {
+            Operation::Destroy => {
+                if req.refresh {
+                    for (addr, rec) in self.discover_owned(&req.targets).await? {
+                        if let std::collections::btree_map::Entry::Vacant(slot) = state.resources.entry(addr.clone()) {
+                            tracing::info!(address = %addr, id = rec.id.as_deref().unwrap_or("-"), "found an owned resource missing from state; it is deleted too");
+                            swept.insert(addr, rec.clone());
+                            slot.insert(rec);
+                        }
+                    }
+                }
+                (Vec::new(), diff::restrict(diff::destroy(&state), &req.targets))
+            }
+            Operation::Up | Operation::Deploy => {
+                let observed = if req.refresh { self.refresh(&state).await? } else { BTreeMap::new() };
+                let desired = desired(&self.loaded.env);
+                let mut changes = diff::restrict(diff::diff(&desired, &state, &observed), &req.targets);
+                if req.operation == Operation::Deploy {
+                    changes.retain(|c| matches!(c.layer, Layer::Local | Layer::Platform));
+                }
+                (desired, changes)
+            }
+        };
+        Ok(Plan { operation: req.operation, targets: req.targets.clone(), state, swept, desired, changes })
+    }
+
+    /// The plan as a document, for people (`render::human`) and machines.
+    pub fn doc<'a>(&'a self, plan: &'a Plan) -> PlanDoc<'a> {
+        PlanDoc {
+            format_version: FORMAT_VERSION,
+            environment: self.env_name(),
+            operation: plan.operation.as_str(),
+            state: self.store.backend.describe(),
+            summary: plan.summary(),
+            changes: plan.changes.iter().collect(),
+            warnings: &self.loaded.warnings,
+        }
+    }
+
+    /// Preflight, then walk the plan with state saved after every step.
+    pub async fn apply(&mut self, lock: &dyn LockHandle, plan: Plan, progress: ProgressBar) -> Result<Applied, Error> {
+        let (summary, operation) = (plan.summary(), plan.operation);
+        self.registry.preflight(&plan.changes, &plan.desired).await.map_err(Error::Preflight)?;
+        let mut state = plan.state;
+        if plan.changes.iter().any(|c| c.kind == "secret" && c.action != diff::Action::Delete && c.action != diff::Action::NoOp) {
+            self.store.ensure_key(&state)?;
+        }
+        // References may select sealed secrets: open them in memory for the run.
+        if let Some(k) = &self.store.key
+            && state.has_sealed()
+        {
+            state.unseal(k)?;
+        }
+        let delay = std::env::var("PROVISIONER_APPLY_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+        let exec = Executor {
+            store: &self.store,
+            lock,
+            providers: &self.registry,
+            desired: plan.desired.into_iter().map(|d| (d.address.clone(), d)).collect(),
+            parallelism: self.loaded.env.apply.parallelism,
+            retry: RetryPolicy::default(),
+            timeouts: self.loaded.env.timeouts.clone(),
+            progress,
+            delay,
+        };
+        let (_state, report) = exec.run(state, &plan.changes).await;
+        Ok(Applied { operation, summary, report, api_calls: self.registry.api_calls() })
+    }
+
+    /// `up`, `destroy`, `deploy`: take the lock, plan, show it, apply, release
+    /// the lock — whatever happens.
+    pub async fn converge(&mut self, req: &Request, lock_timeout: Duration, ui: &dyn Ui) -> Result<Applied, Error> {
+        let lock = self.store.lock(req.operation.as_str(), lock_timeout).await?;
+        let result = async {
+            let state = self.store.load().await?;
+            self.store.check_key(&state)?;
+            let plan = self.plan(state, req).await?;
+            ui.show_plan(&self.doc(&plan));
+            self.apply(lock.as_ref(), plan, ui.progress()).await
+        }
+        .await;
+        lock.release().await?;
+        result
+    }
+}
+
+/// Whether `--target` values (empty = everything) reach resources of `kind`.
+pub fn kind_targeted(targets: &[String], kind: &str) -> bool {
+    targets.is_empty() || targets.iter().any(|t| t == kind || t.starts_with(&format!("{kind}.")))
+}
