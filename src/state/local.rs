@@ -39,16 +39,39 @@ impl LocalBackend {
     }
 }
 
-/// A lock held by a dead process on this host can be taken over safely.
+/// `pid`'s state letter and start time (clock ticks since boot), from /proc.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0]; field 22 (starttime) is fields[19].
+    Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
+}
+
+/// When `pid` started, for telling a holder from a process that reused its pid.
+pub fn process_start(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(_, start)| start)
+}
+
+/// A lock held by a dead process on this host can be taken over safely. A
+/// zombie (exited, not yet reaped: PID 1 in containers often never reaps) is
+/// dead, and so is a live process that only reused the holder's pid.
 fn holder_is_dead(info: &LockInfo) -> bool {
     let here = gethostname::gethostname().to_string_lossy().into_owned();
     if info.host != here {
         return false;
     }
-    let Ok(pid) = libc::pid_t::try_from(info.pid) else { return false };
-    // SAFETY: kill with signal 0 only checks whether the pid exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    match proc_stat(info.pid) {
+        Some(('Z' | 'X', _)) => true,
+        Some((_, start)) => info.pid_start.is_some_and(|s| s != start),
+        None => {
+            let Ok(pid) = libc::pid_t::try_from(info.pid) else { return false };
+            // No /proc entry: ask the kernel. SAFETY: signal 0 only checks existence.
+            let rc = unsafe { libc::kill(pid, 0) };
+            rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        }
+    }
 }
 
 struct LocalLock {
@@ -188,6 +211,34 @@ mod tests {
         info.pid = pid;
         std::fs::write(b.lock_path(), serde_json::to_vec(&info).unwrap()).unwrap();
         b.acquire("up").await.unwrap().release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn zombie_and_reused_pid_holders_are_dead() {
+        let d = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(d.path().to_path_buf(), "t");
+        // A child that exits and is not waited for stays a zombie of this test.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        while proc_stat(pid).map(|(s, _)| s) != Some('Z') {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut info = LockInfo::new("up", None);
+        info.pid = pid;
+        std::fs::write(b.lock_path(), serde_json::to_vec(&info).unwrap()).unwrap();
+        b.acquire("up").await.unwrap().release().await.unwrap();
+        child.wait().unwrap();
+
+        // A live process whose start time is not the holder's: the pid was reused.
+        let mut info = LockInfo::new("up", None);
+        info.pid_start = info.pid_start.map(|s| s + 1);
+        std::fs::write(b.lock_path(), serde_json::to_vec(&info).unwrap()).unwrap();
+        b.acquire("up").await.unwrap().release().await.unwrap();
+
+        // The live holder itself (this process) keeps its lock.
+        let info = LockInfo::new("up", None);
+        std::fs::write(b.lock_path(), serde_json::to_vec(&info).unwrap()).unwrap();
+        assert!(matches!(b.acquire("up").await, Err(StateError::Locked { .. })));
     }
 
     #[tokio::test]

@@ -56,6 +56,10 @@ pub struct LockInfo {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// The holder's start time (clock ticks since boot, from /proc), so a
+    /// reused pid is not mistaken for the holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
 }
 
 impl LockInfo {
@@ -71,6 +75,7 @@ impl LockInfo {
             pid: std::process::id(),
             created_at: model::now(),
             expires_at: lease.map(|l| (now + l).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            pid_start: local::process_start(std::process::id()),
         }
     }
 }
