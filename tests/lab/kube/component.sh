@@ -20,8 +20,10 @@
 # image.sh, imported into each worker's containerd when it starts; `image.sh import T.tar`
 # adds more. Pods must use imagePullPolicy Never or IfNotPresent.
 # No cluster DNS (CoreDNS is not packaged by Debian): Service names do not resolve.
-# The host routes each node's pod CIDR and the Service CIDR to the workers (via the lab
-# network), so the host can reach pod IPs and ClusterIPs; the host keeps ip_forward=0.
+# Pod network: CNI bridge + host-local per worker (pod CIDR allocated by the controller-
+# manager), no overlay and no masquerading: each worker routes the others' pod CIDRs, and
+# the host routes every pod CIDR and the Service CIDR to the workers (via the lab network),
+# so the host reaches pod IPs and ClusterIPs; the host keeps ip_forward=0.
 #
 # A (re)start after down.sh is a fresh cluster: empty etcd, new workers (the PKI is kept).
 # State: $LAB_STATE/kube/{pki,etcd,log,run,images,*.kubeconfig,workers,env.sh}; worker
@@ -213,7 +215,7 @@ T
   "cniVersion": "0.4.0",
   "name": "lab",
   "plugins": [
-    { "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+    { "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
       "ipam": { "type": "host-local", "ranges": [[{ "subnet": "{{.PodCIDR}}" }]],
                 "routes": [{ "dst": "0.0.0.0/0" }] } },
     { "type": "portmap", "capabilities": { "portMappings": true } }
@@ -429,6 +431,16 @@ lab_up_kube() {
       first=$w
       ip route replace "$LAB_KUBE_SERVICE_CIDR" via "$(kube_worker_ip "$w")" dev "labn-$KUBE_NETNAME"
     fi
+  done
+  # flat pod network without an overlay: every worker routes the other workers' pod CIDRs
+  # to them (the host routes all of them, above), so pod IPs are seen unchanged everywhere
+  local v vcidr
+  for w in $(kube_workers); do
+    for v in $(kube_workers); do
+      [[ "$v" != "$w" ]] || continue
+      vcidr=$(kc get node "$v" -o jsonpath='{.spec.podCIDR}')
+      [[ -z "$vcidr" ]] || "$KUBE_MACHINE" exec "$w" ip route replace "$vcidr" via "$(kube_worker_ip "$v")"
+    done
   done
   # pods can only be created once the controller-manager made the default ServiceAccount
   for _ in $(seq 120); do kc -n default get serviceaccount default >/dev/null 2>&1 && break; sleep 0.25; done

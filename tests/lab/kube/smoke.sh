@@ -148,7 +148,19 @@ r=$(curl -s -m 3 --noproxy '*' "http://$podip:8080/" || true)
 if grep -q 'provisioner lab busybox' <<<"$r"; then ok "pod IP $podip:8080 answers from the host"
 else bad "pod IP from the host: '$r'"; fi
 
-t0=$EPOCHREALTIME
+# 7. with several workers: pod to pod across nodes (each web pod from a pod on the last node)
+last=${LAB_KUBE_NODES##* }
+if [[ "$last" != "$node" ]]; then
+  kc -n "$NS" run probe --image="$LAB_KUBE_IMAGE_BUSYBOX" --image-pull-policy=Never --restart=Never \
+    --overrides="{\"spec\":{\"nodeName\":\"$last\"}}" --command -- sleep 300 >/dev/null
+  kc -n "$NS" wait --for=condition=ready pod/probe --timeout=60s >/dev/null || true
+  for ip in $(kc -n "$NS" get pods -l app=web -o jsonpath='{range .items[*]}{.status.podIP}@{.spec.nodeName} {end}'); do
+    r=$(kc -n "$NS" exec probe -- sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 ${ip%@*} 8080" 2>&1 || true)
+    if grep -q 'provisioner lab busybox' <<<"$r"; then ok "pod on $last -> pod ${ip%@*} on ${ip#*@}"
+    else bad "pod on $last -> pod ${ip%@*} on ${ip#*@}: '$r'"; fi
+  done
+fi
+
 kc delete namespace "$NS" --wait=false >/dev/null
 echo "--- $pass passed, $fail failed in $(took "$t_all") s"
 ((fail == 0))
