@@ -43,6 +43,10 @@ pub enum Error {
     },
     #[error("apply finished with {} error(s):\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Apply(Vec<plan::executor::ApplyError>),
+    #[error(transparent)]
+    Refused(#[from] plan::approval::Refusal),
+    #[error(transparent)]
+    SavedPlan(#[from] plan::saved::SavedPlanError),
     #[error("writing {what}: {source}")]
     Output {
         what: String,

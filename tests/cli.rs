@@ -14,6 +14,8 @@ fn run(args: &[&str], state_dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args)
+        // As in CI: commands that change things run without a question.
+        .args(matches!(args.first(), Some(&("up" | "destroy" | "deploy"))).then_some("--auto-approve"))
         .arg("--state-dir")
         .arg(state_dir)
         .env("PROVISIONER_STATE_KEY", KEY)
@@ -71,7 +73,7 @@ fn exit_codes_and_secret_sealing() {
     assert!(!dir.join(format!("{env}.state.json")).exists(), "refused run wrote state");
 
     // The implemented local layer applies; then plan says no change: 0.
-    let up = run(&["-vv", "up", env, "--target", "secret"], &dir);
+    let up = run(&["up", env, "--target", "secret", "-vv"], &dir);
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     assert!(text(&up).contains("3 created"), "{}", text(&up));
     assert_eq!(run(&["plan", env, "--target", "secret"], &dir).status.code(), Some(0));
@@ -113,7 +115,7 @@ fn exit_codes_and_secret_sealing() {
     let other = Key::generate_base64();
     let wrong = Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["up", env, "--target", "secret", "--state-dir"])
+        .args(["up", env, "--target", "secret", "--auto-approve", "--state-dir"])
         .arg(&dir)
         .env("PROVISIONER_STATE_KEY", &other)
         .output()
@@ -135,8 +137,8 @@ fn s3_credentials_never_leak_into_errors_or_logs() {
     let canary_ak = "AKIACANARYLEAK0000001";
     let canary_sk = "canary/secret/do-not-print-7f3a9c";
     for args in [
-        vec!["-vv", "up", "tests/fixtures/environments/leak.yaml", "--target", "bucket"],
-        vec!["--log-json", "-vv", "up", "tests/fixtures/environments/leak.yaml", "--target", "bucket", "--output", "json"],
+        vec!["-vv", "up", "tests/fixtures/environments/leak.yaml", "--target", "bucket", "--auto-approve"],
+        vec!["--log-json", "-vv", "up", "tests/fixtures/environments/leak.yaml", "--target", "bucket", "--auto-approve", "--output", "json"],
         vec!["plan", "tests/fixtures/environments/leak.yaml", "--output", "json"],
         vec!["validate", "tests/fixtures/environments/leak.yaml", "--output", "json"],
     ] {

@@ -36,6 +36,8 @@ impl Lab {
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(args)
+            // As in CI: the plan is applied without a question.
+            .args(matches!(args.first(), Some(&("up" | "destroy"))).then_some("--auto-approve"))
             .env("PROVISIONER_STATE_KEY", KEY)
             .env("PROVISIONER_APPLY_DELAY_MS", delay_ms.to_string())
             .stdout(Stdio::piped())

@@ -40,6 +40,9 @@ impl Env {
         // The environment name follows the (sub)command: `up NAME …`, `state rebuild NAME …`.
         let at = if args.first() == Some(&"state") { 2 } else { 1 };
         c.args(&args[..at]).arg(&self.name).args(&args[at..]);
+        if changes_things(args) {
+            c.arg("--auto-approve");
+        }
         c.env("PROVISIONER_STATE_KEY", KEY)
             .env("PROVISIONER_APPLY_DELAY_MS", delay_ms.to_string())
             .env_remove("OS_CLOUD")
@@ -317,6 +320,7 @@ fn flavor_change_resizes_in_place_and_image_change_is_a_replace() {
             .arg("--state-dir")
             .arg(&state_dir)
             .args(args)
+            .args(changes_things(args).then_some("--auto-approve"))
             .env("PROVISIONER_STATE_KEY", KEY)
             .env_remove("OS_CLOUD")
             .output()
@@ -355,4 +359,9 @@ fn flavor_change_resizes_in_place_and_image_change_is_a_replace() {
     assert_eq!(s["status"], "ACTIVE");
     assert_eq!(run(&["plan", b]).status.code(), Some(0), "converged after the resize");
     assert_eq!(run(&["destroy", b]).status.code(), Some(0));
+}
+
+/// The commands that ask for approval run here with `--auto-approve`, as in CI.
+fn changes_things(args: &[&str]) -> bool {
+    matches!(args.first(), Some(&("up" | "destroy" | "deploy")))
 }

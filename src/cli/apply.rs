@@ -1,14 +1,17 @@
 //! Shared by `up`, `destroy` and `deploy`: run the session's converge, then
 //! report what was done for people or machines.
 
+use std::path::Path;
+
 use serde::Serialize;
 
-use super::{ApplyOpts, Cli, Output, Terminal, open_session, print_json};
+use super::{ApplyOpts, ApproveOpts, Cli, Output, Terminal, open_session, print_json};
 use crate::Error;
 use crate::plan::diff::Summary;
 use crate::plan::executor::Report;
 use crate::plan::render::FORMAT_VERSION;
-use crate::plan::session::{Operation, Request};
+use crate::plan::saved::SavedPlan;
+use crate::plan::session::{Operation, Request, Source};
 
 #[derive(Serialize)]
 struct Outcome<'a> {
@@ -22,11 +25,23 @@ struct Outcome<'a> {
     api_calls: u64,
 }
 
-/// Plan, apply, report. Exit 0, or the apply's errors.
-pub async fn run(cli: &Cli, operation: Operation, opts: &ApplyOpts) -> Result<i32, Error> {
+/// Plan (or read `saved`), get approval, apply, report. Exit 0, or the
+/// apply's errors.
+pub async fn run(cli: &Cli, operation: Operation, opts: &ApplyOpts, approve: &ApproveOpts, saved: Option<&Path>) -> Result<i32, Error> {
     let mut session = open_session(cli, &opts.env).await?;
     let request = Request { operation, targets: opts.target.clone(), refresh: opts.refresh };
-    let mut applied = session.converge(&request, opts.lock_timeout, &Terminal::new(cli)).await?;
+    let source = match saved {
+        Some(path) => {
+            let plan = SavedPlan::read(path)?;
+            if !opts.target.is_empty() {
+                return Err(Error::Usage("--target cannot narrow a saved plan: the plan file already says what is applied".into()));
+            }
+            Source::Saved { plan: Box::new(plan), path }
+        }
+        None => Source::Fresh(&request),
+    };
+    let approval = approve.approval(saved.is_some());
+    let mut applied = session.converge(source, &approval, opts.lock_timeout, &Terminal::new(cli)).await?;
     let errors = std::mem::take(&mut applied.report.errors);
     let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
     let r = &applied.report;

@@ -1,7 +1,7 @@
 //! `provisioner deploy <env>`: converge the platform layer (charts) and the
 //! secrets it uses onto the environment's cluster; the cloud is not touched.
 
-use super::{ApplyOpts, Cli};
+use super::{ApplyOpts, ApproveOpts, Cli};
 use crate::Error;
 use crate::plan::session::Operation;
 
@@ -9,8 +9,10 @@ use crate::plan::session::Operation;
 pub struct Args {
     #[command(flatten)]
     pub opts: ApplyOpts,
+    #[command(flatten)]
+    pub approve: ApproveOpts,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
-    super::apply::run(cli, Operation::Deploy, &args.opts).await
+    super::apply::run(cli, Operation::Deploy, &args.opts, &args.approve, None).await
 }

@@ -12,7 +12,7 @@ mod up;
 mod validate;
 mod workload;
 
-use std::io::Write;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::env::load::{Loaded, Source, load};
+use crate::plan::approval::Confirm;
 use crate::plan::render::{PlanDoc, human};
 use crate::plan::session::{Session, Ui};
 use crate::provider::Connections;
@@ -123,6 +124,28 @@ pub struct ApplyOpts {
     pub refresh: bool,
 }
 
+/// Options of the commands that change things: who approves, what may be lost.
+#[derive(Debug, clap::Args)]
+pub struct ApproveOpts {
+    /// Apply without asking (CI). Data loss still needs --allow-data-loss.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Consent to the data loss of these addresses, bases or kinds (`server.worker`,
+    /// `volume`), comma-separated or repeated; `all` for every flagged change.
+    #[arg(long, value_name = "ADDRESSES")]
+    pub allow_data_loss: Vec<String>,
+}
+
+impl ApproveOpts {
+    pub fn approval(&self, saved_plan: bool) -> crate::plan::approval::Approval {
+        crate::plan::approval::Approval {
+            auto_approve: self.auto_approve,
+            allow_data_loss: crate::plan::approval::DataLossConsent::from_flags(&self.allow_data_loss),
+            saved_plan,
+        }
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s or 5m"))?;
@@ -150,8 +173,8 @@ pub async fn open_session(cli: &Cli, name: &str) -> Result<Session, Error> {
     Session::open(loaded, cli.state_dir.as_deref(), &conn).await
 }
 
-/// The terminal side of a run: the plan on stderr, a progress bar when
-/// somebody watches.
+/// The terminal side of a run: the plan on stderr, the question on the
+/// terminal, a progress bar when somebody watches.
 pub struct Terminal {
     output: Output,
 }
@@ -159,6 +182,21 @@ pub struct Terminal {
 impl Terminal {
     pub fn new(cli: &Cli) -> Self {
         Self { output: cli.output }
+    }
+}
+
+impl Confirm for Terminal {
+    fn interactive(&self) -> bool {
+        std::io::stdin().is_terminal()
+    }
+    fn ask(&self, prompt: &str) -> Option<String> {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        }
     }
 }
 
@@ -185,6 +223,7 @@ pub fn print_json(v: &impl Serialize) -> Result<(), Error> {
 /// class and exit code, and the structured details where there are some.
 pub fn error_json(e: &Error) -> serde_json::Value {
     let details = match e {
+        Error::Refused(r) => serde_json::to_value(r).ok(),
         Error::Env(env_err) => serde_json::to_value(env_err.problems()).ok(),
         Error::Apply(errors) => Some(serde_json::Value::Array(
             errors.iter().map(|a| serde_json::json!({ "message": a.to_string(), "class": a.class() })).collect(),
@@ -200,6 +239,8 @@ pub fn error_json(e: &Error) -> serde_json::Value {
         Error::Preflight(_) => "preflight",
         Error::Provider { .. } => "provider",
         Error::Apply(_) => "apply",
+        Error::Refused(_) => "refused",
+        Error::SavedPlan(_) => "saved_plan",
         Error::Output { .. } => "output",
     };
     let mut err = serde_json::json!({ "kind": kind, "class": e.class(), "exit_code": e.exit_code(), "message": e.to_string() });

@@ -1,5 +1,5 @@
 //! The pipeline every command that plans or changes an environment runs:
-//! load → lock → refresh → diff → preflight → apply → report.
+//! load → lock → refresh → diff → approve → preflight → apply → report.
 //! The command line only parses, shows and answers (through `Ui`); what
 //! happens, and in which order, is decided here.
 
@@ -11,12 +11,14 @@ use futures::StreamExt;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
+use super::approval::{self, Approval, Confirm};
 use super::desired::desired;
 use super::diff::{self, Change, Observed, Summary};
 use super::executor::{Executor, Report};
 use super::render::{FORMAT_VERSION, PlanDoc};
 use super::resource::{Desired, Layer};
 use super::retry::RetryPolicy;
+use super::saved::SavedPlan;
 use crate::Error;
 use crate::core::Address;
 use crate::env::load::Loaded;
@@ -85,7 +87,7 @@ pub struct Applied {
 }
 
 /// How the command line takes part in a run.
-pub trait Ui {
+pub trait Ui: Confirm {
     /// Show the plan before anything is asked or changed.
     fn show_plan(&self, doc: &PlanDoc);
     /// A progress bar for the apply (hidden when nobody watches).
@@ -97,6 +99,14 @@ pub struct Session {
     pub loaded: Loaded,
     pub store: Store,
     pub registry: Registry,
+}
+
+/// Where the changes to apply come from.
+pub enum Source<'a> {
+    /// Plan now, against the state read under the lock.
+    Fresh(&'a Request),
+    /// A plan written by `plan --out`, verified against the state and inputs.
+    Saved { plan: Box<SavedPlan>, path: &'a Path },
 }
 
 impl Session {
@@ -232,15 +242,23 @@ impl Session {
         Ok(Applied { operation, summary, report, api_calls: self.registry.api_calls() })
     }
 
-    /// `up`, `destroy`, `deploy`: take the lock, plan, show it, apply, release
-    /// the lock — whatever happens.
-    pub async fn converge(&mut self, req: &Request, lock_timeout: Duration, ui: &dyn Ui) -> Result<Applied, Error> {
-        let lock = self.store.lock(req.operation.as_str(), lock_timeout).await?;
+    /// `up`, `destroy`, `deploy`: take the lock, plan (or verify a saved plan),
+    /// show it, get approval, apply, release the lock — whatever happens.
+    pub async fn converge(&mut self, source: Source<'_>, approval: &Approval, lock_timeout: Duration, ui: &dyn Ui) -> Result<Applied, Error> {
+        let operation = match &source {
+            Source::Fresh(r) => r.operation,
+            Source::Saved { plan, .. } => plan.operation,
+        };
+        let lock = self.store.lock(operation.as_str(), lock_timeout).await?;
         let result = async {
             let state = self.store.load().await?;
             self.store.check_key(&state)?;
-            let plan = self.plan(state, req).await?;
+            let plan = match source {
+                Source::Fresh(req) => self.plan(state, req).await?,
+                Source::Saved { plan, path } => (*plan).into_plan(path, &self.loaded, state)?,
+            };
             ui.show_plan(&self.doc(&plan));
+            approval::decide(plan.operation, self.env_name(), &plan.changes, approval, ui)?;
             self.apply(lock.as_ref(), plan, ui.progress()).await
         }
         .await;

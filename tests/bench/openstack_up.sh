@@ -20,7 +20,7 @@ sum_ours=0; sum_seq=0
 for r in $(seq 1 "$rounds"); do
   name="benchos-$$-$r"
   t0=$(date +%s.%N)
-  out=$(env -u OS_CLOUD "$bin" --environments tests/fixtures/environments --state-dir "$state" up "$name" --output json)
+  out=$(env -u OS_CLOUD "$bin" --environments tests/fixtures/environments --state-dir "$state" up "$name" --auto-approve --output json)
   t1=$(date +%s.%N)
   ours=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')
   calls=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_calls"])' <<<"$out")
@@ -30,6 +30,6 @@ for r in $(seq 1 "$rounds"); do
   printf '%-6s %12s %10s %12s %10s\n' "$r" "$ours" "$calls" "$seq_s" "$seq_calls"
   sum_ours=$(awk -v a="$sum_ours" -v b="$ours" 'BEGIN{print a+b}')
   sum_seq=$(awk -v a="$sum_seq" -v b="$seq_s" 'BEGIN{print a+b}')
-  env -u OS_CLOUD "$bin" --environments tests/fixtures/environments --state-dir "$state" destroy "$name" >/dev/null 2>&1 || echo "warning: destroy of $name failed" >&2
+  env -u OS_CLOUD "$bin" --environments tests/fixtures/environments --state-dir "$state" destroy "$name" --auto-approve >/dev/null 2>&1 || echo "warning: destroy of $name failed" >&2
 done
 awk -v a="$sum_ours" -v b="$sum_seq" -v n="$rounds" 'BEGIN{printf "mean: provisioner up %.2f s, sequential script %.2f s, speed-up %.2fx\n", a/n, b/n, b/a}'
