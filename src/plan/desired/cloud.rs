@@ -75,6 +75,7 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
     }
     for (pool, i, flavor, group, sgs, meta, boot) in servers {
         let server = Address::indexed("server", &pool, i);
+        let node_pool = env.node_pools.iter().find(|p| p.name == pool);
         let mut attrs = json!({
             "name": format!("{n}-{pool}-{i}"),
             "flavor": flavor,
@@ -83,6 +84,7 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
             "network": Ref::id(&subnet),
             "security_groups": sgs.iter().map(Ref::id).collect::<Vec<Value>>(),
             "metadata": meta,
+            "user_data": user_data(env, &server, node_pool),
         });
         if let Some(g) = &group {
             attrs["server_group"] = Ref::id(g);
@@ -91,7 +93,6 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
             attrs["boot_volume_gb"] = gb.into();
         }
         out.push(Desired::new(server.clone(), attrs));
-        let node_pool = env.node_pools.iter().find(|p| p.name == pool);
         for v in node_pool.map(|p| p.volumes.as_slice()).unwrap_or_default() {
             let vname = format!("{pool}-{}", v.name);
             let vol = Address::indexed("volume", &vname, i);
@@ -113,4 +114,22 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
             ));
         }
     }
+}
+
+/// The `#cloud-config` every server boots with: it writes
+/// `/etc/provisioner/node.json`, saying which environment, address, pool and
+/// roles the machine has and where its volumes are meant to be mounted, so the
+/// machine (and the cluster layer after it) knows what it is for. Changing it
+/// replaces the server, as user data does on every cloud.
+fn user_data(env: &Environment, server: &Address, pool: Option<&crate::env::model::NodePool>) -> String {
+    let node = json!({
+        "environment": env.name,
+        "address": server.as_str(),
+        "pool": pool.map_or("bastion", |p| p.name.as_str()),
+        "roles": pool.map(|p| p.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>()).unwrap_or_default(),
+        "volumes": pool.map(|p| p.volumes.iter().map(|v| json!({ "name": v.name, "mount": v.mount })).collect::<Vec<_>>()).unwrap_or_default(),
+    });
+    // JSON is valid YAML: the content is one double-quoted scalar.
+    let content = serde_json::to_string(&node.to_string()).unwrap_or_default();
+    format!("#cloud-config\nwrite_files:\n  - path: /etc/provisioner/node.json\n    permissions: '0644'\n    content: {content}\n")
 }
