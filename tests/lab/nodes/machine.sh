@@ -281,6 +281,7 @@ net_users() { # machines with a NIC on network $1
     [[ -e "$f" ]] || continue
     grep -qF "\"$1|" "$f/machine.conf" 2>/dev/null && basename "$f"
   done
+  return 0   # (not grep's status: with pipefail, net-down died when another machine was last)
 }
 
 cmd_net_down() {
