@@ -11,6 +11,9 @@
 
   bootstrap.py resources   (needs every API)
       flavors m1.tiny/small/medium/large; public image "cirros" (an empty qcow2);
+      public image "debian-12-node" (node-image.sh's rootfs tar.zst, OSLAB_NODE_IMAGE_FILE;
+      lab_machine=true: the lab's compute driver boots it as a machine), uploaded again
+      only when its key (OSLAB_NODE_IMAGE_KEY, property lab_image_key) changed;
       external flat network "public" + subnet 203.0.113.0/24; quotas of "demo"
       (room for 3 control + 3 worker + bastion) and "quota-test" (tiny); then waits
       until every fake compute host can be scheduled to and cinder-volume is up
@@ -181,6 +184,28 @@ def ensure_image(conn):
     log('uploaded image cirros', image.id)
 
 
+NODE_IMAGE = 'debian-12-node'
+
+
+def ensure_node_image(conn):
+    path, key = E['OSLAB_NODE_IMAGE_FILE'], E['OSLAB_NODE_IMAGE_KEY']
+    old = []
+    for image in conn.image.images(name=NODE_IMAGE, visibility='public'):
+        if image.status == 'active' and (image.properties or {}).get('lab_image_key') == key:
+            return
+        old.append(image)
+    t0 = time.time()
+    image = conn.create_image(
+        NODE_IMAGE, filename=path, disk_format='raw', container_format='bare',
+        visibility='public', wait=True,
+        meta={'lab_machine': 'true', 'lab_rootfs': 'tar.zst', 'lab_image_key': key,
+              'os_distro': 'debian', 'os_version': '12', 'os_admin_user': 'debian'})
+    log('uploaded image %s %s (key %s) in %.1f s' % (NODE_IMAGE, image.id, key, time.time() - t0))
+    for image in old:   # an older build or an interrupted upload; servers keep running
+        conn.image.delete_image(image, ignore_missing=True)
+        log('deleted the previous image %s %s (%s)' % (NODE_IMAGE, image.id, image.status))
+
+
 def ensure_public_network(conn):
     net = conn.network.find_network('public', ignore_missing=True)
     if not net:
@@ -270,6 +295,7 @@ def resources():
             conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True)
             log('created flavor', name)
     ensure_image(conn)
+    ensure_node_image(conn)
     ensure_public_network(conn)
     set_quotas(conn, 'demo', DEMO_QUOTAS)
     set_quotas(conn, 'quota-test', QUOTA_TEST_QUOTAS)

@@ -4,23 +4,31 @@
 # after lib.sh. Needs root (apt, MariaDB and RabbitMQ run as root).
 #
 #   Keystone  (waitress)                      http://127.0.0.1:$LAB_PORT_KEYSTONE/v3   (15000)
-#   Nova      api / conductor / scheduler / N x compute (fake.FakeDriver)
+#   Nova      api / conductor / scheduler / N x compute (lab.LabDriver)
 #                                             http://127.0.0.1:$LAB_PORT_NOVA/v2.1     (18774)
 #   Neutron   ML2 + router plugin, no agents  http://127.0.0.1:$LAB_PORT_NEUTRON       (19696)
 #   Glance    file store                      http://127.0.0.1:$LAB_PORT_GLANCE        (19292)
-#   Cinder    api / scheduler / volume (fake) http://127.0.0.1:$LAB_PORT_CINDER/v3/..  (18776)
+#   Cinder    api / scheduler / volume (lab_cinder: a directory per volume)
+#                                             http://127.0.0.1:$LAB_PORT_CINDER/v3/..  (18776)
 #   Placement (waitress)                      http://127.0.0.1:$LAB_PORT_PLACEMENT     (18778)
 #   MariaDB   data dir on tmpfs               127.0.0.1:$LAB_PORT_MYSQL                (13306)
 #   RabbitMQ  + its own epmd                  127.0.0.1:$LAB_PORT_RABBIT (16672), dist 16673, epmd 14369
 #
 # The services are the packages' Python code behind their real REST APIs; only the
-# hypervisor is fake: servers go ACTIVE but nothing runs, no packet flows, volumes hold
-# no bytes. Ports are bound by our ML2 driver "lab_bindall" (pylib/lab_ml2).
+# hypervisor is the lab's (pylib/nova_virt_lab.py, see LAB-CLOUD.md): a server of an
+# image with the property lab_machine=true (debian-12-node) is a real machine, a
+# systemd-nspawn machine of tests/lab/nodes (systemd, sshd, cloud-init; its port's
+# fixed IP on a lab L2 segment per Neutron network, the host on the subnet's gateway
+# address; floating IPs DNATed by the host's nftables table "ip lab_openstack"; volumes
+# as directories under /mnt/volumes). Servers of other images (cirros) stay fake: they
+# go ACTIVE but nothing runs. Ports are bound by our ML2 driver "lab_bindall" (pylib/lab_ml2).
 # No daemon package (nova-api, neutron-server, ...) is installed: launch.py calls the
 # entry points, so there are no init scripts, dbconfig or debconf prompts.
 #
 # Fixture: users admin, demo, quota-test; application credential of demo; flavors
-# m1.tiny/small/medium/large; image "cirros"; external network "public" (203.0.113.0/24);
+# m1.tiny/small/medium/large; images "cirros" (fake servers) and "debian-12-node"
+# (machines; node-image.sh, cached by version); external network "public"
+# (203.0.113.0/24, host side 203.0.113.1 on lab segment "ospublic");
 # quotas of demo roomy (3 control + 3 worker + bastion), of quota-test tiny.
 # Output: $LAB_STATE/openstack/clouds.yaml (lab-admin, lab-demo, lab-demo-appcred,
 # lab-quota) and env.sh (OS_CLIENT_CONFIG_FILE, OS_CLOUD=lab-demo-appcred, LAB_OS_*).
@@ -62,7 +70,12 @@ OSLAB_FAST="${LAB_OS_FAST:-/dev/shm/provisioner-lab/openstack}"
 OSLAB_PY=/usr/bin/python3        # Debian's: the packages' modules are not in a pyenv/venv python
 OSLAB_CLI=/usr/bin/openstack
 OSLAB_PACKAGES=(python3-keystone python3-glance python3-placement python3-nova python3-neutron
-  python3-cinder python3-openstackclient rabbitmq-server mariadb-server qemu-utils gettext-base)
+  python3-cinder python3-openstackclient rabbitmq-server mariadb-server qemu-utils gettext-base
+  systemd-container debootstrap zstd nftables openssh-client iproute2)
+OSLAB_MACHINE="$LAB_DIR/nodes/machine.sh"   # the machines of the lab's compute driver
+OSLAB_PUBLIC_CIDR=203.0.113.0/24 OSLAB_PUBLIC_GW=203.0.113.1   # bootstrap.py's "public" subnet
+OSLAB_PUBLIC_SEG=ospublic                   # its lab segment: the host reaches floating IPs there
+OSLAB_NFT_TABLE=lab_openstack               # pylib/lab_ml2's floating IP NAT
 
 # Test credentials (loopback only).
 OSLAB_ADMIN_PASSWORD=lab-admin-secret
@@ -368,8 +381,12 @@ oslab_chain_nova() {
   for s in conductor scheduler; do
     oslab_daemon "nova-$s" "$OSLAB_PY" "$OSLAB_DIR/launch.py" run "nova-$s" "nova.cmd.$s:main" "${c[@]}"
   done
+  # the lab's driver (nova.virt.lab, see launch.py) and what it needs to make machines
   for ((i = 1; i <= LAB_OS_COMPUTE_COUNT; i++)); do
-    oslab_daemon "nova-compute-$i" "$OSLAB_PY" "$OSLAB_DIR/launch.py" run nova-compute nova.cmd.compute:main \
+    oslab_daemon "nova-compute-$i" env LAB_NOVA_VIRT="$OSLAB_DIR/pylib/nova_virt_lab.py" \
+      LAB_STATE="$LAB_STATE" OSLAB_STATE="$OSLAB_STATE" LAB_MACHINE_SH="$OSLAB_MACHINE" \
+      PYTHONDONTWRITEBYTECODE=1 \
+      "$OSLAB_PY" "$OSLAB_DIR/launch.py" run nova-compute nova.cmd.compute:main \
       "${c[@]}" --config-file "$OSLAB_ETC/nova/compute-$i.conf"
   done
 }
@@ -380,9 +397,10 @@ oslab_chain_cinder() {
   oslab_wait_tcp rabbitmq "$LAB_PORT_RABBIT" 300
   lab_service cinder-api openstack "$LAB_PORT_CINDER" "http://$LAB_HOST:$LAB_PORT_CINDER/healthcheck" 300 2xx \
     "$OSLAB_PY" "$OSLAB_DIR/launch.py" run cinder-api cinder.cmd.api:main "${c[@]}"
-  for s in scheduler volume; do
-    oslab_daemon "cinder-$s" "$OSLAB_PY" "$OSLAB_DIR/launch.py" run "cinder-$s" "cinder.cmd.$s:main" "${c[@]}"
-  done
+  oslab_daemon cinder-scheduler "$OSLAB_PY" "$OSLAB_DIR/launch.py" run cinder-scheduler cinder.cmd.scheduler:main "${c[@]}"
+  # the lab's volume driver (pylib/lab_cinder.py: a directory per volume)
+  oslab_daemon cinder-volume env PYTHONPATH="$OSLAB_DIR/pylib" PYTHONDONTWRITEBYTECODE=1 OSLAB_STATE="$OSLAB_STATE" \
+    "$OSLAB_PY" "$OSLAB_DIR/launch.py" run cinder-volume cinder.cmd.volume:main "${c[@]}"
 }
 
 # ---------------------------------------------------------------- outputs
@@ -444,6 +462,8 @@ EOF
     echo "export LAB_OS_APPCRED_SECRET=$secret"
     echo "export LAB_OS_ADMIN_PASSWORD=$OSLAB_ADMIN_PASSWORD LAB_OS_QUOTA_PASSWORD=$OSLAB_QUOTA_PASSWORD"
     echo "export LAB_OS_COMPUTE_HOSTS='$OSLAB_COMPUTE_NAMES'   # fake hypervisors (anti-affinity room)"
+    echo "export LAB_OS_NODE_IMAGE=debian-12-node   # boots machines (lab_machine=true); cirros: fake servers"
+    echo "export LAB_OS_MACHINE=$OSLAB_MACHINE   # the servers' machines: os-<server uuid> (list, exec, ...)"
     echo "export LAB_OS_CLI=$OSLAB_CLI"
     lab_env_noproxy
   } >"$OSLAB_STATE/env.sh"
@@ -460,6 +480,9 @@ lab_up_openstack() {
   oslab_install
   oslab_export
   oslab_prepare
+  # the node image (debootstrap ~2 min when not cached) while the services start
+  "$OSLAB_DIR/node-image.sh" >"$OSLAB_RUN/node-image.out" 2>"$OSLAB_LOG/node-image.log" &
+  local image_pid=$!
   oslab_up_infra
   lab_log "mariadb ready, rabbitmq started ($(lab_since "$t0") s)"
 
@@ -479,6 +502,12 @@ lab_up_openstack() {
 tests/lab/down.sh openstack stops what did start."
   lab_log "all OpenStack APIs answer ($(lab_since "$t0") s)"
 
+  wait "$image_pid" || lab_die "openstack: the node image could not be made" "$OSLAB_LOG/node-image.log"
+  read -r OSLAB_NODE_IMAGE_FILE OSLAB_NODE_IMAGE_KEY <"$OSLAB_RUN/node-image.out"
+  export OSLAB_NODE_IMAGE_FILE OSLAB_NODE_IMAGE_KEY
+  # the external network's segment: the host (203.0.113.1) routes floating IPs there
+  "$OSLAB_MACHINE" net-up "$OSLAB_PUBLIC_SEG" "$OSLAB_PUBLIC_CIDR" "$OSLAB_PUBLIC_GW" 2>>"$OSLAB_LOG/machines.log" ||
+    lab_die "openstack: lab segment $OSLAB_PUBLIC_SEG ($OSLAB_PUBLIC_CIDR)" "$OSLAB_LOG/machines.log"
   if ! (oslab_step bootstrap-resources "$OSLAB_PY" "$OSLAB_DIR/bootstrap.py" resources); then
     # a service that died at start-up (e.g. nova-compute) is the likelier cause
     for pid in "$OSLAB_RUN"/*.pid; do
@@ -507,10 +536,53 @@ lab_down_openstack() {
   lab_stop "$OSLAB_RUN/epmd.pid" epmd
   lab_stop "$OSLAB_RUN/mariadb.pid" mariadb
   rm -f "$OSLAB_RUN"/identity-{ready,failed}
+  oslab_down_machines || rc=1
   if [[ "${LAB_PURGE:-0}" == 1 ]]; then
     rm -rf "$OSLAB_FAST" && lab_log "removed $OSLAB_FAST (MariaDB data, RabbitMQ mnesia)"
   fi
   return "$rc"
+}
+
+# oslab_machines : the machines of the lab's compute driver (os-<server uuid>)
+oslab_machines() {
+  local f
+  for f in "$LAB_STATE/nodes/machines"/os-*; do [[ -e "$f" || -L "$f" ]] && basename "$f"; done
+  return 0
+}
+
+# oslab_down_machines : power cut + delete of every machine of the servers, their lab
+# segments (os*), the floating IP NAT table; the volumes' data goes back to cinder's store
+oslab_down_machines() {
+  local n deleters=() rc=0 seg
+  for n in $(oslab_machines); do
+    { "$OSLAB_MACHINE" kill "$n" && oslab_return_volumes "$n" && "$OSLAB_MACHINE" delete "$n" --timeout 5; } \
+      >>"$OSLAB_LOG/machines.log" 2>&1 &
+    deleters+=($!)
+  done
+  for n in "${deleters[@]}"; do wait "$n" || rc=1; done
+  ((${#deleters[@]} == 0)) || lab_log "deleted ${#deleters[@]} machine(s) of servers"
+  if [[ -d "$LAB_STATE/nodes/nets" ]]; then
+    for seg in "$LAB_STATE/nodes/nets"/os*/; do
+      [[ -d "$seg" ]] || continue
+      "$OSLAB_MACHINE" net-down "$(basename "$seg")" >>"$OSLAB_LOG/machines.log" 2>&1 || rc=1
+    done
+  fi
+  if command -v nft >/dev/null && nft list table ip "$OSLAB_NFT_TABLE" >/dev/null 2>&1; then
+    nft delete table ip "$OSLAB_NFT_TABLE" || rc=1
+  fi
+  return "$rc"
+}
+
+# oslab_return_volumes MACHINE : attached volumes (directories) back to cinder's store
+oslab_return_volumes() {
+  local d v
+  d="$OSLAB_STATE/nova/machines/${1#os-}/volumes"
+  [[ -d "$d" ]] || return 0
+  mkdir -p "$OSLAB_STATE/cinder/lab-volumes"
+  for v in "$d"/*; do
+    [[ -d "$v" && ! -L "$v" ]] || continue
+    mv -T "$v" "$OSLAB_STATE/cinder/lab-volumes/$(basename "$v")" 2>/dev/null || mv "$v" "$OSLAB_STATE/cinder/lab-volumes/$(basename "$v").$$"
+  done
 }
 
 # ---------------------------------------------------------------- checks (check.sh)
@@ -529,6 +601,17 @@ lab_check_openstack() {
     OS_PROJECT_DOMAIN_NAME=Default "$cli" token issue -f value -c project_id
   lab_check "quotas: demo roomy, quota-test tiny" oslab_check_quotas "$cli"
   lab_check "nova-compute up on $LAB_OS_COMPUTE_HOSTS" oslab_check_computes "$cli"
+  lab_check "glance: node image ${LAB_OS_NODE_IMAGE:-debian-12-node} active (lab_machine=true)" \
+    oslab_check_node_image "$cli"
+  lab_check "nova: a server of ${LAB_OS_NODE_IMAGE:-debian-12-node} boots a machine: SSH to its floating IP, user data, delete leaves nothing" \
+    "$OSLAB_PY" "$OSLAB_DIR/smoke_machine.py"
+}
+
+oslab_check_node_image() {
+  local props
+  props=$("$1" image show "${LAB_OS_NODE_IMAGE:-debian-12-node}" -f value -c status -c properties) || return 1
+  if ! grep -q "^active" <<<"$props" || ! grep -q "lab_machine.*true" <<<"$props"; then echo "$props"; return 1; fi
+  echo "active, $(grep -o "'lab_image_key': '[0-9a-f]*'" <<<"$props")"
 }
 
 oslab_check_flavors() {

@@ -12,20 +12,48 @@ vif_type "ovs" (what a real OVS deployment reports), and sets the port ACTIVE
 so servers go ACTIVE with a real neutron port and a real fixed IP.
 
 It also plays the L3 agent's part for floating IPs, which would otherwise stay
-DOWN forever: ACTIVE while associated with a port, DOWN otherwise.
+DOWN forever: ACTIVE while associated with a port, DOWN otherwise. And, for the
+servers that are real machines (tests/lab/openstack/pylib/nova_virt_lab.py), it
+makes a floating IP reachable from the host as on a real cloud: the host's nftables
+table "ip lab_openstack" DNATs connections the host makes to a floating IP to the
+fixed IP of its port (map "fip"; rebuilt from the database, in one transaction, after
+every floating IP change, so that it never drifts). The host reaches the fixed IPs on
+the lab's L2 segments; the machine answers through its default route (the host).
+Only connections from the host: the host does not forward, so a machine cannot reach
+another's floating IP. Set LAB_FIP_NAT=0 to leave nftables alone.
 
 ML2 loads drivers by entry-point name only; ../lab_ml2-1.0.dist-info declares it,
 and up.sh puts this directory on neutron-server's PYTHONPATH.
 """
+import os
+
 from neutron_lib import constants
 from neutron_lib.api.definitions import portbindings
 from neutron_lib.callbacks import events, registry, resources
 from neutron_lib.plugins.ml2 import api
+from oslo_concurrency import processutils
 from oslo_log import log
 
 LOG = log.getLogger(__name__)
 
 _VIF_DETAILS = {portbindings.CAP_PORT_FILTER: True, portbindings.OVS_HYBRID_PLUG: False}
+NFT_TABLE = 'lab_openstack'
+
+
+def fip_nat_ruleset(pairs):
+    """The nft script that makes the table hold exactly these (floating, fixed) pairs."""
+    lines = [
+        'add table ip %s' % NFT_TABLE,
+        'add map ip %s fip { type ipv4_addr : ipv4_addr ; }' % NFT_TABLE,
+        'add chain ip %s output { type nat hook output priority -100 ; policy accept ; }' % NFT_TABLE,
+        'flush chain ip %s output' % NFT_TABLE,
+        'add rule ip %s output dnat to ip daddr map @fip' % NFT_TABLE,
+        'flush map ip %s fip' % NFT_TABLE,
+    ]
+    if pairs:
+        lines.append('add element ip %s fip { %s }' % (
+            NFT_TABLE, ', '.join('%s : %s' % p for p in sorted(pairs))))
+    return '\n'.join(lines) + '\n'
 
 
 class BindAllMechanismDriver(api.MechanismDriver):
@@ -34,6 +62,9 @@ class BindAllMechanismDriver(api.MechanismDriver):
         LOG.info("lab_bindall: binding every port (test lab only)")
         registry.subscribe(self._floatingip_status, resources.FLOATING_IP, events.AFTER_CREATE)
         registry.subscribe(self._floatingip_status, resources.FLOATING_IP, events.AFTER_UPDATE)
+        if os.environ.get('LAB_FIP_NAT', '1') != '0':
+            for event in (events.AFTER_CREATE, events.AFTER_UPDATE, events.AFTER_DELETE):
+                registry.subscribe(self._floatingip_nat, resources.FLOATING_IP, event)
 
     def bind_port(self, context):
         segments = context.segments_to_bind
@@ -52,3 +83,17 @@ class BindAllMechanismDriver(api.MechanismDriver):
                   else constants.FLOATINGIP_STATUS_DOWN)
         if fip.get('status') != status:
             trigger.update_floatingip_status(payload.context.elevated(), fip['id'], status)
+
+    @staticmethod
+    def _floatingip_nat(resource, event, trigger, payload):
+        """Rebuild the host's floating IP map from the database (all projects)."""
+        try:
+            fips = trigger.get_floatingips(payload.context.elevated(),
+                                           fields=['floating_ip_address', 'fixed_ip_address',
+                                                   'port_id'])
+            pairs = {(f['floating_ip_address'], f['fixed_ip_address']) for f in fips
+                     if f.get('port_id') and f.get('fixed_ip_address')}
+            processutils.execute('nft', '-f', '-', process_input=fip_nat_ruleset(pairs))
+            LOG.debug("lab_bindall: floating IP NAT: %d address(es)", len(pairs))
+        except Exception:   # never fail the API call for the lab's NAT
+            LOG.exception("lab_bindall: could not update the floating IP NAT (nft)")
