@@ -78,8 +78,10 @@ lab_spawn() {
   rm -f "$pidfile" "$pidfile.tmp"
   # setsid may fork; the inner shell writes its own PID (== PGID) and then execs CMD.
   # shellcheck disable=SC2016  # $$ / $0 / $@ belong to the inner shell
+  # fd 9 is the install-cache lock (lab_cache_lock): a service must not inherit it, or
+  # the lock stays held for as long as the service runs.
   setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
-    >"$logf" 2>&1 </dev/null &
+    >"$logf" 2>&1 </dev/null 9>&- &
   for _ in $(seq 50); do [[ -s "$pidfile" ]] && break; sleep 0.1; done
   [[ -s "$pidfile" ]] || lab_die "could not start: $*" "$logf"
   pid=$(<"$pidfile")

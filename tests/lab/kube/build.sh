@@ -3,7 +3,7 @@
 # kube-scheduler, kubelet, kube-proxy, kubectl) from Debian bookworm's `kubernetes` source
 # package, as Debian's own rules do (GOPATH mode, `make WHAT=...`), with Debian's Go 1.19.
 #
-#   $LAB_CACHE/kubernetes/<debian source version>/bin/      the six binaries
+#   $LAB_CACHE/kubernetes/<KUBE_BUILD>/bin/      the six binaries (KUBE_BUILD: versions.sh)
 #   $LAB_CACHE/kubernetes/<debian source version>/bin/.complete   stamp: the build finished
 #   $LAB_CACHE/kubernetes/<debian source version>/pause.c   the pause container's source
 #   $LAB_CACHE/kubernetes/<debian source version>/build/    sources + Go cache while building
@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 # shellcheck source-path=SCRIPTDIR source=versions.sh
 source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
 
-top="$LAB_CACHE/kubernetes/$KUBE_DEB_VERSION"
+top="$LAB_CACHE/kubernetes/$KUBE_BUILD"
 bin="$top/bin"
 KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 if [[ -f "$bin/.complete" ]]; then echo "$bin"; exit 0; fi
@@ -32,10 +32,10 @@ exec 5>"$LAB_CACHE/kubernetes/.lock"
 flock -w 3600 5 || lab_die "timed out waiting for $LAB_CACHE/kubernetes/.lock"
 if [[ -f "$bin/.complete" ]]; then echo "$bin"; exit 0; fi   # built by a concurrent run
 
-logf="$LAB_CACHE/log/kubernetes-$KUBE_DEB_VERSION.log"
+logf="$LAB_CACHE/log/kubernetes-$KUBE_BUILD.log"
 w="$top/build"
 t0=$EPOCHREALTIME
-lab_apt golang-go rsync dpkg-dev make gcc libc6-dev debian-archive-keyring
+lab_apt golang-go rsync dpkg-dev make gcc libc6-dev debian-archive-keyring golang-github-modern-go-reflect2-dev
 mkdir -p "$w"
 lab_log "building Kubernetes from Debian source $KUBE_DEB_VERSION at nice 10 (~13 min on 2 cores; log: $logf)"
 {
@@ -71,6 +71,10 @@ if [[ ! -f src/.lab-unpacked ]]; then
   rm -rf src
   dpkg-source -x "kubernetes_${KUBE_DEB_VERSION#*:}.dsc" src >>"$logf" 2>&1 ||
     lab_die "dpkg-source -x failed" "$logf"
+  # reflect2 1.0.1 (vendored) faults under Go 1.19: use Debian's 1.0.2 (see versions.sh).
+  rm -rf src/vendor/github.com/modern-go/reflect2
+  cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 src/vendor/github.com/modern-go/reflect2
+  rm -rf src/vendor/github.com/modern-go/reflect2/{.git,debian,*_test.go} 2>/dev/null || true
   touch src/.lab-unpacked
 fi
 cd src

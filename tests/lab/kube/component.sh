@@ -68,7 +68,7 @@ kc() { "$KUBE_BIN/kubectl" --kubeconfig="$KUBE_S/admin.kubeconfig" "$@"; }
 # kube_prepare : KUBE_BIN (built binaries), KUBE_LOWER (worker rootfs); the Kubernetes build
 # (~13 min cold) and the worker base (debootstrap, ~2 min cold) run in parallel.
 kube_prepare() {
-  local top="$LAB_CACHE/kubernetes/$KUBE_DEB_VERSION" pkgs t0=$EPOCHREALTIME bpid lpid out
+  local top="$LAB_CACHE/kubernetes/$KUBE_BUILD" pkgs t0=$EPOCHREALTIME bpid lpid out
   pkgs=(etcd-server socat busybox-static gcc libc6-dev openssl openssh-client iproute2
     systemd-container debootstrap zstd)
   [[ -f "$top/bin/.complete" ]] || pkgs+=(golang-go rsync dpkg-dev make debian-archive-keyring)
@@ -79,7 +79,7 @@ kube_prepare() {
   "$LAB_DIR/nodes/base.sh" --name kube-worker \
     --extra "containerd runc containernetworking-plugins iptables conntrack" >"$out/base.out" &
   lpid=$!
-  wait "$bpid" || lab_die "the Kubernetes build failed (log: $LAB_CACHE/log/kubernetes-$KUBE_DEB_VERSION.log)"
+  wait "$bpid" || lab_die "the Kubernetes build failed (log: $LAB_CACHE/log/kubernetes-$KUBE_BUILD.log)"
   wait "$lpid" || lab_die "the worker base failed (logs: $LAB_CACHE/log/nodes-base-kube-worker-*.log)"
   KUBE_BIN=$(tail -n1 "$out/build.out") KUBE_LOWER=$(tail -n1 "$out/base.out")
   [[ -x "$KUBE_BIN/kube-apiserver" && -d "$KUBE_LOWER/etc" ]] || lab_die "build/base gave no result"
