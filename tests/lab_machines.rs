@@ -221,6 +221,18 @@ fn leftovers(id: &str, net: Option<&str>) -> Vec<String> {
     left
 }
 
+fn wait_status(server: &str, want: &str) {
+    let t = Instant::now();
+    loop {
+        let s = openstack_json(&["server", "show", server, "-c", "status"]);
+        if s["status"] == want {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "{server}: not {want} after 120 s: {s}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn fixed_ip(rec: &Value, not: &str) -> String {
     rec["outputs"]["addresses"].as_array().unwrap().iter().filter_map(Value::as_str).find(|a| *a != not).unwrap().to_owned()
 }
@@ -283,6 +295,18 @@ fn up_lab_gives_machines_that_answer_ssh_reboot_snapshot_and_leave_nothing() {
     let (_, _, _, control_ip) = &servers[1];
     let out = lab.ssh_ok(Some(&fip), control_ip, &format!("test -d /mnt/volumes/{volume} && echo ok-volume; sudo touch /mnt/volumes/{volume}/written"));
     assert!(out.contains("ok-volume"), "control: volume {volume}: {out}");
+
+    // Stop and start through the API: the machine powers off (SHUTOFF) and boots again,
+    // same address, same host keys, same disk and volume.
+    let (_, control_id, _, _) = &servers[1];
+    openstack(&["server", "stop", control_id]);
+    wait_status(control_id, "SHUTOFF");
+    let st = Command::new(machine_sh()).args(["status", &format!("os-{control_id}")]).output().unwrap();
+    assert!(String::from_utf8_lossy(&st.stdout).starts_with("stopped "), "control after stop: {}", text(&st));
+    openstack(&["server", "start", control_id]);
+    wait_status(control_id, "ACTIVE");
+    let out = lab.ssh_ok(Some(&fip), control_ip, &format!("ls /mnt/volumes/{volume}"));
+    assert_eq!(out.trim(), "written", "control after stop + start: {out}");
 
     // A reboot from inside: back with the same address, a new boot id.
     let (_, worker_id, worker_name, worker_ip) = &servers[2];
