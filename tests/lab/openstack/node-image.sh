@@ -10,6 +10,10 @@
 #                                     instance-id, local-hostname, public-keys; user-data)
 #   network: {config: disabled}       the hypervisor sets the port's address up (as DHCP
 #                                     would on a real cloud); no ifupdown/networkd inside
+#   ssh_genkeytypes [ed25519, ecdsa]  no RSA-3072/DSA host keys: generating them was 6 of
+#                                     cloud-init's ~9 CPU-seconds per boot (6 machines
+#                                     booting at once on 2 cores: 33 s -> see LAB-CLOUD.md)
+#   grub_dpkg disabled                no boot loader in a machine (the module ran debconf)
 # and nothing else: the default user "debian" (sudo, the keypair's key), SSH host keys
 # made at first boot and printed to the console (-----BEGIN SSH HOST KEY KEYS-----),
 # #cloud-config write_files/runcmd/users/... all come from cloud-init itself.
@@ -24,7 +28,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/../lib.sh"
 
 NODE_IMAGE_EXTRA="cloud-init python3-cffi-backend"   # python3-cryptography's virtual dependency (debootstrap does not resolve those)
-NODE_IMAGE_RECIPE=1   # bump when the changes below change
+NODE_IMAGE_RECIPE=2   # bump when the changes below change
 
 lower=$("$LAB_DIR/nodes/base.sh" --name os-node --extra "$NODE_IMAGE_EXTRA")
 key=$(printf 'base=%s\nrecipe=%s\n' "$(basename "$lower")" "$NODE_IMAGE_RECIPE" | sha256sum | cut -c1-12)
@@ -48,6 +52,10 @@ cat >"$tmp/etc/cloud/cloud.cfg.d/90-lab-cloud.cfg" <<'EOF'
 # address up itself, as DHCP would on a real cloud.
 datasource_list: [ NoCloud, None ]
 network: {config: disabled}
+# host keys of the types OpenSSH clients use; RSA-3072 was most of the CPU of a boot
+ssh_genkeytypes: [ed25519, ecdsa]
+# no boot loader in a machine
+grub_dpkg: {enabled: false}
 EOF
 rm -f "$tmp/etc/systemd/system/lab-ssh-hostkeys.service" \
   "$tmp/etc/systemd/system/ssh.service.wants/lab-ssh-hostkeys.service" \
