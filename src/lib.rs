@@ -5,9 +5,11 @@
 //! (desired model, diff, executor, retry), `state` (backends, lock, sealing),
 //! `provider` (real operations per resource kind), `cli` (one file per command).
 
+pub mod charts;
 pub mod cli;
 pub mod core;
 pub mod env;
+pub mod k8s;
 pub mod openstack;
 pub mod plan;
 pub mod provider;
@@ -30,6 +32,8 @@ pub enum Error {
     Secret(#[from] env::secret::SecretError),
     #[error(transparent)]
     Workload(#[from] workload::WorkloadError),
+    #[error(transparent)]
+    Charts(#[from] charts::ChartError),
     /// A command line that cannot be run as given.
     #[error("{0}")]
     Usage(String),

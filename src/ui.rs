@@ -61,7 +61,7 @@ pub fn init_logging(verbose: u8, json: bool) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("warn,provisioner={level}")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("warn,provisioner={level},kube_client=off")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(SuspendingStderr).with_target(false).with_ansi(std::io::stderr().is_terminal());
     let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
 }

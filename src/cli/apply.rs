@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{ApplyOpts, ApproveOpts, Cli, Output, Terminal, open_session, print_json};
+use super::{ApplyOpts, ApproveOpts, Cli, Output, Terminal, open_session_with, print_json};
 use crate::Error;
 use crate::plan::diff::Summary;
 use crate::plan::executor::Report;
@@ -28,7 +28,7 @@ struct Outcome<'a> {
 /// Plan (or read `saved`), get approval, apply, report. Exit 0, or the
 /// apply's errors.
 pub async fn run(cli: &Cli, operation: Operation, opts: &ApplyOpts, approve: &ApproveOpts, saved: Option<&Path>) -> Result<i32, Error> {
-    let mut session = open_session(cli, &opts.env).await?;
+    let mut session = open_session_with(cli, opts).await?;
     let request = Request { operation, targets: opts.target.clone(), refresh: opts.refresh };
     let source = match saved {
         Some(path) => {

@@ -6,6 +6,9 @@ mod completions;
 mod deploy;
 mod destroy;
 mod plan;
+mod releases;
+mod render;
+mod rollback;
 mod schema;
 mod state;
 mod up;
@@ -25,7 +28,7 @@ use crate::env::load::{Loaded, Source, load};
 use crate::plan::approval::Confirm;
 use crate::plan::render::{PlanDoc, human};
 use crate::plan::session::{Session, Ui};
-use crate::provider::Connections;
+use crate::provider::Options;
 
 #[derive(Debug, Parser)]
 #[command(name = "provisioner", version, about = "From an empty OpenStack project to a working EO data platform, from one environment file")]
@@ -45,6 +48,15 @@ pub struct Cli {
     /// Context of the kubeconfig to use (default: its current context).
     #[arg(long, global = true)]
     pub context: Option<String>,
+    /// Server-side apply: take over fields another field manager owns instead of stopping.
+    #[arg(long, global = true)]
+    pub force_conflicts: bool,
+    /// Do not wait for releases to become ready after applying them.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
+    /// Folder holding `charts/` and `stacks/` (default: ./ when both exist, else the embedded set).
+    #[arg(long, global = true, env = "PROVISIONER_CHARTS")]
+    pub charts: Option<PathBuf>,
     /// `human` for people, `json` for machines (stdout).
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -78,6 +90,12 @@ pub enum Command {
     Destroy(destroy::Args),
     /// Install or converge the platform layer (charts) onto the environment's cluster.
     Deploy(deploy::Args),
+    /// Render the environment's releases to Kubernetes YAML, offline (secrets stay tokens).
+    Render(render::Args),
+    /// Releases of an environment and their history.
+    Releases(releases::Args),
+    /// Re-apply an earlier revision of a release.
+    Rollback(rollback::Args),
     /// Inspect and repair state.
     #[command(subcommand)]
     State(state::Cmd),
@@ -93,6 +111,9 @@ pub enum Command {
 
 /// Run the parsed command; the exit code follows the command's contract.
 pub async fn run(cli: Cli) -> Result<i32, Error> {
+    if let Some(root) = &cli.charts {
+        crate::charts::catalog::set_root(root);
+    }
     match &cli.command {
         Command::Validate(a) => validate::run(&cli, a),
         Command::Schema(a) => schema::run(a),
@@ -100,6 +121,9 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Up(a) => up::run(&cli, a).await,
         Command::Destroy(a) => destroy::run(&cli, a).await,
         Command::Deploy(a) => deploy::run(&cli, a).await,
+        Command::Render(a) => render::run(&cli, a).await,
+        Command::Releases(a) => releases::run(&cli, a).await,
+        Command::Rollback(a) => rollback::run(&cli, a).await,
         Command::State(c) => state::run(&cli, c).await,
         Command::Completions(a) => completions::run(a),
         Command::Workload(c) => workload::run(&cli, c).await,
@@ -122,6 +146,9 @@ pub struct ApplyOpts {
     /// owned resources state lost); `--refresh=false` plans from state alone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub refresh: bool,
+    /// Override a release value: RELEASE.path.to.key=value (highest precedence; repeatable).
+    #[arg(long = "set", value_name = "RELEASE.KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// Options of the commands that change things: who approves, what may be lost.
@@ -169,8 +196,15 @@ pub fn load_env(cli: &Cli, name: &str) -> Result<Loaded, Error> {
 /// The session of an environment: its state and the providers of its layers.
 pub async fn open_session(cli: &Cli, name: &str) -> Result<Session, Error> {
     let loaded = load_env(cli, name)?;
-    let conn = Connections { cloud: cli.cloud.clone(), kubeconfig: cli.kubeconfig.clone(), context: cli.context.clone() };
+    let conn = Options { cloud: cli.cloud.clone(), kubeconfig: cli.kubeconfig.clone(), context: cli.context.clone(), force_conflicts: cli.force_conflicts, no_wait: cli.no_wait };
     Session::open(loaded, cli.state_dir.as_deref(), &conn).await
+}
+
+/// A session with the `--set` overrides of `opts`.
+pub async fn open_session_with(cli: &Cli, opts: &ApplyOpts) -> Result<Session, Error> {
+    let mut session = open_session(cli, &opts.env).await?;
+    session.sets = opts.set.iter().map(|s| crate::charts::values::parse_set(s)).collect::<Result<_, _>>()?;
+    Ok(session)
 }
 
 /// The terminal side of a run: the plan on stderr, the question on the
@@ -235,6 +269,7 @@ pub fn error_json(e: &Error) -> serde_json::Value {
         Error::State(_) => "state",
         Error::Secret(_) => "secret",
         Error::Workload(_) => "workload",
+        Error::Charts(_) => "charts",
         Error::Usage(_) => "usage",
         Error::Preflight(_) => "preflight",
         Error::Provider { .. } => "provider",

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{ApplyOpts, Cli, Output, open_session, print_json};
+use super::{ApplyOpts, Cli, Output, open_session_with, print_json};
 use crate::Error;
 use crate::plan::render::human;
 use crate::plan::saved::SavedPlan;
@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
-    let session = open_session(cli, &args.opts.env).await?;
+    let session = open_session_with(cli, &args.opts).await?;
     let state = session.store.load().await?;
     let operation = match (args.destroy, args.deploy) {
         (true, _) => Operation::Destroy,
@@ -34,7 +34,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     };
     let plan = session.plan(state, &Request { operation, targets: args.opts.target.clone(), refresh: args.opts.refresh }).await?;
     if let Some(path) = &args.out {
-        SavedPlan::new(&plan, &session.loaded).write(path)?;
+        SavedPlan::new(&plan, session.env_name(), session.inputs()).write(path)?;
     }
     let doc = session.doc(&plan);
     match cli.output {

@@ -40,6 +40,9 @@ pub struct Environment {
     pub releases: BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// Where the platform layer deploys, until the cluster layer provides the cluster.
+    #[serde(default)]
+    pub platform: PlatformConfig,
     /// Named secrets the platform needs; references only (env:, file:, generate:).
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRef>,
@@ -318,6 +321,29 @@ fn default_storage_class() -> String {
     "STANDARD".into()
 }
 
+/// The cluster the platform layer deploys to. Without a kubeconfig here,
+/// `--kubeconfig` or `$KUBECONFIG`, `up` leaves the platform layer out (and
+/// says so) and `deploy` refuses.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Kubeconfig file (`~` is expanded); `--kubeconfig` and `$KUBECONFIG` override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    /// Context in that kubeconfig (default: its current context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Wait for every release to be ready (off where images cannot run, e.g. the lab).
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self { kubeconfig: None, context: None, wait: true }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -356,6 +382,13 @@ pub struct Timeouts {
     pub delete: u64,
     #[serde(default = "t_request")]
     pub request: u64,
+    /// How long a release's objects may take to become ready (platform layer).
+    #[serde(default = "t_ready")]
+    pub ready: u64,
+}
+
+fn t_ready() -> u64 {
+    600
 }
 
 fn t_create() -> u64 {
@@ -370,7 +403,7 @@ fn t_request() -> u64 {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { create: t_create(), delete: t_delete(), request: t_request() }
+        Self { create: t_create(), delete: t_delete(), request: t_request(), ready: t_ready() }
     }
 }
 

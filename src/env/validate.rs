@@ -10,8 +10,6 @@ use super::model::{BackendKind, Environment, Role};
 use super::node::LocIndex;
 use super::secret::looks_secret;
 
-/// Stacks shipped in `stacks/`, embedded so validation works anywhere.
-pub const STACKS: &[(&str, &str)] = &[("data-platform", include_str!("../../stacks/data-platform.yaml"))];
 
 const STORAGE_CLASSES: &[&str] = &[
     "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE",
@@ -157,15 +155,24 @@ fn check_cluster(c: &mut Checker, env: &Environment) {
 }
 
 fn check_stacks(c: &mut Checker, env: &Environment) {
+    let stacks = crate::charts::catalog::available_stacks();
     let mut releases = BTreeSet::new();
     for (i, s) in env.stacks.iter().enumerate() {
-        match STACKS.iter().find(|(n, _)| n == s) {
-            Some((_, text)) => releases.extend(stack_releases(text)),
-            None => c.error(
-                &format!("stacks[{i}]"),
-                format!("no stack `{s}`"),
-                &format!("known stacks: {}", STACKS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
-            ),
+        let Some(stack) = stacks.get(s) else {
+            c.error(&format!("stacks[{i}]"), format!("no stack `{s}`"), &format!("known stacks: {}", stacks.keys().cloned().collect::<Vec<_>>().join(", ")));
+            continue;
+        };
+        for r in &stack.releases {
+            releases.insert(r.name.clone());
+            for (input, source) in r.secrets.iter().filter(|(_, s)| !s.ends_with('?')) {
+                if crate::plan::desired::platform::secret_source(env, source).is_none() {
+                    c.error(
+                        &format!("stacks[{i}]"),
+                        format!("release `{}` of stack `{s}` needs secret `{input}` from `{source}`, which this environment does not define", r.name),
+                        &format!("add `{source}` under `secrets:` (or set it in workload.s3) as a reference: {{env: VAR}}, {{file: path}} or {{generate: {{length: 32}}}}"),
+                    );
+                }
+            }
         }
     }
     for name in env.releases.keys() {
@@ -177,19 +184,6 @@ fn check_stacks(c: &mut Checker, env: &Environment) {
             );
         }
     }
-}
-
-/// Release names listed in a stack file (`releases: [{name: …}]`).
-pub fn stack_releases(text: &str) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Stack {
-        releases: Vec<Rel>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Rel {
-        name: String,
-    }
-    serde_saphyr::from_str::<Stack>(text).map(|s| s.releases.into_iter().map(|r| r.name).collect()).unwrap_or_default()
 }
 
 /// Inline secrets hidden in free-form values: a secret-looking key with a scalar.

@@ -114,12 +114,17 @@ pub fn decide(operation: Operation, environment: &str, changes: &[Change], appro
     if work.is_empty() {
         return Ok(());
     }
-    let flagged: Vec<&Change> = work.iter().copied().filter(|c| c.data_loss && matches!(c.action, Action::Replace | Action::Delete)).collect();
+    // A release can lose data while it is only updated: one of its objects (a PVC, a CRD) goes.
+    let flagged: Vec<&Change> = work.iter().copied().filter(|c| c.data_loss).collect();
     if operation != Operation::Destroy {
         let refused: Vec<Flagged> = flagged
             .iter()
             .filter(|c| !approval.allow_data_loss.covers(&c.address))
-            .map(|c| Flagged { address: c.address.clone(), action: c.action, reason: c.reason.clone().unwrap_or_else(|| "it holds data".into()) })
+            .map(|c| {
+                let lost: Vec<String> = c.objects.iter().filter(|o| o.data_loss).map(|o| format!("{} {:?}", o.key, o.action).to_lowercase()).collect();
+                let reason = if lost.is_empty() { c.reason.clone().unwrap_or_else(|| "it holds data".into()) } else { format!("loses the data of {}", lost.join(", ")) };
+                Flagged { address: c.address.clone(), action: c.action, reason }
+            })
             .collect();
         if !refused.is_empty() {
             return Err(Refusal::DataLoss { changes: refused });
@@ -176,7 +181,7 @@ mod tests {
 
     fn change(addr: &str, action: Action, data_loss: bool) -> Change {
         let address = Address::parse(addr).unwrap();
-        Change { kind: address.kind().to_owned(), address, layer: Layer::Cloud, action, reason: None, fields: vec![], depends_on: vec![], data_loss }
+        Change { kind: address.kind().to_owned(), address, layer: Layer::Cloud, action, reason: None, fields: vec![], depends_on: vec![], data_loss, basis: None, objects: vec![] }
     }
 
     #[test]

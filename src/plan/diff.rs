@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::resource::{Desired, Layer, OnChange, kind_spec};
+use super::resource::{Desired, Layer, Nested, OnChange, kind_spec};
 use crate::core::{Address, Ref};
 use crate::state::{StateFile, Status};
 
@@ -44,6 +44,25 @@ pub struct Change {
     pub depends_on: Vec<Address>,
     /// Replacing or deleting it destroys data (servers, volumes, buckets).
     pub data_loss: bool,
+    /// What the "before" side was read from, when that is worth saying
+    /// (a release: the live cluster by dry-run, or state when unreachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
+    /// Sub-objects that change (a release's Kubernetes objects), one by one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<SubChange>,
+}
+
+/// One sub-object of a change (`Deployment.apps/stac/stac-api`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubChange {
+    pub key: String,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+    pub data_loss: bool,
 }
 
 /// What a refresh found for a resource in state.
@@ -60,6 +79,8 @@ pub fn diff(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Address,
     for (addr, rec) in &state.resources {
         if !wanted.contains(addr) {
             let spec = kind_spec(&rec.kind);
+            let nested = spec.and_then(|s| s.nested);
+            let objects = nested.map(|n| sub_changes(n, rec.attrs.get(n.attr), None)).unwrap_or_default();
             changes.push(Change {
                 address: addr.clone(),
                 kind: rec.kind.clone(),
@@ -68,7 +89,9 @@ pub fn diff(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Address,
                 reason: Some("no longer in the environment".into()),
                 fields: Vec::new(),
                 depends_on: rec.deps.clone(),
-                data_loss: spec.is_some_and(|s| s.holds_data),
+                data_loss: spec.is_some_and(|s| s.holds_data) || objects.iter().any(|o| o.data_loss),
+                basis: None,
+                objects,
             });
         }
     }
@@ -90,10 +113,15 @@ fn diff_one(d: &Desired, state: &StateFile, observed: Option<&Observed>) -> Chan
         fields: Vec::new(),
         depends_on: d.deps.clone(),
         data_loss: false,
+        basis: None,
+        objects: Vec::new(),
     };
+    let nested = d.spec.nested;
+    let is_nested = |name: &str| nested.is_some_and(|n| n.attr == name);
     let Some(rec) = state.resources.get(&d.address) else {
         c.action = Action::Create;
-        c.fields = d.attrs.iter().map(|(k, v)| FieldChange { name: k.clone(), before: None, after: Some(v.clone()), forces_replacement: false }).collect();
+        c.fields = d.attrs.iter().filter(|(k, _)| !is_nested(k)).map(|(k, v)| FieldChange { name: k.clone(), before: None, after: Some(v.clone()), forces_replacement: false }).collect();
+        c.objects = nested.map(|n| sub_changes(n, None, d.attrs.get(n.attr))).unwrap_or_default();
         return c;
     };
     match (rec.status, observed) {
@@ -120,29 +148,115 @@ fn diff_one(d: &Desired, state: &StateFile, observed: Option<&Observed>) -> Chan
         _ => &rec.attrs,
     };
     let names: BTreeSet<&String> = d.attrs.keys().chain(before.keys()).collect();
-    for name in names {
+    let mut drifted = false;
+    for name in names.into_iter().filter(|n| !is_nested(n)) {
         let (b, a) = (before.get(name), d.attrs.get(name));
         if b != a {
-            c.fields.push(FieldChange {
-                name: name.clone(),
-                before: b.cloned(),
-                after: a.cloned(),
-                forces_replacement: d.spec.on_change(name) == OnChange::Replace,
-            });
+            drifted |= b != rec.attrs.get(name);
+            field_changes(name, b, a, d.spec.on_change(name) == OnChange::Replace, &mut c.fields);
         }
+    }
+    if let Some(n) = nested {
+        c.objects = sub_changes(n, before.get(n.attr), d.attrs.get(n.attr));
+        drifted |= before.get(n.attr) != rec.attrs.get(n.attr) && !c.objects.is_empty();
     }
     if c.fields.iter().any(|f| f.forces_replacement) {
         c.action = Action::Replace;
-        let why: Vec<&str> = c.fields.iter().filter(|f| f.forces_replacement).map(|f| f.name.as_str()).collect();
-        c.reason = Some(format!("{} cannot change in place", why.join(", ")));
-        c.data_loss = d.spec.holds_data;
-    } else if !c.fields.is_empty() {
+        let why: BTreeSet<&str> = c.fields.iter().filter(|f| f.forces_replacement).map(|f| top_field(&f.name)).collect();
+        c.reason = Some(format!("{} cannot change in place", why.into_iter().collect::<Vec<_>>().join(", ")));
+        c.data_loss = d.spec.holds_data || c.objects.iter().any(|o| o.data_loss);
+    } else if !c.fields.is_empty() || !c.objects.is_empty() {
         c.action = Action::Update;
-        if matches!(observed, Some(Observed::Live(_))) {
-            c.reason = Some("the live resource differs (drift)".into());
-        }
+        c.data_loss = c.objects.iter().any(|o| o.data_loss);
+        c.reason = match (drifted, c.objects.is_empty()) {
+            (true, _) => Some("the live resource differs (drift)".into()),
+            (false, false) => Some(summarise(&c.objects)),
+            (false, true) => None,
+        };
     }
     c
+}
+
+/// `metadata` of `metadata.roles`, `objects` of `objects[2].x`.
+fn top_field(path: &str) -> &str {
+    path.split(['.', '[']).next().unwrap_or(path)
+}
+
+/// Field changes between two values, by path: maps are followed key by key
+/// and lists of equal length item by item, so a change reads
+/// `spec.template.spec.containers[0].image: "a" -> "b"`.
+fn field_changes(path: &str, before: Option<&Value>, after: Option<&Value>, forces: bool, out: &mut Vec<FieldChange>) {
+    match (before, after) {
+        (Some(Value::Object(b)), Some(Value::Object(a))) => {
+            let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+            for k in keys {
+                if b.get(k) != a.get(k) {
+                    field_changes(&format!("{path}.{k}"), b.get(k), a.get(k), forces, out);
+                }
+            }
+        }
+        (Some(Value::Array(b)), Some(Value::Array(a))) if a.len() == b.len() => {
+            for (i, (x, y)) in b.iter().zip(a).enumerate() {
+                if x != y {
+                    field_changes(&format!("{path}[{i}]"), Some(x), Some(y), forces, out);
+                }
+            }
+        }
+        _ => out.push(FieldChange { name: path.to_owned(), before: before.cloned(), after: after.cloned(), forces_replacement: forces }),
+    }
+}
+
+/// Sub-objects of a nested attribute, one change each (unchanged ones left out).
+fn sub_changes(n: &Nested, before: Option<&Value>, after: Option<&Value>) -> Vec<SubChange> {
+    let empty = serde_json::Map::new();
+    let b = before.and_then(Value::as_object).unwrap_or(&empty);
+    let a = after.and_then(Value::as_object).unwrap_or(&empty);
+    // In the order the objects are applied (the desired map's), then the pruned ones.
+    let keys: Vec<&String> = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))).collect();
+    let mut out = Vec::new();
+    for key in keys {
+        let (x, y) = (b.get(key), a.get(key));
+        let mut s = SubChange { key: key.clone(), action: Action::NoOp, reason: None, fields: Vec::new(), data_loss: false };
+        match (x, y) {
+            (None, Some(_)) => s.action = Action::Create,
+            (Some(_), None) => {
+                s.action = Action::Delete;
+                s.reason = Some("no longer rendered: pruned".into());
+                s.data_loss = (n.holds_data)(key);
+            }
+            (Some(x), Some(y)) if x != y => {
+                let mut fields = Vec::new();
+                field_changes("", Some(x), Some(y), false, &mut fields);
+                for f in &mut fields {
+                    f.name = f.name.trim_start_matches('.').to_owned();
+                    f.forces_replacement = (n.replaces)(key, &f.name);
+                }
+                let why: BTreeSet<&str> = fields.iter().filter(|f| f.forces_replacement).map(|f| f.name.as_str()).collect();
+                if why.is_empty() {
+                    s.action = Action::Update;
+                } else {
+                    s.action = Action::Replace;
+                    s.reason = Some(format!("{} cannot change in place", why.into_iter().collect::<Vec<_>>().join(", ")));
+                    s.data_loss = (n.holds_data)(key);
+                }
+                s.fields = fields;
+            }
+            _ => continue,
+        }
+        out.push(s);
+    }
+    out
+}
+
+/// `2 objects to create, 1 to update`.
+fn summarise(objects: &[SubChange]) -> String {
+    let count = |a: Action| objects.iter().filter(|o| o.action == a).count();
+    let parts: Vec<String> = [(Action::Create, "create"), (Action::Update, "update"), (Action::Replace, "replace"), (Action::Delete, "delete")]
+        .into_iter()
+        .filter(|(a, _)| count(*a) > 0)
+        .map(|(a, w)| format!("{} to {w}", count(a)))
+        .collect();
+    format!("objects: {}", parts.join(", "))
 }
 
 /// A resource whose identity-defining field refers to a replaced resource is

@@ -22,12 +22,38 @@ pub struct PlanDoc<'a> {
     pub changes: Vec<&'a Change>,
     #[serde(skip_serializing_if = "<[Problem]>::is_empty")]
     pub warnings: &'a [Problem],
+    /// What the plan leaves out, and why.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub notes: &'a [String],
 }
 
 fn show(v: &Value) -> String {
-    match Ref::parse(v) {
-        Some(r) => r.to_string(),
-        None => v.to_string(),
+    if let Some(r) = Ref::parse(v) {
+        return r.to_string();
+    }
+    // Secret values travel as tokens; a plan only says they are there.
+    match v {
+        Value::String(s) if !crate::charts::object::tokens_in(s).is_empty() => "(sensitive)".into(),
+        _ => v.to_string(),
+    }
+}
+
+fn symbol(a: Action) -> (&'static str, &'static str) {
+    match a {
+        Action::Create => ("+", "create"),
+        Action::Update => ("~", "update in place"),
+        Action::Replace => ("-/+", "REPLACE"),
+        Action::Delete => ("-", "delete"),
+        Action::NoOp => (" ", ""),
+    }
+}
+
+fn fields(out: &mut String, indent: usize, fields: &[super::diff::FieldChange]) {
+    for f in fields {
+        let b = f.before.as_ref().map_or("(none)".into(), show);
+        let a = f.after.as_ref().map_or("(none)".into(), show);
+        let forces = if f.forces_replacement { "  # forces replacement" } else { "" };
+        let _ = writeln!(out, "{:indent$}{}: {b} -> {a}{forces}", "", f.name);
     }
 }
 
@@ -37,30 +63,37 @@ pub fn human(doc: &PlanDoc) -> String {
     for w in doc.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
+    for n in doc.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
     let width = doc.changes.iter().map(|c| c.address.as_str().len()).max().unwrap_or(0);
     for c in doc.changes.iter().filter(|c| c.action != Action::NoOp) {
-        let (sym, word) = match c.action {
-            Action::Create => ("+", "create".to_owned()),
-            Action::Update => ("~", "update in place".to_owned()),
-            Action::Replace => ("-/+", "REPLACE".to_owned()),
-            Action::Delete => ("-", "delete".to_owned()),
-            Action::NoOp => (" ", String::new()),
-        };
+        let (sym, word) = symbol(c.action);
         let _ = write!(out, "  {sym:>3} {:<width$}  {word}", c.address.as_str());
         if let Some(r) = &c.reason {
             let _ = write!(out, " ({r})");
         }
-        if c.data_loss && matches!(c.action, Action::Replace | Action::Delete) {
-            let _ = write!(out, "  !! DATA ON IT IS LOST");
+        if c.data_loss {
+            let _ = write!(out, "{}", if c.objects.iter().any(|o| o.data_loss) { "  !! DATA IS LOST (below)" } else { "  !! DATA ON IT IS LOST" });
         }
         out.push('\n');
+        if let Some(b) = &c.basis {
+            let _ = writeln!(out, "        (compared with {b})");
+        }
         if c.action != Action::Create {
-            for f in &c.fields {
-                let b = f.before.as_ref().map_or("(none)".into(), show);
-                let a = f.after.as_ref().map_or("(none)".into(), show);
-                let forces = if f.forces_replacement { "  # forces replacement" } else { "" };
-                let _ = writeln!(out, "        {}: {b} -> {a}{forces}", f.name);
+            fields(&mut out, 8, &c.fields);
+        }
+        for o in &c.objects {
+            let (sym, word) = symbol(o.action);
+            let _ = write!(out, "      {sym:>3} {}  {word}", o.key);
+            if let Some(r) = &o.reason {
+                let _ = write!(out, " ({r})");
             }
+            if o.data_loss {
+                let _ = write!(out, "  !! DATA ON IT IS LOST");
+            }
+            out.push('\n');
+            fields(&mut out, 12, &o.fields);
         }
     }
     let s = doc.summary;

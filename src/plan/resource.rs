@@ -31,6 +31,20 @@ const fn rep(name: &'static str) -> Field {
     Field { name, on_change: OnChange::Replace }
 }
 
+/// A kind whose attribute `attr` is a map of sub-objects (a release's
+/// Kubernetes objects), diffed one by one with their own semantics.
+#[derive(Debug)]
+pub struct Nested {
+    pub attr: &'static str,
+    /// Whether a change at `path` of sub-object `key` needs delete + create.
+    pub replaces: fn(key: &str, path: &str) -> bool,
+    /// Whether deleting or replacing sub-object `key` loses data.
+    pub holds_data: fn(key: &str) -> bool,
+}
+
+/// A release's objects: Kubernetes immutability and data rules (charts::object).
+pub static RELEASE_OBJECTS: Nested = Nested { attr: "objects", replaces: crate::charts::object::replaces, holds_data: crate::charts::object::holds_data };
+
 /// The layer a kind belongs to; shown in plans and used to say what is not implemented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,6 +63,8 @@ pub struct KindSpec {
     pub fields: &'static [Field],
     /// Replacing loses data: the plan says so loudly.
     pub holds_data: bool,
+    /// Sub-objects diffed one by one (releases).
+    pub nested: Option<&'static Nested>,
 }
 
 impl KindSpec {
@@ -62,21 +78,22 @@ impl KindSpec {
 /// Cloud kinds follow Neutron/Nova/Cinder semantics: what the API cannot change in
 /// place is a replace (image, user data, CIDR, rule fields).
 pub static KINDS: &[KindSpec] = &[
-    KindSpec { kind: "secret", layer: Layer::Local, fields: &[rep("length"), rep("charset")], holds_data: false },
-    KindSpec { kind: "bucket", layer: Layer::Storage, fields: &[rep("bucket"), rep("endpoint"), upd("force_destroy"), upd("tags")], holds_data: true },
-    KindSpec { kind: "keypair", layer: Layer::Cloud, fields: &[rep("name"), rep("public_key_file")], holds_data: false },
-    KindSpec { kind: "network", layer: Layer::Cloud, fields: &[upd("name"), upd("mtu")], holds_data: false },
-    KindSpec { kind: "subnet", layer: Layer::Cloud, fields: &[upd("name"), rep("network"), rep("cidr"), upd("dns")], holds_data: false },
-    KindSpec { kind: "router", layer: Layer::Cloud, fields: &[upd("name"), upd("external_network")], holds_data: false },
-    KindSpec { kind: "router_interface", layer: Layer::Cloud, fields: &[rep("router"), rep("subnet")], holds_data: false },
-    KindSpec { kind: "security_group", layer: Layer::Cloud, fields: &[upd("name"), upd("description")], holds_data: false },
+    KindSpec { kind: "secret", layer: Layer::Local, fields: &[rep("length"), rep("charset")], holds_data: false, nested: None },
+    KindSpec { kind: "bucket", layer: Layer::Storage, fields: &[rep("bucket"), rep("endpoint"), upd("force_destroy"), upd("tags")], holds_data: true, nested: None },
+    KindSpec { kind: "keypair", layer: Layer::Cloud, fields: &[rep("name"), rep("public_key_file")], holds_data: false, nested: None },
+    KindSpec { kind: "network", layer: Layer::Cloud, fields: &[upd("name"), upd("mtu")], holds_data: false, nested: None },
+    KindSpec { kind: "subnet", layer: Layer::Cloud, fields: &[upd("name"), rep("network"), rep("cidr"), upd("dns")], holds_data: false, nested: None },
+    KindSpec { kind: "router", layer: Layer::Cloud, fields: &[upd("name"), upd("external_network")], holds_data: false, nested: None },
+    KindSpec { kind: "router_interface", layer: Layer::Cloud, fields: &[rep("router"), rep("subnet")], holds_data: false, nested: None },
+    KindSpec { kind: "security_group", layer: Layer::Cloud, fields: &[upd("name"), upd("description")], holds_data: false, nested: None },
     KindSpec {
         kind: "security_group_rule",
         layer: Layer::Cloud,
         fields: &[rep("security_group"), rep("direction"), rep("protocol"), rep("port_min"), rep("port_max"), rep("remote")],
         holds_data: false,
+        nested: None,
     },
-    KindSpec { kind: "server_group", layer: Layer::Cloud, fields: &[rep("name"), rep("policy")], holds_data: false },
+    KindSpec { kind: "server_group", layer: Layer::Cloud, fields: &[rep("name"), rep("policy")], holds_data: false, nested: None },
     KindSpec {
         kind: "server",
         layer: Layer::Cloud,
@@ -93,10 +110,21 @@ pub static KINDS: &[KindSpec] = &[
             rep("boot_volume_gb"),
         ],
         holds_data: true,
+        nested: None,
     },
-    KindSpec { kind: "volume", layer: Layer::Cloud, fields: &[upd("name"), upd("size_gb"), rep("volume_type")], holds_data: true },
-    KindSpec { kind: "volume_attachment", layer: Layer::Cloud, fields: &[rep("server"), rep("volume")], holds_data: false },
-    KindSpec { kind: "floating_ip", layer: Layer::Cloud, fields: &[rep("network"), upd("server")], holds_data: false },
+    KindSpec { kind: "volume", layer: Layer::Cloud, fields: &[upd("name"), upd("size_gb"), rep("volume_type")], holds_data: true, nested: None },
+    KindSpec { kind: "volume_attachment", layer: Layer::Cloud, fields: &[rep("server"), rep("volume")], holds_data: false, nested: None },
+    KindSpec { kind: "floating_ip", layer: Layer::Cloud, fields: &[rep("network"), upd("server")], holds_data: false, nested: None },
+    // Platform: deleting a namespace deletes everything in it.
+    KindSpec { kind: "namespace", layer: Layer::Platform, fields: &[rep("name"), upd("environment")], holds_data: true, nested: None },
+    // A release is updated in place; its objects carry their own replace and data rules.
+    KindSpec {
+        kind: "release",
+        layer: Layer::Platform,
+        fields: &[upd("chart"), upd("chart_version"), rep("namespace"), upd("needs"), upd("values"), upd("secrets"), upd("wait"), upd("objects")],
+        holds_data: false,
+        nested: Some(&RELEASE_OBJECTS),
+    },
 ];
 
 pub fn kind_spec(kind: &str) -> Option<&'static KindSpec> {

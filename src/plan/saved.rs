@@ -19,7 +19,6 @@ use super::resource::{Desired, kind_spec};
 use super::session::{Operation, Plan};
 use crate::core::Address;
 use crate::core::digest::sha256_json;
-use crate::env::load::Loaded;
 use crate::state::{Record, StateFile};
 
 const KIND: &str = "provisioner-plan";
@@ -89,27 +88,24 @@ fn checksum_of(doc: &Value) -> String {
     sha256_json(&v)
 }
 
-fn inputs(loaded: &Loaded) -> BTreeMap<String, String> {
-    loaded.files.iter().zip(&loaded.digests).map(|(f, d)| (f.display().to_string(), d.clone())).collect()
-}
-
 fn stamp(state: &StateFile, swept: &BTreeMap<Address, Record>) -> StateStamp {
     let records = state.resources.iter().filter(|(a, _)| !swept.contains_key(*a)).map(|(a, r)| (a.clone(), sha256_json(r))).collect();
     StateStamp { lineage: state.lineage.clone(), serial: state.serial, records }
 }
 
 impl SavedPlan {
-    pub fn new(plan: &Plan, loaded: &Loaded) -> Self {
+    /// `inputs`: every input file and its digest (`Session::inputs`).
+    pub fn new(plan: &Plan, environment: &str, inputs: Vec<(String, String)>) -> Self {
         // Only what the changes apply: the rest of the model is not needed to apply them.
         let applied: Vec<&Address> = plan.changes.iter().map(|c| &c.address).collect();
         let mut p = SavedPlan {
             format_version: FORMAT.into(),
             kind: KIND.into(),
             provisioner_version: env!("CARGO_PKG_VERSION").into(),
-            environment: loaded.env.name.clone(),
+            environment: environment.to_owned(),
             operation: plan.operation,
             targets: plan.targets.clone(),
-            inputs: inputs(loaded),
+            inputs: inputs.into_iter().collect(),
             state: stamp(&plan.state, &plan.swept),
             changes: plan.changes.clone(),
             desired: plan.desired.iter().filter(|d| applied.contains(&&d.address)).map(|d| SavedResource { address: d.address.clone(), attrs: d.attrs.clone() }).collect(),
@@ -146,16 +142,16 @@ impl SavedPlan {
     }
 
     /// The plan to apply, if it still holds for these inputs and this state.
-    pub fn into_plan(self, path: &Path, loaded: &Loaded, mut state: StateFile) -> Result<Plan, SavedPlanError> {
+    pub fn into_plan(self, path: &Path, environment: &str, inputs: Vec<(String, String)>, mut state: StateFile) -> Result<Plan, SavedPlanError> {
         let path = path.to_path_buf();
         if self.provisioner_version != env!("CARGO_PKG_VERSION") {
             return Err(SavedPlanError::Version { path, made_with: self.provisioner_version, running: env!("CARGO_PKG_VERSION").into() });
         }
-        if self.environment != loaded.env.name {
-            return Err(SavedPlanError::OtherEnvironment { path, planned: self.environment, given: loaded.env.name.clone() });
+        if self.environment != environment {
+            return Err(SavedPlanError::OtherEnvironment { path, planned: self.environment, given: environment.to_owned() });
         }
         let mut changed = Vec::new();
-        let now = inputs(loaded);
+        let now: BTreeMap<String, String> = inputs.into_iter().collect();
         for (f, d) in &self.inputs {
             match now.get(f) {
                 None => changed.push(format!("input {f} is no longer read")),
@@ -181,7 +177,7 @@ impl SavedPlan {
             changed.extend(self.state.records.keys().filter(|a| !current.records.contains_key(*a)).map(|a| format!("  {a} was removed")));
         }
         if !changed.is_empty() {
-            return Err(SavedPlanError::Stale { path, environment: loaded.env.name.clone(), changed });
+            return Err(SavedPlanError::Stale { path, environment: environment.to_owned(), changed });
         }
         let mut desired = Vec::new();
         for r in self.desired {
@@ -193,6 +189,6 @@ impl SavedPlan {
         for (a, r) in &self.swept {
             state.resources.entry(a.clone()).or_insert_with(|| r.clone());
         }
-        Ok(Plan { operation: self.operation, targets: self.targets, state, swept: self.swept, desired, changes: self.changes })
+        Ok(Plan { operation: self.operation, targets: self.targets, state, swept: self.swept, desired, changes: self.changes, notes: Vec::new() })
     }
 }

@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
 use super::approval::{self, Approval, Confirm};
-use super::desired::desired;
+use super::desired::{Inputs, desired};
 use super::diff::{self, Change, Observed, Summary};
 use super::executor::{Executor, Report};
 use super::render::{FORMAT_VERSION, PlanDoc};
@@ -20,9 +20,10 @@ use super::resource::{Desired, Layer};
 use super::retry::RetryPolicy;
 use super::saved::SavedPlan;
 use crate::Error;
+use crate::charts::Catalog;
 use crate::core::Address;
 use crate::env::load::Loaded;
-use crate::provider::{Connections, Registry};
+use crate::provider::{Options, Facts, Live, Registry};
 use crate::state::{LockHandle, Record, StateFile, Status, Store};
 
 /// What a run does to the environment.
@@ -68,6 +69,8 @@ pub struct Plan {
     pub swept: BTreeMap<Address, Record>,
     pub desired: Vec<Desired>,
     pub changes: Vec<Change>,
+    /// What the plan leaves out, and why (no cluster for the platform layer).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -94,11 +97,16 @@ pub trait Ui: Confirm {
     fn progress(&self) -> ProgressBar;
 }
 
-/// An environment, its state and the providers of its layers.
+/// An environment, its state, the providers of its layers and the charts
+/// its stacks use.
 pub struct Session {
     pub loaded: Loaded,
     pub store: Store,
     pub registry: Registry,
+    /// Charts and stacks, loaded when the environment selects a stack.
+    pub catalog: Option<Catalog>,
+    /// `--set RELEASE.key=value` overrides, in order.
+    pub sets: Vec<(String, serde_json::Value)>,
 }
 
 /// Where the changes to apply come from.
@@ -111,11 +119,25 @@ pub enum Source<'a> {
 
 impl Session {
     /// Nothing authenticates here: providers connect on first use.
-    pub async fn open(loaded: Loaded, state_dir: Option<&Path>, conn: &Connections) -> Result<Self, Error> {
+    pub async fn open(loaded: Loaded, state_dir: Option<&Path>, conn: &Options) -> Result<Self, Error> {
         let backend = crate::state::backend_for(&loaded.env, state_dir).await?;
         let store = Store::new(backend, &loaded.env)?;
         let registry = Registry::for_env(&loaded.env, conn);
-        Ok(Self { loaded, store, registry })
+        let catalog = if loaded.env.stacks.is_empty() { None } else { Some(Catalog::discover()?) };
+        Ok(Self { loaded, store, registry, catalog, sets: Vec::new() })
+    }
+
+    /// The desired model; `facts` from the providers when they could be read.
+    pub fn desired(&self, facts: &Facts) -> Result<Vec<Desired>, Error> {
+        let inputs = Inputs { catalog: self.catalog.as_ref(), capabilities: facts.capabilities.as_ref(), sets: &self.sets };
+        Ok(desired(&self.loaded.env, &inputs)?)
+    }
+
+    /// Every input file (environment files, then charts and stacks) with its digest.
+    pub fn inputs(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self.loaded.files.iter().zip(&self.loaded.digests).map(|(f, d)| (f.display().to_string(), d.clone())).collect();
+        out.extend(self.catalog.iter().flat_map(|c| c.files.iter().cloned()));
+        out
     }
 
     pub fn env_name(&self) -> &str {
@@ -124,18 +146,27 @@ impl Session {
 
     /// Read every ready record whose kind has a provider (read calls only), at
     /// most `apply.parallelism` at a time.
-    pub async fn refresh(&self, state: &StateFile) -> Result<BTreeMap<Address, Observed>, Error> {
+    pub async fn refresh(&self, state: &StateFile) -> Result<(BTreeMap<Address, Observed>, BTreeMap<Address, String>), Error> {
         // Interrupted records (creating/deleting) are not read: the diff already
         // plans them, and a create that never returned has no id to read.
         let reads = state.resources.iter().filter(|(_, r)| r.status == Status::Ready).filter_map(|(addr, rec)| {
             let p = self.registry.get(&rec.kind)?;
             Some(async move {
                 let live = p.read(addr, rec).await.map_err(|source| Error::Provider { context: format!("refreshing {addr}"), source })?;
-                Ok::<_, Error>((addr.clone(), live.map_or(Observed::Gone, |l| Observed::Live(l.attrs))))
+                Ok::<_, Error>((addr.clone(), live))
             })
         });
-        let results: Vec<Result<(Address, Observed), Error>> = futures::stream::iter(reads).buffer_unordered(self.loaded.env.apply.parallelism.max(1)).collect().await;
-        results.into_iter().collect()
+        let results: Vec<Result<(Address, Option<Live>), Error>> = futures::stream::iter(reads).buffer_unordered(self.loaded.env.apply.parallelism.max(1)).collect().await;
+        let mut observed = BTreeMap::new();
+        let mut bases = BTreeMap::new();
+        for r in results {
+            let (addr, live) = r?;
+            if let Some(b) = live.as_ref().and_then(|l| l.basis.clone()) {
+                bases.insert(addr.clone(), b);
+            }
+            observed.insert(addr, live.map_or(Observed::Gone, |l| Observed::Live(l.attrs)));
+        }
+        Ok((observed, bases))
     }
 
     /// Every resource the environment owns (by ownership tags or names), under
@@ -143,7 +174,8 @@ impl Session {
     /// environment file where it still names the address, so `destroy` deletes
     /// in order and a rebuilt state diffs cleanly.
     pub async fn discover_owned(&self, targets: &[String]) -> Result<Vec<(Address, Record)>, Error> {
-        let desired = desired(&self.loaded.env);
+        // The platform layer discovers nothing by tags; the other layers' model suffices.
+        let desired = desired(&self.loaded.env, &Inputs::default())?;
         let mut out = Vec::new();
         for provider in self.registry.providers().filter(|p| p.kinds().iter().any(|k| kind_targeted(targets, k))) {
             let found = provider
@@ -173,6 +205,7 @@ impl Session {
     /// resources the state lost, so they are deleted too.
     pub async fn plan(&self, mut state: StateFile, req: &Request) -> Result<Plan, Error> {
         let mut swept = BTreeMap::new();
+        let mut notes = Vec::new();
         let (desired, changes) = match req.operation {
             Operation::Destroy => {
                 if req.refresh {
@@ -187,16 +220,31 @@ impl Session {
                 (Vec::new(), diff::restrict(diff::destroy(&state), &req.targets))
             }
             Operation::Up | Operation::Deploy => {
-                let observed = if req.refresh { self.refresh(&state).await? } else { BTreeMap::new() };
-                let desired = desired(&self.loaded.env);
+                let (observed, bases) = if req.refresh { self.refresh(&state).await? } else { Default::default() };
+                let facts = if self.catalog.is_some() { self.registry.facts().await } else { Facts::default() };
+                let desired = self.desired(&facts)?;
                 let mut changes = diff::restrict(diff::diff(&desired, &state, &observed), &req.targets);
+                for c in &mut changes {
+                    c.basis = bases.get(&c.address).cloned();
+                }
                 if req.operation == Operation::Deploy {
                     changes.retain(|c| matches!(c.layer, Layer::Local | Layer::Platform));
+                }
+                if facts.cluster.is_none() && changes.iter().any(|c| c.layer == Layer::Platform) {
+                    if req.operation == Operation::Deploy {
+                        return Err(Error::Usage(format!(
+                            "`{}` has no cluster to deploy to: set platform.kubeconfig in the environment file, or pass --kubeconfig (or KUBECONFIG)",
+                            self.env_name()
+                        )));
+                    }
+                    let n = changes.iter().filter(|c| c.layer == Layer::Platform).count();
+                    changes.retain(|c| c.layer != Layer::Platform);
+                    notes.push(format!("the platform layer ({n} releases and namespaces) is left out: no cluster is configured (platform.kubeconfig, --kubeconfig or KUBECONFIG); `provisioner deploy` installs it once there is one"));
                 }
                 (desired, changes)
             }
         };
-        Ok(Plan { operation: req.operation, targets: req.targets.clone(), state, swept, desired, changes })
+        Ok(Plan { operation: req.operation, targets: req.targets.clone(), state, swept, desired, changes, notes })
     }
 
     /// The plan as a document, for people (`render::human`) and machines.
@@ -209,6 +257,7 @@ impl Session {
             summary: plan.summary(),
             changes: plan.changes.iter().collect(),
             warnings: &self.loaded.warnings,
+            notes: &plan.notes,
         }
     }
 
@@ -255,11 +304,77 @@ impl Session {
             self.store.check_key(&state)?;
             let plan = match source {
                 Source::Fresh(req) => self.plan(state, req).await?,
-                Source::Saved { plan, path } => (*plan).into_plan(path, &self.loaded, state)?,
+                Source::Saved { plan, path } => (*plan).into_plan(path, &self.loaded.env.name, self.inputs(), state)?,
             };
             ui.show_plan(&self.doc(&plan));
             approval::decide(plan.operation, self.env_name(), &plan.changes, approval, ui)?;
             self.apply(lock.as_ref(), plan, ui.progress()).await
+        }
+        .await;
+        lock.release().await?;
+        result
+    }
+}
+
+impl Session {
+    /// Every recorded release and, when the cluster answers, its history.
+    pub async fn releases(&self) -> Result<Vec<(Address, Record, Result<Vec<serde_json::Value>, crate::provider::ProviderError>)>, Error> {
+        let state = self.store.load().await?;
+        let mut out = Vec::new();
+        for (addr, rec) in state.resources.into_iter().filter(|(a, _)| a.kind() == "release") {
+            let history = match self.registry.get("release") {
+                Some(p) => p.revisions(&addr, &rec).await,
+                None => Ok(Vec::new()),
+            };
+            out.push((addr, rec, history));
+        }
+        Ok(out)
+    }
+
+    /// `rollback ENV RELEASE [--to N]`: show what going back changes, get
+    /// approval, re-apply that revision as a new one, record it in state.
+    pub async fn rollback(&mut self, release: &str, to: Option<u64>, approval: &Approval, lock_timeout: Duration, ui: &dyn Ui) -> Result<Applied, Error> {
+        let addr = Address::new("release", release);
+        let lock = self.store.lock("rollback", lock_timeout).await?;
+        let result = async {
+            let state = self.store.load().await?;
+            let rec = state.resources.get(&addr).cloned().ok_or_else(|| Error::Usage(format!("no release `{release}` in the state of `{}`; `provisioner releases {}` lists them", self.env_name(), self.env_name())))?;
+            let provider = self.registry.get("release").ok_or_else(|| Error::Usage("no provider for releases".into()))?.clone();
+            let history = provider.revisions(&addr, &rec).await.map_err(|source| Error::Provider { context: format!("history of {addr}"), source })?;
+            let current = rec.outputs.get("revision").and_then(serde_json::Value::as_u64);
+            let target = match to {
+                Some(n) => history.iter().find(|h| h["revision"].as_u64() == Some(n)),
+                None => history.iter().rev().find(|h| h["revision"].as_u64() < current && matches!(h["status"].as_str(), Some("superseded" | "deployed"))),
+            }
+            .ok_or_else(|| Error::Usage(format!("{addr}: no revision {} to go back to; `provisioner releases {}` shows the history", to.map_or("before the current one".into(), |n| n.to_string()), self.env_name())))?;
+            let n = target["revision"].as_u64().unwrap_or_default();
+            // The change, as a plan: the recorded release against the target revision.
+            let mut attrs = rec.attrs.clone();
+            for k in ["chart", "chart_version", "values", "objects"] {
+                if let Some(v) = target["attrs"].get(k) {
+                    attrs.insert(k.to_owned(), v.clone());
+                }
+            }
+            let d = Desired::new(addr.clone(), serde_json::Value::Object(attrs.into_iter().collect()));
+            let mut only = StateFile::new(self.env_name());
+            only.resources.insert(addr.clone(), rec.clone());
+            let mut changes = diff::diff(std::slice::from_ref(&d), &only, &BTreeMap::new());
+            for c in &mut changes {
+                c.reason = Some(format!("rollback to revision {n}"));
+                if c.action == diff::Action::NoOp {
+                    c.action = diff::Action::Update;
+                }
+            }
+            let plan = Plan { operation: Operation::Deploy, targets: vec![addr.to_string()], state, swept: BTreeMap::new(), desired: vec![d], changes, notes: Vec::new() };
+            ui.show_plan(&self.doc(&plan));
+            approval::decide(Operation::Deploy, self.env_name(), &plan.changes, approval, ui)?;
+            let summary = plan.summary();
+            let mut state = plan.state;
+            let live = provider.revert(&addr, &rec, Some(n)).await.map_err(|source| Error::Provider { context: format!("rolling back {addr}"), source })?;
+            state.resources.insert(addr.clone(), Record { attrs: live.attrs, outputs: live.outputs, updated_at: crate::state::model::now(), ..rec });
+            self.store.save(&mut state, lock.as_ref()).await?;
+            let report = Report { updated: vec![addr.clone()], ..Report::default() };
+            Ok(Applied { operation: Operation::Deploy, summary, report, api_calls: self.registry.api_calls() })
         }
         .await;
         lock.release().await?;

@@ -115,6 +115,9 @@ pub struct Live {
     pub attrs: BTreeMap<String, Value>,
     pub outputs: BTreeMap<String, Value>,
     pub secrets: BTreeMap<String, Secret>,
+    /// What the attributes were compared with, when that is worth saying
+    /// (`the live cluster, by server-side dry-run`).
+    pub basis: Option<String>,
 }
 
 #[async_trait]
@@ -142,16 +145,46 @@ pub trait Provider: Send + Sync {
     fn api_calls(&self) -> u64 {
         0
     }
+    /// The revisions a resource went through, newest last (releases keep a
+    /// history; most kinds have none).
+    async fn revisions(&self, _addr: &Address, _rec: &Record) -> Result<Vec<Value>, ProviderError> {
+        Ok(Vec::new())
+    }
+    /// Go back to revision `to` (default: the one before the current), as a
+    /// new revision; returns the resource as it now is.
+    async fn revert(&self, addr: &Address, _rec: &Record, _to: Option<u64>) -> Result<Live, ProviderError> {
+        Err(ProviderError::fatal(format!("{addr}: its kind keeps no revisions to go back to")))
+    }
+    /// Facts about the system this provider manages that the desired model
+    /// needs (the cluster's version and served APIs); None when unknown or
+    /// unreachable. Read calls only.
+    async fn facts(&self) -> Option<Facts> {
+        None
+    }
 }
 
-/// How to reach the systems an environment lives in, from the command line.
+/// What providers tell the desired model about their targets.
 #[derive(Debug, Clone, Default)]
-pub struct Connections {
+pub struct Facts {
+    /// The Kubernetes cluster's version and APIs, from its discovery.
+    pub capabilities: Option<crate::charts::Capabilities>,
+    /// The API server the platform layer deploys to; None when no cluster is configured.
+    pub cluster: Option<String>,
+}
+
+/// How to reach the systems an environment lives in, and how to treat them,
+/// from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
     /// clouds.yaml entry (`--cloud`), else `cloud.name`, else `OS_*` variables.
     pub cloud: Option<String>,
     /// Kubeconfig for the platform layer until the cluster layer provides one.
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
+    /// Take over fields another field manager owns (`--force-conflicts`).
+    pub force_conflicts: bool,
+    /// Do not wait for releases to become ready (`--no-wait`).
+    pub no_wait: bool,
 }
 
 pub struct Registry {
@@ -161,11 +194,12 @@ pub struct Registry {
 impl Registry {
     /// The providers of every layer. Building one does no I/O: providers
     /// authenticate on first use, so plans of empty state stay offline.
-    pub fn for_env(env: &Environment, conn: &Connections) -> Self {
+    pub fn for_env(env: &Environment, conn: &Options) -> Self {
         Self::new(vec![
             Arc::new(secret::SecretProvider),
             Arc::new(bucket::BucketProvider::new(env)),
             Arc::new(crate::openstack::OpenStackProvider::new(env, conn.cloud.as_deref())),
+            Arc::new(crate::k8s::provider::PlatformProvider::new(env, conn)),
         ])
     }
 
@@ -196,6 +230,18 @@ impl Registry {
     pub fn api_calls(&self) -> u64 {
         self.providers.iter().map(|p| p.api_calls()).sum()
     }
+
+    /// Every provider's facts, merged.
+    pub async fn facts(&self) -> Facts {
+        let mut out = Facts::default();
+        for p in &self.providers {
+            if let Some(f) = p.facts().await {
+                out.capabilities = out.capabilities.or(f.capabilities);
+                out.cluster = out.cluster.or(f.cluster);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +252,7 @@ mod tests {
     #[test]
     fn every_kind_has_exactly_one_provider() {
         let env = crate::env::load::load(&crate::env::load::Source::Embedded, "staging").unwrap().env;
-        let reg = Registry::for_env(&env, &Connections::default());
+        let reg = Registry::for_env(&env, &Options::default());
         for spec in KINDS {
             let n = reg.providers().filter(|p| p.kinds().contains(&spec.kind)).count();
             assert_eq!(n, 1, "kind `{}` has {n} providers", spec.kind);

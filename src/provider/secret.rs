@@ -55,7 +55,7 @@ impl Provider for SecretProvider {
     async fn create(&self, addr: &Address, attrs: &BTreeMap<String, Value>) -> Result<Live, ProviderError> {
         let mut secrets = BTreeMap::new();
         secrets.insert("value".to_owned(), generate(attrs)?);
-        Ok(Live { id: addr.to_string(), attrs: attrs.clone(), outputs: BTreeMap::new(), secrets })
+        Ok(Live { id: addr.to_string(), attrs: attrs.clone(), secrets, ..Live::default() })
     }
 
     async fn update(&self, addr: &Address, _rec: &Record, attrs: &BTreeMap<String, Value>) -> Result<Live, ProviderError> {

@@ -4,6 +4,7 @@
 mod convert;
 mod floor;
 mod register;
+mod submit;
 mod synth;
 mod tier;
 
@@ -24,6 +25,8 @@ pub enum Cmd {
     Synth(synth::Args),
     /// Measure the codec floor of a conversion (benchmarks).
     Floor(floor::Args),
+    /// Submit a conversion to the environment's cluster (a Workflow from its WorkflowTemplate).
+    Submit(submit::Args),
 }
 
 pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
@@ -33,6 +36,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
         Cmd::Register(a) => register::run(cli, a).await,
         Cmd::Tier(a) => tier::run(cli, a).await,
         Cmd::Floor(a) => floor::run(cli, a).await,
+        Cmd::Submit(a) => submit::run(cli, a).await,
     }
 }
 

@@ -4,18 +4,35 @@
 
 mod cloud;
 mod local;
+pub mod platform;
 mod storage;
 
+use serde_json::Value;
+
 use super::resource::Desired;
+use crate::charts::{Capabilities, Catalog, ChartError};
 use crate::env::model::Environment;
 
+/// What the desired model needs from outside the environment file.
+#[derive(Default)]
+pub struct Inputs<'a> {
+    /// Charts and stacks; None leaves the platform layer out.
+    pub catalog: Option<&'a Catalog>,
+    /// The target cluster's version and APIs; None derives them from
+    /// `cluster.kubernetes_version`.
+    pub capabilities: Option<&'a Capabilities>,
+    /// `--set RELEASE.key=value`, in order.
+    pub sets: &'a [(String, Value)],
+}
+
 /// Every resource of every layer, in a stable order.
-pub fn desired(env: &Environment) -> Vec<Desired> {
+pub fn desired(env: &Environment, inputs: &Inputs) -> Result<Vec<Desired>, ChartError> {
     let mut out = Vec::new();
     local::desired(env, &mut out);
     storage::desired(env, &mut out);
     cloud::desired(env, &mut out);
-    out
+    platform::desired(env, inputs, &mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -26,7 +43,7 @@ mod tests {
     #[test]
     fn staging_resources_and_dependencies() {
         let env = load(&Source::Embedded, "staging").unwrap().env;
-        let d = desired(&env);
+        let d = desired(&env, &Inputs::default()).unwrap();
         let addrs: Vec<String> = d.iter().map(|r| r.address.to_string()).collect();
         for want in ["network.main", "subnet.main", "router_interface.main", "server.control[0]", "server.worker[1]", "server.bastion[0]", "floating_ip.bastion[0]", "volume.control-etcd[0]", "bucket.workload", "secret.cluster_token"] {
             assert!(addrs.contains(&want.to_owned()), "missing {want} in {addrs:?}");

@@ -1,0 +1,131 @@
+//! The platform layer: a namespace per namespace the releases use, and one
+//! release per entry of the selected stacks, each carrying the objects its
+//! chart renders (with secret tokens, never values), so the plan diffs them
+//! object by object and field by field.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::Inputs;
+use crate::charts::engine::{self, RenderInput};
+use crate::charts::{Capabilities, ChartError, values};
+use crate::core::{Address, Ref};
+use crate::env::model::Environment;
+use crate::env::secret::SecretRef;
+use crate::plan::resource::Desired;
+
+/// Where a stack's secret input comes from, as a value of the release's
+/// `secrets` attribute: a generated secret is a reference to its sealed value;
+/// `env:`/`file:` references stay references, read by the deploy engine.
+pub fn secret_source(env: &Environment, source: &str) -> Option<Value> {
+    let r = match source {
+        "workload.s3.access_key" => env.workload.as_ref()?.s3.access_key.as_ref()?,
+        "workload.s3.secret_key" => env.workload.as_ref()?.s3.secret_key.as_ref()?,
+        name => env.secrets.get(name)?,
+    };
+    Some(match r {
+        SecretRef::Generate(_) => Ref::secret(&Address::new("secret", source), "value"),
+        SecretRef::Env(v) => json!({ "env": v }),
+        SecretRef::File(p) => json!({ "file": p }),
+    })
+}
+
+pub fn desired(env: &Environment, inputs: &Inputs, out: &mut Vec<Desired>) -> Result<(), ChartError> {
+    if env.stacks.is_empty() {
+        return Ok(());
+    }
+    let Some(catalog) = inputs.catalog else { return Ok(()) };
+    let table;
+    let capabilities = match inputs.capabilities {
+        Some(c) => c,
+        None => {
+            let v = Capabilities::parse_version(&env.cluster.kubernetes_version).unwrap_or_else(|| semver::Version::new(1, 20, 0));
+            table = Capabilities::for_version(&v);
+            &table
+        }
+    };
+    let env_context = engine::env_context(env);
+    let mut namespaces = BTreeSet::new();
+    let mut releases = Vec::new();
+    let mut declared = BTreeSet::new();
+    for stack_name in &env.stacks {
+        for r in &catalog.stack(stack_name)?.releases {
+            declared.insert(r.name.clone());
+            releases.push(r);
+        }
+    }
+    if let Some((rel, _)) = inputs.sets.iter().find(|(rel, _)| !declared.contains(rel)) {
+        return Err(ChartError::UnknownRelease { release: rel.clone(), available: declared.iter().cloned().collect() });
+    }
+    for r in &releases {
+        for n in &r.needs {
+            if !declared.contains(n) {
+                return Err(ChartError::UnknownNeed { release: r.name.clone(), needs: n.clone() });
+            }
+        }
+    }
+    for r in releases {
+        let chart = catalog.chart(&r.name, &r.chart)?;
+        let mut merged = chart.values.clone();
+        values::merge(&mut merged, &r.values);
+        if let Some(v) = env.releases.get(&r.name) {
+            values::merge(&mut merged, v);
+        }
+        for (_, v) in inputs.sets.iter().filter(|(rel, _)| *rel == r.name) {
+            values::merge(&mut merged, v);
+        }
+        let mut secrets = BTreeMap::new();
+        for (input, source) in &r.secrets {
+            // `name?`: optional; the chart sees no `Secrets.<input>` when the environment lacks it.
+            if let Some(optional) = source.strip_suffix('?') {
+                if let Some(v) = secret_source(env, optional) {
+                    secrets.insert(input.clone(), v);
+                }
+                continue;
+            }
+            let v = secret_source(env, source).ok_or_else(|| ChartError::Invalid {
+                object: format!("release.{}", r.name),
+                template: "stacks".into(),
+                message: format!("secret `{input}` comes from `{source}`, which the environment does not define"),
+                hint: format!("add `{source}` to the environment's `secrets:` as a reference"),
+            })?;
+            secrets.insert(input.clone(), v);
+        }
+        let names: BTreeSet<String> = secrets.keys().cloned().collect();
+        let rendered = engine::render(
+            catalog,
+            chart,
+            &RenderInput {
+                release: &r.name,
+                namespace: &r.namespace,
+                environment: &env.name,
+                revision: 0,
+                values: &merged,
+                secrets: &names,
+                capabilities,
+                env_context: &env_context,
+            },
+        )?;
+        namespaces.insert(r.namespace.clone());
+        let mut needs = vec![Ref::id(&Address::new("namespace", &r.namespace))];
+        needs.extend(r.needs.iter().map(|n| Ref::id(&Address::new("release", n))));
+        out.push(Desired::new(
+            Address::new("release", &r.name),
+            json!({
+                "chart": chart.meta.name,
+                "chart_version": chart.meta.version,
+                "namespace": r.namespace,
+                "needs": needs,
+                "values": merged,
+                "secrets": secrets,
+                "wait": r.wait,
+                "objects": engine::as_map(&rendered),
+            }),
+        ));
+    }
+    for ns in namespaces {
+        out.push(Desired::new(Address::new("namespace", &ns), json!({ "name": ns, "environment": env.name })));
+    }
+    Ok(())
+}
