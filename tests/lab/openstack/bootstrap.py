@@ -213,13 +213,45 @@ def ensure_public_network(conn):
             name='public', is_router_external=True, is_shared=False,
             provider_network_type='flat', provider_physical_network='public')
         log('created network public', net.id)
-    if not list(conn.network.subnets(network_id=net.id)):
-        # TEST-NET-3 (RFC 5737): never routed, and nothing is ever sent anyway
+    pools = public_pools()
+    subnets = list(conn.network.subnets(network_id=net.id))
+    if not subnets:
+        # TEST-NET-3 (RFC 5737). The host routes only the floating IPs in use (lab_ml2)
         conn.network.create_subnet(
-            name='public-subnet', network_id=net.id, ip_version=4, cidr='203.0.113.0/24',
-            gateway_ip='203.0.113.1', is_dhcp_enabled=False,
-            allocation_pools=[{'start': '203.0.113.10', 'end': '203.0.113.250'}])
-        log('created subnet 203.0.113.0/24 on public')
+            name='public-subnet', network_id=net.id, ip_version=4, cidr=PUBLIC_CIDR,
+            gateway_ip='203.0.113.1', is_dhcp_enabled=False, allocation_pools=pools)
+        log('created subnet %s on public' % PUBLIC_CIDR)
+    elif subnets[0].cidr == PUBLIC_CIDR and subnets[0].allocation_pools != pools:
+        conn.network.update_subnet(subnets[0], allocation_pools=pools)
+        log('allocation pools of %s: %s' % (PUBLIC_CIDR, pools))
+
+
+PUBLIC_CIDR = '203.0.113.0/24'
+
+
+def public_pools():
+    """203.0.113.10-250 without the addresses this host needs (on a CI machine the
+    package registries' gateway may sit in TEST-NET-3): a floating IP never takes one."""
+    import ipaddress
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pylib'))
+    import lab_hostnet
+    skip = {ipaddress.ip_address(a) for a, _ in lab_hostnet.conflicts(PUBLIC_CIDR)}
+    for a, why in lab_hostnet.conflicts(PUBLIC_CIDR):
+        log('public: %s (%s) is kept out of the floating IPs' % (a, why))
+    pools, start = [], None
+    first, last = ipaddress.ip_address('203.0.113.10'), ipaddress.ip_address('203.0.113.250')
+    a = first
+    while a <= last:
+        if a in skip:
+            if start is not None:
+                pools.append({'start': str(start), 'end': str(a - 1)})
+                start = None
+        elif start is None:
+            start = a
+        a += 1
+    if start is not None:
+        pools.append({'start': str(start), 'end': str(last)})
+    return pools
 
 
 def set_quotas(conn, project, quotas):

@@ -28,7 +28,8 @@
 # Fixture: users admin, demo, quota-test; application credential of demo; flavors
 # m1.tiny/small/medium/large; images "cirros" (fake servers) and "debian-12-node"
 # (machines; node-image.sh, cached by version); external network "public"
-# (203.0.113.0/24, host side 203.0.113.1 on lab segment "ospublic");
+# (203.0.113.0/24; the host's leg on it: 203.0.113.1/32 on veth labos-ext, with a
+# /32 route per associated floating IP, never the whole range: see pylib/lab_ml2);
 # quotas of demo roomy (3 control + 3 worker + bastion), of quota-test tiny.
 # Output: $LAB_STATE/openstack/clouds.yaml (lab-admin, lab-demo, lab-demo-appcred,
 # lab-quota) and env.sh (OS_CLIENT_CONFIG_FILE, OS_CLOUD=lab-demo-appcred, LAB_OS_*).
@@ -73,8 +74,8 @@ OSLAB_PACKAGES=(python3-keystone python3-glance python3-placement python3-nova p
   python3-cinder python3-openstackclient rabbitmq-server mariadb-server qemu-utils gettext-base
   systemd-container debootstrap zstd nftables openssh-client iproute2)
 OSLAB_MACHINE="$LAB_DIR/nodes/machine.sh"   # the machines of the lab's compute driver
-OSLAB_PUBLIC_CIDR=203.0.113.0/24 OSLAB_PUBLIC_GW=203.0.113.1   # bootstrap.py's "public" subnet
-OSLAB_PUBLIC_SEG=ospublic                   # its lab segment: the host reaches floating IPs there
+OSLAB_PUBLIC_GW=203.0.113.1                 # gateway of bootstrap.py's "public" subnet 203.0.113.0/24
+OSLAB_EXT_DEV=labos-ext                     # the host's leg on it (a veth pair): $OSLAB_PUBLIC_GW/32
 OSLAB_NFT_TABLE=lab_openstack               # pylib/lab_ml2's floating IP NAT
 
 # Test credentials (loopback only).
@@ -357,8 +358,9 @@ oslab_chain_neutron() {
   oslab_wait_tcp rabbitmq "$LAB_PORT_RABBIT" 300
   # PYTHONPATH: the lab_bindall mechanism driver and its entry point (pylib/); no
   # __pycache__ written into the repository
+  # LAB_FIP_*: where lab_ml2 routes floating IPs (the host's leg on the external network)
   lab_service neutron-server openstack "$LAB_PORT_NEUTRON" "http://$LAB_HOST:$LAB_PORT_NEUTRON/" 300 2xx \
-    env PYTHONPATH="$OSLAB_DIR/pylib" PYTHONDONTWRITEBYTECODE=1 \
+    env PYTHONPATH="$OSLAB_DIR/pylib" PYTHONDONTWRITEBYTECODE=1 LAB_FIP_DEV="$OSLAB_EXT_DEV" LAB_FIP_SRC="$OSLAB_PUBLIC_GW" \
     "$OSLAB_PY" "$OSLAB_DIR/launch.py" run neutron-server neutron.cmd.eventlet.server:main "${c[@]}"
 }
 
@@ -385,7 +387,7 @@ oslab_chain_nova() {
   for ((i = 1; i <= LAB_OS_COMPUTE_COUNT; i++)); do
     oslab_daemon "nova-compute-$i" env LAB_NOVA_VIRT="$OSLAB_DIR/pylib/nova_virt_lab.py" \
       LAB_STATE="$LAB_STATE" OSLAB_STATE="$OSLAB_STATE" LAB_MACHINE_SH="$OSLAB_MACHINE" \
-      PYTHONDONTWRITEBYTECODE=1 \
+      PYTHONPATH="$OSLAB_DIR/pylib" PYTHONDONTWRITEBYTECODE=1 \
       "$OSLAB_PY" "$OSLAB_DIR/launch.py" run nova-compute nova.cmd.compute:main \
       "${c[@]}" --config-file "$OSLAB_ETC/nova/compute-$i.conf"
   done
@@ -480,6 +482,7 @@ lab_up_openstack() {
   oslab_install
   oslab_export
   oslab_prepare
+  oslab_ext_up
   # the node image (debootstrap ~2 min when not cached) while the services start
   "$OSLAB_DIR/node-image.sh" >"$OSLAB_RUN/node-image.out" 2>"$OSLAB_LOG/node-image.log" &
   local image_pid=$!
@@ -505,9 +508,6 @@ tests/lab/down.sh openstack stops what did start."
   wait "$image_pid" || lab_die "openstack: the node image could not be made" "$OSLAB_LOG/node-image.log"
   read -r OSLAB_NODE_IMAGE_FILE OSLAB_NODE_IMAGE_KEY <"$OSLAB_RUN/node-image.out"
   export OSLAB_NODE_IMAGE_FILE OSLAB_NODE_IMAGE_KEY
-  # the external network's segment: the host (203.0.113.1) routes floating IPs there
-  "$OSLAB_MACHINE" net-up "$OSLAB_PUBLIC_SEG" "$OSLAB_PUBLIC_CIDR" "$OSLAB_PUBLIC_GW" 2>>"$OSLAB_LOG/machines.log" ||
-    lab_die "openstack: lab segment $OSLAB_PUBLIC_SEG ($OSLAB_PUBLIC_CIDR)" "$OSLAB_LOG/machines.log"
   if ! (oslab_step bootstrap-resources "$OSLAB_PY" "$OSLAB_DIR/bootstrap.py" resources); then
     # a service that died at start-up (e.g. nova-compute) is the likelier cause
     for pid in "$OSLAB_RUN"/*.pid; do
@@ -550,8 +550,20 @@ oslab_machines() {
   return 0
 }
 
+# oslab_ext_up : the host's leg on the external network "public": a veth pair (no kernel
+# module needed, unlike a dummy) holding $OSLAB_PUBLIC_GW/32. No route to the external
+# range: lab_ml2 adds one /32 route per associated floating IP (the range may hold
+# addresses the host needs, e.g. a registry gateway in TEST-NET-3 on a CI machine).
+oslab_ext_up() {
+  ip link show "$OSLAB_EXT_DEV" >/dev/null 2>&1 || ip link add "$OSLAB_EXT_DEV" type veth peer name "${OSLAB_EXT_DEV}0"
+  ip addr replace "$OSLAB_PUBLIC_GW/32" dev "$OSLAB_EXT_DEV"
+  ip link set "${OSLAB_EXT_DEV}0" up
+  ip link set "$OSLAB_EXT_DEV" up
+}
+
 # oslab_down_machines : power cut + delete of every machine of the servers, their lab
-# segments (os*), the floating IP NAT table; the volumes' data goes back to cinder's store
+# segments (os*), the floating IP routes and NAT table; the volumes' data goes back to
+# cinder's store
 oslab_down_machines() {
   local n deleters=() rc=0 seg
   for n in $(oslab_machines); do
@@ -569,6 +581,9 @@ oslab_down_machines() {
   fi
   if command -v nft >/dev/null && nft list table ip "$OSLAB_NFT_TABLE" >/dev/null 2>&1; then
     nft delete table ip "$OSLAB_NFT_TABLE" || rc=1
+  fi
+  if ip link show "$OSLAB_EXT_DEV" >/dev/null 2>&1; then   # its /32 routes go with it
+    ip link del "$OSLAB_EXT_DEV" || rc=1
   fi
   return "$rc"
 }

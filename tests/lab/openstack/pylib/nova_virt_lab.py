@@ -47,6 +47,8 @@ import os
 import shutil
 import time
 
+import netaddr
+
 from oslo_concurrency import lockutils
 from oslo_concurrency import processutils
 from oslo_log import log as logging
@@ -58,6 +60,8 @@ from nova import exception
 from nova.image import glance
 from nova.virt import fake
 from nova.virt import hardware
+
+import lab_hostnet   # pylib/, on nova-compute's PYTHONPATH
 
 LOG = logging.getLogger(__name__)
 
@@ -241,7 +245,7 @@ class LabDriver(fake.FakeDriver):
     # ------------------------------------------------------------ networks
     @staticmethod
     def _segments():
-        """Lab networks of this cloud: {name: (cidr, host address)}."""
+        """Lab networks of this host: {name: (cidr, host address)}."""
         nets = {}
         for name in os.listdir(NODES_NETS) if os.path.isdir(NODES_NETS) else ():
             try:
@@ -258,6 +262,11 @@ class LabDriver(fake.FakeDriver):
         """[(segment, cidr, host address, ip/prefix, mac)] of the server's ports."""
         nics = []
         for vif in network_info or []:
+            if (vif['network'].get('meta') or {}).get('physical_network'):
+                raise exception.InstanceDeployFailure(
+                    reason='lab driver: a machine can only be on tenant networks, not on the '
+                    'provider network %s (the host does not join external networks)'
+                    % vif['network'].get('label'), instance_id=instance.uuid)
             subnets = [s for s in vif['network']['subnets'] if s['version'] == 4 and s['ips']]
             if not subnets:
                 continue
@@ -267,7 +276,6 @@ class LabDriver(fake.FakeDriver):
             ip = s['ips'][0]['address']
             gw = s['gateway']['address'] if s.get('gateway') and s['gateway'].get('address') else None
             if not gw:   # no gateway: the host takes the subnet's last address
-                import netaddr
                 gw = str(netaddr.IPNetwork(cidr)[-2])
             seg = 'os' + vif['network']['id'].replace('-', '')[:8]
             nics.append((seg, cidr, gw, '%s/%s' % (ip, prefix), vif['address']))
@@ -315,11 +323,15 @@ class LabDriver(fake.FakeDriver):
         with lock('segments'):
             have = self._segments()
             for seg, cidr, host, _ip, _mac in nics:
-                same = [n for n, v in have.items() if v == (cidr, host)]
-                if seg not in have and same:   # e.g. a port on the external network
-                    LOG.info('lab driver: network %s uses the segment %s (%s)', seg, same[0], cidr)
-                    args[args.index(seg)] = same[0]
-                    continue
+                taken = lab_hostnet.conflicts(cidr) if seg not in have else []
+                if taken:
+                    raise exception.InstanceDeployFailure(
+                        reason='lab driver: network %s holds %s, which this host reaches through '
+                        'its default route: a lab segment for it would cut the host off' % (
+                            cidr, ', '.join('%s (%s)' % t for t in taken)),
+                        instance_id=instance.uuid)
+                # net-up refuses a range the host already routes (another network
+                # with the same CIDR, a real interface): the boot fails with that reason
                 machine('net-up', seg, cidr, host)
             machine(*args)
         root = os.path.join(d, 'root')
@@ -351,7 +363,7 @@ class LabDriver(fake.FakeDriver):
         # segments nobody uses any more (net-down refuses while a machine is cabled)
         with lock('segments'):
             for seg in self._segments():
-                if seg.startswith('os') and seg != 'ospublic':
+                if seg.startswith('os'):
                     try:
                         machine('net-down', seg)
                     except processutils.ProcessExecutionError:

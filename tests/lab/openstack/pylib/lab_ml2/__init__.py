@@ -14,18 +14,26 @@ so servers go ACTIVE with a real neutron port and a real fixed IP.
 It also plays the L3 agent's part for floating IPs, which would otherwise stay
 DOWN forever: ACTIVE while associated with a port, DOWN otherwise. And, for the
 servers that are real machines (tests/lab/openstack/pylib/nova_virt_lab.py), it
-makes a floating IP reachable from the host as on a real cloud: the host's nftables
-table "ip lab_openstack" DNATs connections the host makes to a floating IP to the
-fixed IP of its port (map "fip"; rebuilt from the database, in one transaction, after
-every floating IP change, so that it never drifts). The host reaches the fixed IPs on
-the lab's L2 segments; the machine answers through its default route (the host).
+makes a floating IP reachable from the host as on a real cloud. After every floating
+IP change it rebuilds, from the database (so that nothing drifts):
+  * a host route FIP/32 on the host's leg on the external network ($LAB_FIP_DEV,
+    address $LAB_FIP_SRC/32, made by component.sh): the host connects from that
+    address. Only the associated floating IPs are routed, never the whole external
+    range, and never an address the host already routes some other way (on a CI
+    machine the external network's TEST-NET range may hold the package registries'
+    gateway: that floating IP is then left out, with an error in the log);
+  * the nftables table "ip lab_openstack", map "fip": connections the host makes to a
+    floating IP are DNATed to the fixed IP of its port, which the host reaches on the
+    lab segment of its network; the machine answers through its default route (the
+    host).
 Only connections from the host: the host does not forward, so a machine cannot reach
-another's floating IP. Set LAB_FIP_NAT=0 to leave nftables alone.
+another's floating IP. LAB_FIP_NAT=0 leaves the host's routes and nftables alone.
 
 ML2 loads drivers by entry-point name only; ../lab_ml2-1.0.dist-info declares it,
 and up.sh puts this directory on neutron-server's PYTHONPATH.
 """
 import os
+import re
 
 from neutron_lib import constants
 from neutron_lib.api.definitions import portbindings
@@ -54,6 +62,31 @@ def fip_nat_ruleset(pairs):
         lines.append('add element ip %s fip { %s }' % (
             NFT_TABLE, ', '.join('%s : %s' % p for p in sorted(pairs))))
     return '\n'.join(lines) + '\n'
+
+
+def _ip(*args):
+    out, _err = processutils.execute('ip', *args)
+    return out
+
+
+def sync_fip_routes(wanted, dev, src):
+    """Host routes FIP/32 dev DEV src SRC for exactly the wanted floating IPs; returns
+    the ones routed (an address the host routes otherwise is skipped)."""
+    have = set(re.findall(r'^(\d+\.\d+\.\d+\.\d+)\b', _ip('-4', 'route', 'show', 'dev', dev), re.M))
+    for addr in sorted(have - wanted):
+        _ip('route', 'del', addr + '/32', 'dev', dev)
+    routed = set(have & wanted)
+    for addr in sorted(wanted - have):
+        taken = _ip('-4', 'route', 'show', 'table', 'all', 'match', addr + '/32').splitlines()
+        taken = [r for r in taken if not r.startswith(('default', 'local ', 'broadcast '))
+                 and r.split()[0] != '0.0.0.0/0']
+        if taken:
+            LOG.error("lab_bindall: floating IP %s is not reachable from the host: the host "
+                      "already routes it (%s); the lab leaves that route alone", addr, taken[0])
+            continue
+        _ip('route', 'add', addr + '/32', 'dev', dev, 'src', src)
+        routed.add(addr)
+    return routed
 
 
 class BindAllMechanismDriver(api.MechanismDriver):
@@ -93,6 +126,14 @@ class BindAllMechanismDriver(api.MechanismDriver):
                                                    'port_id'])
             pairs = {(f['floating_ip_address'], f['fixed_ip_address']) for f in fips
                      if f.get('port_id') and f.get('fixed_ip_address')}
+            dev, src = os.environ.get('LAB_FIP_DEV'), os.environ.get('LAB_FIP_SRC')
+            if not (dev and src and os.path.exists('/sys/class/net/%s' % dev)):
+                LOG.warning("lab_bindall: no host leg on the external network (LAB_FIP_DEV): "
+                            "floating IPs are not reachable from the host")
+                pairs = set()
+            else:
+                routed = sync_fip_routes({fip for fip, _ in pairs}, dev, src)
+                pairs = {p for p in pairs if p[0] in routed}
             processutils.execute('nft', '-f', '-', process_input=fip_nat_ruleset(pairs))
             LOG.debug("lab_bindall: floating IP NAT: %d address(es)", len(pairs))
         except Exception:   # never fail the API call for the lab's NAT
