@@ -4,8 +4,9 @@
 #   s3    moto_server (S3 mock)                       :19000
 #   s3s   s3s-fs (strict SigV4 S3 on files)           :19001  (built once with cargo, -j1)
 #   eo    PostgreSQL+PostGIS+pgstac :55432, STAC API :18080, TiTiler :18081   (implies s3)
-#   openstack  Keystone :15000, Nova :18774 (fake driver), Neutron :19696, Glance :19292,
-#         Cinder :18776, Placement :18778, MariaDB :13306, RabbitMQ :16672 (Debian packages)
+#   openstack  Keystone :15000, Nova :18774, Neutron :19696, Glance :19292, Cinder :18776,
+#         Placement :18778, MariaDB :13306, RabbitMQ :16672 (Debian packages); servers of
+#         image debian-12-node are nspawn machines (openstack/LAB-CLOUD.md), others fake
 #   nodes systemd-nspawn machines library (tests/lab/nodes/machine.sh) + default base rootfs
 #   kube  Kubernetes v1.20: etcd :12379, apiserver :16443, controller-manager, scheduler,
 #         workers = nspawn machines (kubelet, kube-proxy, containerd) on 10.231.0.0/24
@@ -21,7 +22,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-(($#)) || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+(($#)) || { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # Resolve the set (eo implies s3) and start in the fixed order s3, s3s, eo, nodes,
 # openstack, kube.
@@ -33,7 +34,7 @@ for c in "$@"; do
     openstack) want[openstack]=1 ;;
     nodes) want[nodes]=1 ;;
     kube) want[kube]=1 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) lab_die "unknown component '$c' (known: ${LAB_COMPONENTS[*]})" ;;
   esac
 done

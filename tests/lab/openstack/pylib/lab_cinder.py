@@ -9,7 +9,8 @@ the volume is attached (/mnt/volumes/VOLUME_ID there) and back on detach, so wha
 machine writes to a volume survives detach, re-attach elsewhere and server replacement.
 
 Not emulated: sizes (nothing limits what is written), snapshots, clones and volumes
-made from images (they start empty), encryption, multi-attach, block devices.
+made from images (they start empty; boot from volume boots the image's root
+filesystem anyway), encryption, multi-attach, block devices.
 """
 import os
 import shutil
@@ -36,6 +37,11 @@ class LabVolumeDriver(FakeLoggingVolumeDriver):
         os.makedirs(path_of(volume), exist_ok=True)
 
     def create_volume_from_snapshot(self, volume, snapshot):
+        os.makedirs(path_of(volume), exist_ok=True)
+
+    def copy_image_to_volume(self, context, volume, image_service, image_id, disable_sparse=False):
+        # a volume made from an image (boot from volume) starts empty: the lab's compute
+        # driver boots the image's root filesystem itself (LVM's qemu-img copy would fail)
         os.makedirs(path_of(volume), exist_ok=True)
 
     def delete_volume(self, volume):

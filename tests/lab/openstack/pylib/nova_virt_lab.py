@@ -302,10 +302,26 @@ class LabDriver(fake.FakeDriver):
             f.write('')
         os.chmod(seed, 0o700)
 
+    @staticmethod
+    def _is_root(instance, bdm):
+        return bdm.get('boot_index') == 0 or bdm.get('mount_device') == instance.root_device_name
+
+    def _root_volume_image(self, context, instance, block_device_info):
+        """Boot from volume: the image the root volume was made from (its volume image
+        metadata); the machine boots that image's root filesystem."""
+        from nova.volume import cinder
+        for bdm in (block_device_info or {}).get('block_device_mapping') or []:
+            if self._is_root(instance, bdm):
+                vid, _ = self._volume_store_path(bdm.get('connection_info') or {})
+                if vid:
+                    vol = cinder.API().get(context, vid)
+                    return (vol.get('volume_image_metadata') or {}).get('image_id')
+        return None
+
     def _create_machine(self, context, instance, network_info, block_device_info, power_on):
         name, d = machine_name(instance), self._dir(instance)
         t0 = time.time()
-        image_id = instance.image_ref or (instance.system_metadata or {}).get('image_base_image_ref')
+        image_id = instance.image_ref or self._root_volume_image(context, instance, block_device_info)
         if not image_id:
             raise exception.InstanceDeployFailure(
                 reason='lab driver: no image to boot from', instance_id=instance.uuid)
@@ -342,7 +358,8 @@ class LabDriver(fake.FakeDriver):
         if os.path.isdir(src) and os.listdir(src):
             run('cp', '-a', src + '/.', os.path.join(d, 'containerd'))
         for bdm in (block_device_info or {}).get('block_device_mapping') or []:
-            self._plug_volume(instance, bdm.get('connection_info') or {}, bdm.get('mount_device'))
+            if not self._is_root(instance, bdm):   # the root volume holds nothing here
+                self._plug_volume(instance, bdm.get('connection_info') or {}, bdm.get('mount_device'))
         if power_on:
             machine('boot', name, '--wait', 'started')
         LOG.info('lab driver: machine %s (%s, %s) %s in %.1f s', name, instance.hostname,
