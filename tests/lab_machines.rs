@@ -56,7 +56,9 @@ impl Lab {
     fn provisioner(&self, args: &[&str]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_provisioner"));
         c.current_dir(repo()).arg("--state-dir").arg(&self.state_dir).args(args).arg(ENV).arg("--auto-approve");
-        c.env("PROVISIONER_STATE_KEY", KEY).env_remove("OS_CLOUD").stdin(Stdio::null());
+        // The cloud layer only: with a cluster configured (KUBECONFIG, e.g. the kube lab's
+        // from env.sh), `up` would deploy the platform layer too.
+        c.env("PROVISIONER_STATE_KEY", KEY).env_remove("OS_CLOUD").env_remove("KUBECONFIG").stdin(Stdio::null());
         c.output().unwrap()
     }
 
@@ -363,6 +365,11 @@ fn up_lab_gives_machines_that_answer_ssh_reboot_snapshot_and_leave_nothing() {
     for (addr, id, _, _) in &servers {
         let left = leftovers(id, Some(&net));
         assert!(left.is_empty(), "{addr}: left after destroy: {left:?}");
+    }
+    let routes = Command::new("ip").args(["-4", "route", "show", "table", "all"]).output().unwrap();
+    let nat = Command::new("nft").args(["list", "map", "ip", "lab_openstack", "fip"]).output().unwrap();
+    for (what, out) in [("host route", &routes), ("nftables NAT", &nat)] {
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(&format!("{fip} ")), "{what} of the floating IP {fip} left: {}", text(out));
     }
     eprintln!(
         "lab machines: up {:.1} s, host keys on every console {:.1} s, SSH to all {:.1} s after start; \

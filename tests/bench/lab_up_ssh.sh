@@ -35,7 +35,7 @@ for r in $(seq 1 "$rounds"); do
   else
     name="$ENV-$$-$r" args=(--environments tests/fixtures/environments --state-dir "$tmp/state")
   fi
-  p() { env -u OS_CLOUD "$bin" "${args[@]}" "$@" </dev/null; }
+  p() { env -u OS_CLOUD -u KUBECONFIG "$bin" "${args[@]}" "$@" </dev/null; }   # the cloud layer only
   p destroy "$name" --auto-approve >/dev/null 2>&1 || true   # leftovers of an interrupted run
   t0=$(now)
   p up "$name" --auto-approve --output json >"$tmp/up.json" 2>"$tmp/up.log" || { tail -20 "$tmp/up.log"; exit 1; }
