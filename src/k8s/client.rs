@@ -221,12 +221,12 @@ impl Cluster {
         api.create(&kube::api::PostParams::default(), &obj).await.map(json).map_err(|e| api_err(&id.key(), e, &self.server))
     }
 
-    /// Delete (foreground: dependents first, so a Job's pods go with it);
-    /// something already gone is success.
+    /// Delete in the background: the object goes at once, its dependents (a
+    /// Job's pods) are collected after; something already gone is success.
     pub async fn delete(&self, api_version: &str, id: &ObjectId) -> Result<(), K8sError> {
         let api = self.api(api_version, id).await?;
         self.count();
-        match api.delete(&id.name, &DeleteParams::foreground()).await {
+        match api.delete(&id.name, &DeleteParams::background()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(api_err(&id.key(), e, &self.server)),

@@ -132,13 +132,13 @@ pub fn pod_problems(pod: &Value) -> (bool, Vec<String>) {
                     line.push_str(&format!(" ({msg})"));
                 }
                 if let Some(t) = c.pointer("/lastState/terminated") {
-                    line.push_str(&format!("; last exit {} {}", t.get("exitCode").and_then(Value::as_i64).unwrap_or(-1), t.get("reason").and_then(Value::as_str).unwrap_or("")));
+                    line.push_str(&format!("; last exit {} {}, {restarts} restarts", t.get("exitCode").and_then(Value::as_i64).unwrap_or(-1), t.get("reason").and_then(Value::as_str).unwrap_or("")));
                 }
                 out.push(line.trim_end().to_owned());
             } else if let Some(t) = c.pointer("/state/terminated")
                 && t.get("exitCode").and_then(Value::as_i64).unwrap_or(0) != 0
             {
-                out.push(format!("pod {name}: container {cname} exited {} ({})", t.get("exitCode").and_then(Value::as_i64).unwrap_or(-1), t.get("reason").and_then(Value::as_str).unwrap_or("Error")));
+                out.push(format!("pod {name}: container {cname} exited {} ({}), {restarts} restarts", t.get("exitCode").and_then(Value::as_i64).unwrap_or(-1), t.get("reason").and_then(Value::as_str).unwrap_or("Error")));
             } else if c.get("ready").and_then(Value::as_bool) == Some(false) && c.pointer("/state/running").is_some() {
                 out.push(format!("pod {name}: container {cname} is running but not ready"));
             }

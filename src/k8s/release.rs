@@ -85,10 +85,19 @@ impl Release<'_> {
     /// Apply `item` unless a dry-run shows the live object would not change.
     /// Returns whether it wrote.
     async fn apply_if_changed(&self, item: &Item) -> Result<bool, K8sError> {
-        if let Some(live) = self.cluster.get(api_version(&item.body), &item.id).await? {
-            let dry = self.cluster.apply(&item.id, &item.body, true, self.force_conflicts).await?;
-            if normalize::strip(&dry) == normalize::strip(&live) {
-                return Ok(false);
+        let av = api_version(&item.body);
+        if let Some(live) = self.cluster.get(av, &item.id).await? {
+            match self.cluster.apply(&item.id, &item.body, true, self.force_conflicts).await {
+                Ok(dry) if normalize::strip(&dry) == normalize::strip(&live) => return Ok(false),
+                Ok(_) => {}
+                // The server says a field we change cannot change in place (a Job's
+                // template, a Deployment's selector): delete, wait, create.
+                Err(K8sError::Api { code: 422, message, .. }) if message.contains("immutable") => {
+                    tracing::info!(object = %item.id, "replacing: an immutable field changed");
+                    self.cluster.delete(av, &item.id).await?;
+                    self.poll(&format!("{} to be deleted", item.id), self.ready_timeout, || async { Ok(self.cluster.get(av, &item.id).await?.is_none().then_some(())) }).await?;
+                }
+                Err(e) => return Err(e),
             }
         }
         self.cluster.apply(&item.id, &item.body, false, self.force_conflicts).await?;
@@ -167,22 +176,6 @@ impl Release<'_> {
             let group = c.body.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
             for v in c.body.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten() {
                 self.cluster.forget(&format!("{group}/{}", v.get("name").and_then(Value::as_str).unwrap_or_default()));
-            }
-        }
-        // Immutable fields changed: delete, wait until gone, create below.
-        for item in &rest {
-            let Some(old) = previous.get(&item.id.key()) else { continue };
-            let mut fields = Vec::new();
-            for (path, _) in normalize::leaves(old).into_iter().chain(normalize::leaves(&item.token_body)) {
-                let p = render_path(&path);
-                if normalize::get(old, &path) != normalize::get(&item.token_body, &path) && object::replaces(&item.id.key(), &p) {
-                    fields.push(p);
-                }
-            }
-            if !fields.is_empty() {
-                tracing::info!(object = %item.id, fields = ?fields, "replacing: immutable fields changed");
-                self.cluster.delete(api_version(&item.body), &item.id).await?;
-                self.poll(&format!("{} to be deleted", item.id), self.ready_timeout, || async { Ok(self.cluster.get(api_version(&item.body), &item.id).await?.is_none().then_some(())) }).await?;
             }
         }
         // Apply in kind order; within one kind, in parallel.
@@ -295,7 +288,12 @@ impl Release<'_> {
             return Ok((false, Vec::new()));
         }
         let Some(labels) = live.pointer("/spec/selector/matchLabels").and_then(Value::as_object) else { return Ok((false, Vec::new())) };
-        let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+        let mut selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+        // Only the pods of the current revision: an old ReplicaSet's broken pods
+        // say nothing about the new one.
+        if let Some(hash) = self.current_revision_label(id, live, &selector).await? {
+            selector.push(hash);
+        }
         let pods = self.cluster.list("v1", "Pod", id.namespace.as_deref(), Some(&selector.join(",")), None).await?;
         let mut fatal = false;
         let mut out = Vec::new();
@@ -308,6 +306,24 @@ impl Release<'_> {
             out.extend(ready::event_lines(&events));
         }
         Ok((fatal, out))
+    }
+
+    /// The label that picks a workload's current pods: a Deployment's newest
+    /// ReplicaSet's `pod-template-hash`, a StatefulSet's update revision.
+    async fn current_revision_label(&self, id: &ObjectId, live: &Value, selector: &[String]) -> Result<Option<String>, K8sError> {
+        match id.kind.as_str() {
+            "StatefulSet" => Ok(live.pointer("/status/updateRevision").and_then(Value::as_str).map(|r| format!("controller-revision-hash={r}"))),
+            "Deployment" => {
+                let revision = live.pointer("/metadata/annotations/deployment.kubernetes.io~1revision").and_then(Value::as_str);
+                let sets = self.cluster.list("apps/v1", "ReplicaSet", id.namespace.as_deref(), Some(&selector.join(",")), None).await?;
+                Ok(sets
+                    .iter()
+                    .find(|rs| rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision").and_then(Value::as_str) == revision)
+                    .and_then(|rs| rs.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str))
+                    .map(|h| format!("pod-template-hash={h}")))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// How the recorded objects stand in the cluster: each recorded body with
@@ -388,22 +404,6 @@ fn observe_secret(recorded: &Value, live: &Value, resolved: &BTreeMap<String, Se
         m.insert("stringData".into(), Value::Object(sd));
     }
     out
-}
-
-fn render_path(path: &[normalize::Seg]) -> String {
-    let mut s = String::new();
-    for seg in path {
-        match seg {
-            normalize::Seg::Key(k) => {
-                if !s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(k);
-            }
-            normalize::Seg::Index(i) => s.push_str(&format!("[{i}]")),
-        }
-    }
-    s
 }
 
 /// The apiVersion to address an object only known by key (pruning a kind an
