@@ -185,7 +185,8 @@ async fn killed_up_and_destroy_converge_without_duplicates_or_orphans() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let blocked = lab.run(&up_args(&[]));
-    assert_eq!(blocked.status.code(), Some(1));
+    // Exit 5: another run holds the lock.
+    assert_eq!(blocked.status.code(), Some(5));
     assert!(text(&blocked).contains("locked by"), "{}", text(&blocked));
 
     // Kill 3: destroy killed after marking a bucket `deleting`.

@@ -256,7 +256,8 @@ fn quota_exhaustion_is_reported_before_anything_is_created() {
     let mut env = Env::new("labos-quota");
     env.cloud = Some("lab-quota");
     let out = env.run(&["up"]);
-    assert_eq!(out.status.code(), Some(1));
+    // Exit 4: the project's quota is what needs raising.
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     let msg = text(&out);
     assert!(msg.contains("preflight failed") && msg.contains("instances") && msg.contains("left"), "{msg}");
     assert!(msg.contains("the plan needs 3 instances"), "{msg}");
