@@ -292,3 +292,113 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The shipped data-platform stack on the lab (environments/lab.yaml): every
+/// object of every chart is applied and accepted by the API server (which
+/// validates it against its OpenAPI schema and our CRDs); a second deploy and
+/// a plan change nothing; `workload submit` creates a Workflow with the
+/// template's parameters; the webhook (run as `provisioner workload webhook`
+/// in an image of this very binary) accepts a POST with the token and refuses
+/// one without. Upstream images (Argo, PostGIS, …) cannot run here, so the
+/// stack is not waited for (platform.wait: false in lab.yaml).
+#[test]
+#[ignore = "lab: needs tests/lab/up.sh kube"]
+fn data_platform_on_the_lab_submit_and_webhook() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    common::lab_var("KUBECONFIG", "kube");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let state_dir = root.join("target/test-state/lab-data-platform");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    // The lab's workload image: this binary, its libraries, a non-root user.
+    let img = Command::new("bash").arg("tests/support/provisioner_image.sh").arg(env!("CARGO_BIN_EXE_provisioner")).arg("localhost/lab/provisioner:dev").current_dir(root).output().unwrap();
+    assert!(img.status.success(), "image: {}", text(&img));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_provisioner"))
+            .current_dir(root)
+            .args(["--environments", "environments", "--state-dir"])
+            .arg(&state_dir)
+            .args(args)
+            .env("PROVISIONER_STATE_KEY", KEY)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["deploy", "lab", "--auto-approve", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Every rendered object exists in the cluster.
+    let rendered = run(&["render", "lab", "--output", "json"]);
+    let releases = json(&rendered);
+    let mut missing = Vec::new();
+    let mut count = 0;
+    for r in releases.as_array().unwrap() {
+        for key in r["objects"].as_object().unwrap().keys() {
+            count += 1;
+            let id = provisioner::charts::ObjectId::parse(key).unwrap();
+            let kind = if id.group.is_empty() { id.kind.clone() } else { format!("{}.{}", id.kind, id.group) };
+            let mut a = vec![kind.to_lowercase(), id.name.clone()];
+            if let Some(ns) = &id.namespace {
+                a.extend(["-n".to_owned(), ns.clone()]);
+            }
+            if kget(&a.iter().map(String::as_str).collect::<Vec<_>>()).is_none() {
+                missing.push(key.clone());
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in the cluster: {missing:?}");
+    assert!(count > 50, "only {count} objects rendered");
+
+    // A second deploy changes nothing, and the plan against the live cluster agrees.
+    let out = run(&["deploy", "lab", "--auto-approve", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out)["summary"]["update"], 0, "{}", text(&out));
+    let plan = run(&["plan", "lab", "--deploy"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+
+    // workload submit: a Workflow from the template, with its parameters.
+    let out = run(&["workload", "submit", "lab", "--source", "https://stac.example.org/collections/x/items/S2A_TEST", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let name = json(&out)["workflow"].as_str().unwrap().to_owned();
+    let wf = kget(&["workflow", &name, "-n", "geozarr"]).expect("the Workflow exists");
+    assert_eq!(wf["spec"]["workflowTemplateRef"]["name"], "geozarr-pipeline");
+    let params = &wf["spec"]["arguments"]["parameters"];
+    assert_eq!(params[0], serde_json::json!({"name": "source_url", "value": "https://stac.example.org/collections/x/items/S2A_TEST"}));
+    assert_eq!(params[1], serde_json::json!({"name": "collection", "value": "sentinel-2-l2a"}));
+    assert!(kget(&["workflowtemplate", "geozarr-pipeline", "-n", "geozarr"]).is_some());
+
+    // The webhook: its pod runs this binary; POST with and without the token.
+    let ready = kubectl(&["rollout", "status", "-n", "argo", "deployment/argo-events-webhook-receiver", "--timeout=90s"]);
+    assert!(ready.status.success(), "receiver not ready: {}", text(&ready));
+    let svc = kget(&["service", "geozarr-webhook", "-n", "argo"]).unwrap();
+    let url = format!("http://{}:12000/geozarr", svc["spec"]["clusterIP"].as_str().unwrap());
+    let raw = std::fs::read_to_string(state_dir.join("lab.state.json")).unwrap();
+    let mut st = provisioner::state::StateFile::from_json(raw.as_bytes(), "test").unwrap();
+    st.unseal(&provisioner::state::crypto::Key::from_base64(KEY, "test".into()).unwrap()).unwrap();
+    let token = st.resources[&provisioner::core::Address::new("secret", "argo_webhook_token")].secrets["value"].expose().to_owned();
+    let body = r#"{"source_url": "https://stac.example.org/collections/x/items/S2A_HOOK", "collection": "sentinel-2-l2a"}"#;
+    let curl = |auth: Option<&str>| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json", "--data", body, &url]);
+        if let Some(a) = auth {
+            c.args(["-H", &format!("Authorization: Bearer {a}")]);
+        }
+        let o = c.output().unwrap();
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, body_out) = curl(None);
+    assert_eq!(code, "401", "no token: {body_out}");
+    let (code, _) = curl(Some("not-the-token-0123456789"));
+    assert_eq!(code, "401");
+    let (code, answer) = curl(Some(&token));
+    assert_eq!(code, "202", "with the token: {answer}");
+    let hooked: Value = serde_json::from_str(&answer).unwrap();
+    let wf = kget(&["workflow", hooked["workflow"].as_str().unwrap(), "-n", "geozarr"]).expect("the webhook's Workflow exists");
+    assert_eq!(wf["spec"]["arguments"]["parameters"][0]["value"], "https://stac.example.org/collections/x/items/S2A_HOOK");
+    assert!(!text(&out).contains(&token), "the token was printed");
+
+    let out = run(&["destroy", "lab", "--auto-approve", "--refresh=false"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for ns in ["argo", "geozarr", "stac", "spark"] {
+        assert!(kget(&["namespace", ns]).is_none(), "namespace {ns} left behind");
+    }
+}

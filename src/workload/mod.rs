@@ -19,6 +19,7 @@ pub mod stac;
 
 pub mod synth;
 pub mod tier;
+pub mod webhook;
 
 pub mod zarr3;
 

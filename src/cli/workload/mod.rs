@@ -7,6 +7,7 @@ mod register;
 mod submit;
 mod synth;
 mod tier;
+mod webhook;
 
 use super::Cli;
 use crate::Error;
@@ -27,6 +28,8 @@ pub enum Cmd {
     Floor(floor::Args),
     /// Submit a conversion to the environment's cluster (a Workflow from its WorkflowTemplate).
     Submit(submit::Args),
+    /// Serve the pipeline's webhook: token-checked POSTs become Workflows.
+    Webhook(webhook::Args),
 }
 
 pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
@@ -37,6 +40,7 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
         Cmd::Tier(a) => tier::run(cli, a).await,
         Cmd::Floor(a) => floor::run(cli, a).await,
         Cmd::Submit(a) => submit::run(cli, a).await,
+        Cmd::Webhook(a) => webhook::run(cli, a).await,
     }
 }
 
