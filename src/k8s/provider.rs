@@ -81,6 +81,26 @@ fn readable_secrets(attrs: &Attrs) -> BTreeMap<String, Secret> {
     out
 }
 
+/// The release history state keeps (the cluster keeps the manifests): the
+/// last revisions with their digests, newest last.
+fn history_in_state(rec: Option<&Record>, revision: u64, description: &str, attrs: &Attrs) -> Value {
+    let mut h: Vec<Value> = rec.and_then(|r| r.outputs.get("history")).and_then(Value::as_array).cloned().unwrap_or_default();
+    for e in &mut h {
+        e["status"] = json!("superseded");
+    }
+    h.push(json!({
+        "revision": revision,
+        "status": "deployed",
+        "time": crate::state::model::now(),
+        "description": description,
+        "chart_version": attrs.get("chart_version"),
+        "values_digest": crate::core::digest::sha256_json(&attrs.get("values")),
+        "manifest_digest": crate::core::digest::sha256_json(&attrs.get("objects")),
+    }));
+    let keep = h.len().saturating_sub(super::history::KEEP);
+    Value::Array(h.split_off(keep))
+}
+
 impl PlatformProvider {
     pub fn new(env: &Environment, conn: &Options) -> Self {
         Self {
@@ -153,6 +173,7 @@ impl PlatformProvider {
         outputs.insert("revision".to_owned(), json!(revision));
         outputs.insert("namespace".to_owned(), json!(namespace));
         outputs.insert("objects".to_owned(), json!(items.len()));
+        outputs.insert("history".to_owned(), history_in_state(rec, revision, description, attrs));
         Ok(Live { id: format!("{namespace}/{}", addr.name()), attrs: attrs.clone(), outputs, ..Live::default() })
     }
 }
@@ -369,6 +390,7 @@ impl Provider for PlatformProvider {
         }
         let mut outputs = rec.outputs.clone();
         outputs.insert("revision".to_owned(), json!(revision));
+        outputs.insert("history".to_owned(), history_in_state(Some(rec), revision, &description, &attrs));
         Ok(Live { id: rec.id.clone().unwrap_or_default(), attrs, outputs, ..Live::default() })
     }
 }
