@@ -24,6 +24,8 @@ fn bin(args: &[&str], state_dir: &Path) -> Command {
         .env("PROVISIONER_STATE_KEY", KEY)
         .env_remove("RUST_LOG")
         .env_remove("OS_CLOUD")
+        // No cluster either, even when the kube lab exports KUBECONFIG.
+        .env_remove("KUBECONFIG")
         .env("OS_CLIENT_CONFIG_FILE", "/nonexistent/clouds.yaml");
     c
 }

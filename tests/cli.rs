@@ -22,6 +22,8 @@ fn run(args: &[&str], state_dir: &Path) -> Output {
         .env_remove("RUST_LOG")
         // No cloud here, even when the lab's OpenStack variables are exported.
         .env_remove("OS_CLOUD")
+        // No cluster either, even when the kube lab exports KUBECONFIG.
+        .env_remove("KUBECONFIG")
         .env("OS_CLIENT_CONFIG_FILE", "/nonexistent/clouds.yaml")
         .output()
         .unwrap()

@@ -26,4 +26,4 @@ source "${LAB_STATE:-/var/tmp/provisioner-lab}/env.sh"
 
 # Lab tests are #[ignore]d so a plain `cargo test` stays offline; here they run,
 # and each fails loudly if its service is missing.
-cargo test --locked --all-targets -- --include-ignored
+cargo test --locked --all-targets --no-fail-fast -- --include-ignored

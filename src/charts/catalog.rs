@@ -63,6 +63,39 @@ pub struct StackRelease {
     /// Wait for the release's objects to be ready (default true).
     #[serde(default = "yes")]
     pub wait: bool,
+    /// Certificates the provisioner generates and renews for the release
+    /// (`certificate.<release>-<name>`). A certificate `c` gives the chart the
+    /// secret inputs `<c>Cert`, `<c>Key`, `<c>CACert` (PEM) and the outputs
+    /// `<c>CA` (the CA bundle, base64 PEM) and `<c>Version` (its expiry).
+    #[serde(default)]
+    pub certificates: BTreeMap<String, CertificateSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    /// DNS names the certificate is for (a webhook's `<service>.<namespace>.svc`).
+    pub dns_names: Vec<String>,
+    #[serde(default)]
+    pub common_name: Option<String>,
+    #[serde(default = "validity")]
+    pub validity_days: u32,
+    /// Renew when this close to expiry (by `up`/`deploy`).
+    #[serde(default = "renew_before")]
+    pub renew_before_days: u32,
+    /// `rsa-2048` (PKCS#1 keys) or `ecdsa-p256`.
+    #[serde(default = "rsa")]
+    pub key: String,
+}
+
+fn validity() -> u32 {
+    365
+}
+fn renew_before() -> u32 {
+    30
+}
+fn rsa() -> String {
+    "rsa-2048".into()
 }
 
 fn empty_map() -> Value {

@@ -6,7 +6,8 @@
 //! Template vocabulary (Helm's, in Tera): `Values`, `Release` (Name,
 //! Namespace, Revision, Service), `Chart` (Name, Version, AppVersion),
 //! `Capabilities` (KubeVersion.{Version,Major,Minor}, APIVersions),
-//! `Secrets.<name>` (tokens), `Environment` (name, workload, cluster).
+//! `Secrets.<name>` (tokens), `Outputs.<name>` (public values known at apply
+//! time, e.g. a generated CA bundle), `Environment` (name, workload, cluster).
 //! Filters: to_yaml, to_json, nindent(n), b64encode, sha256, quote,
 //! required(msg), plus Tera's own (default, indent, join, …). Test:
 //! `is semver(constraint=">=1.21.0")`. Function: `api_version(kind, candidates)`.
@@ -48,6 +49,8 @@ pub struct RenderInput<'a> {
     pub values: &'a Value,
     /// Names of the secrets the release receives (templates see tokens).
     pub secrets: &'a BTreeSet<String>,
+    /// Names of the outputs the release receives (public values known at apply time).
+    pub outputs: &'a BTreeSet<String>,
     pub capabilities: &'a Capabilities,
     /// Non-secret facts of the environment charts may read (`Environment`).
     pub env_context: &'a Value,
@@ -164,6 +167,8 @@ pub fn render(catalog: &Catalog, chart: &Chart, input: &RenderInput) -> Result<R
     ctx.insert("Capabilities", &input.capabilities.context());
     let tokens: serde_json::Map<String, Value> = input.secrets.iter().map(|n| (n.clone(), Value::String(object::secret_token(n)))).collect();
     ctx.insert("Secrets", &tokens);
+    let outputs: serde_json::Map<String, Value> = input.outputs.iter().map(|n| (n.clone(), Value::String(object::output_token(n)))).collect();
+    ctx.insert("Outputs", &outputs);
     ctx.insert("Environment", input.env_context);
 
     let crd_index = catalog.crds();
@@ -221,6 +226,9 @@ fn finish_object(template: &str, mut body: Value, input: &RenderInput, crds: &st
     let mut strings = Vec::new();
     object::strings(&body, String::new(), &mut strings);
     for (path, s) in strings {
+        if let Some(t) = object::output_tokens_in(s).into_iter().find(|t| !input.outputs.contains(*t)) {
+            return Err(invalid(id.key(), format!("{path} uses output `{t}`, which this release does not receive"), "declare it in the stack (certificates: …)"));
+        }
         for t in object::tokens_in(s) {
             if !input.secrets.contains(t) {
                 return Err(invalid(id.key(), format!("{path} uses secret `{t}`, which this release does not receive"), "add it to the release's `secrets:` in the stack"));
@@ -317,7 +325,7 @@ mod tests {
         let chart = cat.chart("demo", "demo")?;
         let mut v = chart.values.clone();
         crate::charts::values::merge(&mut v, &values);
-        render(cat, chart, &RenderInput { release: "demo", namespace: "ns", environment: "t", revision: 1, values: &v, secrets: &secrets, capabilities: &caps, env_context: &env })
+        render(cat, chart, &RenderInput { release: "demo", namespace: "ns", environment: "t", revision: 1, values: &v, secrets: &secrets, outputs: &BTreeSet::new(), capabilities: &caps, env_context: &env })
     }
 
     #[test]

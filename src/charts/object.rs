@@ -21,12 +21,28 @@ pub fn secret_token(name: &str) -> String {
     format!("((secret:{name}))")
 }
 
+/// What a chart sees for `Outputs.<name>`: a public value known only once
+/// another resource exists (a generated CA bundle); allowed anywhere, filled in
+/// at apply time.
+pub fn output_token(name: &str) -> String {
+    format!("((output:{name}))")
+}
+
 /// The secret names tokens in `s` refer to.
 pub fn tokens_in(s: &str) -> Vec<&str> {
+    tokens_of(s, "((secret:")
+}
+
+/// The output names tokens in `s` refer to.
+pub fn output_tokens_in(s: &str) -> Vec<&str> {
+    tokens_of(s, "((output:")
+}
+
+fn tokens_of<'a>(s: &'a str, open: &str) -> Vec<&'a str> {
     let mut out = Vec::new();
     let mut rest = s;
-    while let Some(i) = rest.find("((secret:") {
-        let after = &rest[i + 9..];
+    while let Some(i) = rest.find(open) {
+        let after = &rest[i + open.len()..];
         match after.find("))") {
             Some(j) => {
                 out.push(&after[..j]);

@@ -31,7 +31,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let loaded = load_env(cli, &args.env)?;
     let catalog = Catalog::discover()?;
     let sets: Vec<(String, Value)> = args.set.iter().map(|s| crate::charts::values::parse_set(s)).collect::<Result<_, _>>()?;
-    let model = desired(&loaded.env, &Inputs { catalog: Some(&catalog), capabilities: None, sets: &sets })?;
+    let model = desired(&loaded.env, &Inputs { catalog: Some(&catalog), capabilities: None, sets: &sets, revisions: Default::default() })?;
     let releases: Vec<_> = model.iter().filter(|d| d.spec.kind == "release").filter(|d| args.release.is_empty() || args.release.iter().any(|r| r == d.address.name())).collect();
     if let Some(missing) = args.release.iter().find(|r| !releases.iter().any(|d| d.address.name() == r.as_str())) {
         return Err(Error::Usage(format!("no release `{missing}` in `{}`; releases: {}", loaded.env.name, model.iter().filter(|d| d.spec.kind == "release").map(|d| d.address.name()).collect::<Vec<_>>().join(", "))));

@@ -67,6 +67,11 @@ fn resolve_secrets(attrs: &Attrs) -> Result<BTreeMap<String, Secret>, ProviderEr
     Ok(out)
 }
 
+/// The release's outputs that are known (resolved to strings).
+fn known_outputs(attrs: &Attrs) -> BTreeMap<String, String> {
+    attrs.get("outputs").and_then(Value::as_object).into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect()
+}
+
 /// Only the secrets readable without state (env:, file:), for refresh.
 fn readable_secrets(attrs: &Attrs) -> BTreeMap<String, Secret> {
     let mut out = BTreeMap::new();
@@ -163,7 +168,7 @@ impl PlatformProvider {
         let cluster = self.cluster().await?;
         let namespace = attrs.get("namespace").and_then(Value::as_str).unwrap_or("default");
         let secrets = resolve_secrets(attrs)?;
-        let items = release::items(&objects(attrs), &secrets)?;
+        let items = release::items(&objects(attrs), &secrets, &known_outputs(attrs))?;
         let previous = rec.map(|r| objects(&r.attrs)).unwrap_or_default();
         // What state (and a rollback) records: the desired form, no secret values.
         let recorded = json!({ "chart": attrs.get("chart"), "chart_version": attrs.get("chart_version"), "values": attrs.get("values"), "objects": attrs.get("objects") });
@@ -237,7 +242,7 @@ impl Provider for PlatformProvider {
             }
             _ => {
                 let namespace = rec.attrs.get("namespace").and_then(Value::as_str).unwrap_or("default");
-                let observed = match self.release(cluster, addr.name(), namespace).observe(&objects(&rec.attrs), &readable_secrets(&rec.attrs)).await {
+                let observed = match self.release(cluster, addr.name(), namespace).observe(&objects(&rec.attrs), &readable_secrets(&rec.attrs), &known_outputs(&rec.attrs)).await {
                     Ok(o) => o,
                     Err(K8sError::Unreachable { message, .. }) => {
                         return Ok(Some(Live { id: rec.id.clone().unwrap_or_default(), attrs: rec.attrs.clone(), basis: Some(format!("the manifest recorded in state (cluster unreachable: {message})")), ..Live::default() }));

@@ -43,13 +43,44 @@ pub struct Item {
     pub body: Value,
 }
 
-/// A Secret's `stringData` with the values in, as `data` (the form the API
-/// stores, so a re-apply compares equal). Other objects are sent as written.
-pub fn materialize(id: &ObjectId, body: &Value, secrets: &BTreeMap<String, Secret>) -> Result<Value, K8sError> {
-    if id.kind != "Secret" || !id.group.is_empty() {
-        return Ok(body.clone());
+/// Pod-template annotation of a release's workloads: a digest of the secret
+/// values the release receives (not the values).
+pub const SECRETS_DIGEST: &str = "provisioner.io/secrets-digest";
+
+fn secrets_digest(secrets: &BTreeMap<String, Secret>) -> Option<String> {
+    if secrets.is_empty() {
+        return None;
     }
+    let joined: Vec<(&str, &str)> = secrets.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
+    Some(crate::core::digest::sha256_json(&joined).trim_start_matches("sha256:")[..16].to_owned())
+}
+
+/// Output tokens replaced by their values, anywhere in `v`; tokens whose
+/// value is unknown stay (the caller decides what that means).
+pub fn fill_outputs(v: &mut Value, outputs: &BTreeMap<String, String>) {
+    match v {
+        Value::String(s) if s.contains("((output:") => {
+            for name in object::output_tokens_in(&s.clone()) {
+                if let Some(val) = outputs.get(name) {
+                    *s = s.replace(&object::output_token(name), val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| fill_outputs(x, outputs)),
+        Value::Object(m) => m.values_mut().for_each(|x| fill_outputs(x, outputs)),
+        _ => {}
+    }
+}
+
+/// The object as sent: outputs filled in everywhere, and a Secret's
+/// `stringData` with the values in, as `data` (the form the API stores, so a
+/// re-apply compares equal).
+pub fn materialize(id: &ObjectId, body: &Value, secrets: &BTreeMap<String, Secret>, outputs: &BTreeMap<String, String>) -> Result<Value, K8sError> {
     let mut out = body.clone();
+    fill_outputs(&mut out, outputs);
+    if id.kind != "Secret" || !id.group.is_empty() {
+        return Ok(out);
+    }
     let Some(m) = out.as_object_mut() else { return Ok(out) };
     let Some(Value::Object(string_data)) = m.remove("stringData") else { return Ok(out) };
     let mut data = m.remove("data").and_then(|d| d.as_object().cloned()).unwrap_or_default();
@@ -67,11 +98,24 @@ pub fn materialize(id: &ObjectId, body: &Value, secrets: &BTreeMap<String, Secre
 }
 
 /// The items of a release's `objects` attribute, in apply order (CRDs first).
-pub fn items(objects: &Map<String, Value>, secrets: &BTreeMap<String, Secret>) -> Result<Vec<Item>, K8sError> {
+pub fn items(objects: &Map<String, Value>, secrets: &BTreeMap<String, Secret>, outputs: &BTreeMap<String, String>) -> Result<Vec<Item>, K8sError> {
+    let digest = secrets_digest(secrets);
     let mut out = Vec::new();
     for (key, body) in objects {
         let id = ObjectId::parse(key).ok_or_else(|| K8sError::NotReady(format!("`{key}` is not an object key")))?;
-        out.push(Item { body: materialize(&id, body, secrets)?, token_body: body.clone(), id });
+        let mut real = materialize(&id, body, secrets, outputs)?;
+        if let Some(d) = &digest
+            && id.group == "apps"
+            && let Some(meta) = real.pointer_mut("/spec/template/metadata").and_then(Value::as_object_mut)
+        {
+            // A pod reads a Secret when it starts: a changed value rolls the
+            // workload, as charts' checksum/secret annotations do elsewhere.
+            let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(SECRETS_DIGEST.into(), Value::String(d.clone()));
+            }
+        }
+        out.push(Item { body: real, token_body: body.clone(), id });
     }
     out.sort_by_key(|i| (if i.id.kind == "CustomResourceDefinition" { 0 } else { 1 + object::order(&i.id.kind) }, i.id.key()));
     Ok(out)
@@ -330,9 +374,11 @@ impl Release<'_> {
     /// the live values of the fields we set where they drifted; absent ones
     /// left out. Secrets compare keys and, for values we can read here
     /// (`resolved`), the values.
-    pub async fn observe(&self, recorded: &Map<String, Value>, resolved: &BTreeMap<String, Secret>) -> Result<Map<String, Value>, K8sError> {
+    pub async fn observe(&self, recorded: &Map<String, Value>, resolved: &BTreeMap<String, Secret>, outputs: &BTreeMap<String, String>) -> Result<Map<String, Value>, K8sError> {
         let checks: Vec<_> = recorded.iter().map(|(key, body)| async move {
             let Some(id) = ObjectId::parse(key) else { return Ok((key.clone(), None)) };
+            let mut filled = body.clone();
+            fill_outputs(&mut filled, outputs);
             let live = match self.cluster.get(api_version(body), &id).await {
                 Ok(l) => l,
                 Err(K8sError::NoKind { .. }) => None,
@@ -342,14 +388,19 @@ impl Release<'_> {
             if id.kind == "Secret" && id.group.is_empty() {
                 return Ok((key.clone(), Some(observe_secret(body, &live, resolved))));
             }
-            // Tokens cannot be dry-run; a recorded body has none outside Secrets.
-            let dry = match self.cluster.apply(&id, body, true, false).await {
+            // An output not known yet (its resource is new): nothing to compare against.
+            if filled.to_string().contains("((output:") {
+                return Ok((key.clone(), Some(body.clone())));
+            }
+            let dry = match self.cluster.apply(&id, &filled, true, false).await {
                 Ok(d) => d,
                 // Another manager owns a field we set: force shows what ours would be.
-                Err(K8sError::Conflict { .. }) => self.cluster.apply(&id, body, true, true).await?,
+                Err(K8sError::Conflict { .. }) => self.cluster.apply(&id, &filled, true, true).await?,
                 Err(e) => return Err(e),
             };
-            Ok((key.clone(), Some(normalize::observed(body, &dry, &live))))
+            // Compared in the filled form, reported in the recorded (token) form.
+            let seen = normalize::observed(&filled, &dry, &live);
+            Ok((key.clone(), Some(if seen == filled { body.clone() } else { seen })))
         }).collect();
         let results: Vec<Result<(String, Option<Value>), K8sError>> = futures::stream::iter(checks).buffer_unordered(self.parallelism.max(1)).collect().await;
         let mut out = Map::new();
@@ -380,7 +431,9 @@ fn observe_secret(recorded: &Value, live: &Value, resolved: &BTreeMap<String, Se
     let live_data = live.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
     let mut sd = Map::new();
     let recorded_sd = recorded.get("stringData").and_then(Value::as_object).cloned().unwrap_or_default();
-    for (k, v) in &live_data {
+    let recorded_data = recorded.get("data").and_then(Value::as_object).cloned().unwrap_or_default();
+    // Keys the chart wrote under `data` (public, e.g. a CA bundle) stay as recorded.
+    for (k, v) in live_data.iter().filter(|(k, _)| !recorded_data.contains_key(*k)) {
         let decoded = v.as_str().and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()).and_then(|b| String::from_utf8(b).ok());
         let value = match recorded_sd.get(k) {
             Some(Value::String(template)) => {

@@ -79,6 +79,14 @@ impl KindSpec {
 /// place is a replace (image, user data, CIDR, rule fields).
 pub static KINDS: &[KindSpec] = &[
     KindSpec { kind: "secret", layer: Layer::Local, fields: &[rep("length"), rep("charset")], holds_data: false, nested: None },
+    // A certificate due for renewal is issued again (replaced): what uses it follows.
+    KindSpec {
+        kind: "certificate",
+        layer: Layer::Local,
+        fields: &[rep("common_name"), rep("dns_names"), rep("validity_days"), rep("key"), rep("renewal_due"), upd("renew_before_days")],
+        holds_data: false,
+        nested: None,
+    },
     KindSpec { kind: "bucket", layer: Layer::Storage, fields: &[rep("bucket"), rep("endpoint"), upd("force_destroy"), upd("tags")], holds_data: true, nested: None },
     KindSpec { kind: "keypair", layer: Layer::Cloud, fields: &[rep("name"), rep("public_key_file")], holds_data: false, nested: None },
     KindSpec { kind: "network", layer: Layer::Cloud, fields: &[upd("name"), upd("mtu")], holds_data: false, nested: None },
@@ -121,7 +129,7 @@ pub static KINDS: &[KindSpec] = &[
     KindSpec {
         kind: "release",
         layer: Layer::Platform,
-        fields: &[upd("chart"), upd("chart_version"), rep("namespace"), upd("needs"), upd("values"), upd("secrets"), upd("wait"), upd("objects")],
+        fields: &[upd("chart"), upd("chart_version"), rep("namespace"), upd("needs"), upd("values"), upd("secrets"), upd("outputs"), upd("wait"), upd("objects")],
         holds_data: false,
         nested: Some(&RELEASE_OBJECTS),
     },

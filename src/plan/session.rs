@@ -127,9 +127,16 @@ impl Session {
         Ok(Self { loaded, store, registry, catalog, sets: Vec::new() })
     }
 
-    /// The desired model; `facts` from the providers when they could be read.
-    pub fn desired(&self, facts: &Facts) -> Result<Vec<Desired>, Error> {
-        let inputs = Inputs { catalog: self.catalog.as_ref(), capabilities: facts.capabilities.as_ref(), sets: &self.sets };
+    /// The desired model; `facts` from the providers when they could be read,
+    /// `state` for the revision each release would become.
+    pub fn desired(&self, facts: &Facts, state: &StateFile) -> Result<Vec<Desired>, Error> {
+        let revisions = state
+            .resources
+            .iter()
+            .filter(|(a, _)| a.kind() == "release")
+            .filter_map(|(a, r)| Some((a.name().to_owned(), r.outputs.get("revision")?.as_u64()?)))
+            .collect();
+        let inputs = Inputs { catalog: self.catalog.as_ref(), capabilities: facts.capabilities.as_ref(), sets: &self.sets, revisions };
         Ok(desired(&self.loaded.env, &inputs)?)
     }
 
@@ -151,8 +158,20 @@ impl Session {
         // plans them, and a create that never returned has no id to read.
         let reads = state.resources.iter().filter(|(_, r)| r.status == Status::Ready).filter_map(|(addr, rec)| {
             let p = self.registry.get(&rec.kind)?;
+            // A provider reads with the outputs its record refers to filled in (a
+            // release compares objects that carry a certificate's CA bundle).
+            let mut filled = rec.clone();
+            for v in filled.attrs.values_mut() {
+                fill_output_refs(v, state);
+            }
             Some(async move {
-                let live = p.read(addr, rec).await.map_err(|source| Error::Provider { context: format!("refreshing {addr}"), source })?;
+                let mut live = p.read(addr, &filled).await.map_err(|source| Error::Provider { context: format!("refreshing {addr}"), source })?;
+                // Report the filled fields as recorded (references), so they diff as such.
+                if let Some(l) = live.as_mut() {
+                    for (k, v) in rec.attrs.iter().filter(|(k, v)| filled.attrs.get(*k) != Some(*v)) {
+                        l.attrs.insert(k.clone(), v.clone());
+                    }
+                }
                 Ok::<_, Error>((addr.clone(), live))
             })
         });
@@ -222,7 +241,7 @@ impl Session {
             Operation::Up | Operation::Deploy => {
                 let (observed, bases) = if req.refresh { self.refresh(&state).await? } else { Default::default() };
                 let facts = if self.catalog.is_some() { self.registry.facts().await } else { Facts::default() };
-                let desired = self.desired(&facts)?;
+                let desired = self.desired(&facts, &state)?;
                 let mut changes = diff::restrict(diff::diff(&desired, &state, &observed), &req.targets);
                 for c in &mut changes {
                     c.basis = bases.get(&c.address).cloned();
@@ -379,6 +398,24 @@ impl Session {
         .await;
         lock.release().await?;
         result
+    }
+}
+
+/// Replace `{"ref": a, "output": o}` with the output state recorded for `a`,
+/// where it has one (ids and secrets are left as references).
+fn fill_output_refs(v: &mut serde_json::Value, state: &StateFile) {
+    if let Some(r) = crate::core::Ref::parse(v) {
+        if let crate::core::Select::Output(o) = &r.select
+            && let Some(val) = state.resources.get(&r.address).and_then(|rec| rec.outputs.get(o))
+        {
+            *v = val.clone();
+        }
+        return;
+    }
+    match v {
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| fill_output_refs(x, state)),
+        serde_json::Value::Object(m) => m.values_mut().for_each(|x| fill_output_refs(x, state)),
+        _ => {}
     }
 }
 

@@ -5,6 +5,7 @@
 //! the call that failed to the exit code.
 
 pub mod bucket;
+pub mod certificate;
 pub mod secret;
 
 use std::collections::BTreeMap;
@@ -197,6 +198,7 @@ impl Registry {
     pub fn for_env(env: &Environment, conn: &Options) -> Self {
         Self::new(vec![
             Arc::new(secret::SecretProvider),
+            Arc::new(certificate::CertificateProvider),
             Arc::new(bucket::BucketProvider::new(env)),
             Arc::new(crate::openstack::OpenStackProvider::new(env, conn.cloud.as_deref())),
             Arc::new(crate::k8s::provider::PlatformProvider::new(env, conn)),

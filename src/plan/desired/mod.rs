@@ -23,6 +23,8 @@ pub struct Inputs<'a> {
     pub capabilities: Option<&'a Capabilities>,
     /// `--set RELEASE.key=value`, in order.
     pub sets: &'a [(String, Value)],
+    /// The revision each release has now (state); templates see the next one.
+    pub revisions: std::collections::BTreeMap<String, u64>,
 }
 
 /// Every resource of every layer, in a stable order.

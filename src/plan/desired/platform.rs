@@ -92,7 +92,29 @@ pub fn desired(env: &Environment, inputs: &Inputs, out: &mut Vec<Desired>) -> Re
             })?;
             secrets.insert(input.clone(), v);
         }
+        // Generated certificates: a resource each, wired in as secrets and outputs.
+        let mut outputs = BTreeMap::new();
+        for (c, spec) in &r.certificates {
+            let addr = Address::new("certificate", &format!("{}-{c}", r.name));
+            out.push(Desired::new(
+                addr.clone(),
+                json!({
+                    "common_name": spec.common_name.clone().or_else(|| spec.dns_names.first().cloned()),
+                    "dns_names": spec.dns_names,
+                    "validity_days": spec.validity_days,
+                    "renew_before_days": spec.renew_before_days,
+                    "key": spec.key,
+                    "renewal_due": false,
+                }),
+            ));
+            for (input, part) in [("Cert", "crt"), ("Key", "key"), ("CACert", "ca_crt")] {
+                secrets.insert(format!("{c}{input}"), Ref::secret(&addr, part));
+            }
+            outputs.insert(format!("{c}CA"), Ref::output(&addr, "ca_bundle"));
+            outputs.insert(format!("{c}Version"), Ref::output(&addr, "not_after"));
+        }
         let names: BTreeSet<String> = secrets.keys().cloned().collect();
+        let output_names: BTreeSet<String> = outputs.keys().cloned().collect();
         let rendered = engine::render(
             catalog,
             chart,
@@ -100,9 +122,12 @@ pub fn desired(env: &Environment, inputs: &Inputs, out: &mut Vec<Desired>) -> Re
                 release: &r.name,
                 namespace: &r.namespace,
                 environment: &env.name,
-                revision: 0,
+                // The revision a deploy would make. An object that renders it
+                // changes on every deploy (as with Helm): the charts here do not.
+                revision: inputs.revisions.get(&r.name).map_or(1, |n| n + 1),
                 values: &merged,
                 secrets: &names,
+                outputs: &output_names,
                 capabilities,
                 env_context: &env_context,
             },
@@ -119,6 +144,7 @@ pub fn desired(env: &Environment, inputs: &Inputs, out: &mut Vec<Desired>) -> Re
                 "needs": needs,
                 "values": merged,
                 "secrets": secrets,
+                "outputs": outputs,
                 "wait": r.wait,
                 "objects": engine::as_map(&rendered),
             }),
