@@ -1,4 +1,4 @@
-//! The lab cloud's servers are real machines (tests/lab/openstack/LAB-CLOUD.md):
+//! The lab cloud's servers are real machines (README "The lab cloud"):
 //! `up lab` makes 1 control + 1 worker + a bastion with a floating IP; SSH to the
 //! bastion by its floating IP and to each node through it, with the host keys
 //! pinned from the console log (StrictHostKeyChecking=yes); the hostname is the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: time from the start of `provisioner up` to every server answering SSH, on the
-# lab cloud whose servers are machines (tests/lab/openstack/LAB-CLOUD.md): the bastion by
+# lab cloud whose servers are machines (README "The lab cloud"): the bastion by
 # its floating IP and the nodes through it, host keys pinned from the console log. Prints,
 # per round: `up` wall time (servers ACTIVE, floating IP and volume attached), when each
 # server's host keys were on its console and when it answered SSH, the idle memory of each

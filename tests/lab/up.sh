@@ -6,7 +6,7 @@
 #   eo    PostgreSQL+PostGIS+pgstac :55432, STAC API :18080, TiTiler :18081   (implies s3)
 #   openstack  Keystone :15000, Nova :18774, Neutron :19696, Glance :19292, Cinder :18776,
 #         Placement :18778, MariaDB :13306, RabbitMQ :16672 (Debian packages); servers of
-#         image debian-12-node are nspawn machines (openstack/LAB-CLOUD.md), others fake
+#         image debian-12-node are nspawn machines (README "The lab cloud"), others fake
 #   nodes systemd-nspawn machines library (tests/lab/nodes/machine.sh) + default base rootfs
 #   kube  Kubernetes v1.20: etcd :12379, apiserver :16443, controller-manager, scheduler,
 #         workers = nspawn machines (kubelet, kube-proxy, containerd) on 10.231.0.0/24

@@ -15,7 +15,7 @@
 #   RabbitMQ  + its own epmd                  127.0.0.1:$LAB_PORT_RABBIT (16672), dist 16673, epmd 14369
 #
 # The services are the packages' Python code behind their real REST APIs; only the
-# hypervisor is the lab's (pylib/nova_virt_lab.py, see LAB-CLOUD.md): a server of an
+# hypervisor is the lab's (pylib/nova_virt_lab.py, see README "The lab cloud"): a server of an
 # image with the property lab_machine=true (debian-12-node) is a real machine, a
 # systemd-nspawn machine of tests/lab/nodes (systemd, sshd, cloud-init; its port's
 # fixed IP on a lab L2 segment per Neutron network, the host on the subnet's gateway

@@ -12,7 +12,7 @@
 #                                     would on a real cloud); no ifupdown/networkd inside
 #   ssh_genkeytypes [ed25519, ecdsa]  no RSA-3072/DSA host keys: generating them was 6 of
 #                                     cloud-init's ~9 CPU-seconds per boot (6 machines
-#                                     booting at once on 2 cores: 33 s -> see LAB-CLOUD.md)
+#                                     booting at once on 2 cores: 33 s -> see README "The lab cloud")
 #   grub_dpkg disabled                no boot loader in a machine (the module ran debconf)
 # and nothing else: the default user "debian" (sudo, the keypair's key), SSH host keys
 # made at first boot and printed to the console (-----BEGIN SSH HOST KEY KEYS-----),
