@@ -64,11 +64,16 @@ impl Error {
     pub fn class(&self) -> Class {
         match self {
             Error::Preflight(e) | Error::Provider { source: e, .. } => e.class,
-            Error::State(state::StateError::Locked { .. } | state::StateError::LockLost { .. }) => Class::Conflict,
+            Error::State(state::StateError::Locked { .. } | state::StateError::LockLost { .. }) => {
+                Class::Conflict
+            }
             // Several failures: the one that needs a person wins, then quota, then
             // conflicts; only all-transient is "retry later".
             Error::Apply(errors) => {
-                let classes: Vec<Class> = errors.iter().map(plan::executor::ApplyError::class).collect();
+                let classes: Vec<Class> = errors
+                    .iter()
+                    .map(plan::executor::ApplyError::class)
+                    .collect();
                 [Class::Fatal, Class::Quota, Class::Conflict, Class::InUse]
                     .into_iter()
                     .find(|c| classes.contains(c))

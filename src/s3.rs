@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::env::model::S3Location;
@@ -25,7 +27,13 @@ pub async fn client(loc: &S3Location, what: &str) -> Result<aws_sdk_s3::Client, 
     if let (Some(ak), Some(sk)) = (&loc.access_key, &loc.secret_key) {
         let ak = ak.resolve(&format!("{what}.access_key"))?;
         let sk = sk.resolve(&format!("{what}.secret_key"))?;
-        loader = loader.credentials_provider(Credentials::new(ak.expose(), sk.expose(), None, None, "environment-file"));
+        loader = loader.credentials_provider(Credentials::new(
+            ak.expose(),
+            sk.expose(),
+            None,
+            None,
+            "environment-file",
+        ));
     }
     let shared = loader.load().await;
     let conf = aws_sdk_s3::config::Builder::from(&shared)
@@ -38,21 +46,32 @@ pub async fn client(loc: &S3Location, what: &str) -> Result<aws_sdk_s3::Client, 
 }
 
 /// HTTP status and S3 error code of an SDK error, for classification.
-pub fn status_and_code<E: ProvideErrorMetadata, R: HttpStatus>(e: &SdkError<E, R>) -> (Option<u16>, Option<String>) {
+pub fn status_and_code<E: ProvideErrorMetadata, R: HttpStatus>(
+    e: &SdkError<E, R>,
+) -> (Option<u16>, Option<String>) {
     match e {
-        SdkError::ServiceError(se) => (Some(se.raw().status_code()), se.err().code().map(str::to_owned)),
+        SdkError::ServiceError(se) => (
+            Some(se.raw().status_code()),
+            se.err().code().map(str::to_owned),
+        ),
         SdkError::ResponseError(re) => (Some(re.raw().status_code()), None),
         _ => (None, None),
     }
 }
 
 /// One-line description of an SDK error: never includes request headers or credentials.
-pub fn describe<E: ProvideErrorMetadata + std::error::Error, R: HttpStatus>(e: &SdkError<E, R>) -> String {
+pub fn describe<E: ProvideErrorMetadata + std::error::Error, R: HttpStatus>(
+    e: &SdkError<E, R>,
+) -> String {
     match e {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("error");
             let msg = se.err().message().unwrap_or("");
-            format!("{code} (HTTP {}){}{msg}", se.raw().status_code(), if msg.is_empty() { "" } else { ": " })
+            format!(
+                "{code} (HTTP {}){}{msg}",
+                se.raw().status_code(),
+                if msg.is_empty() { "" } else { ": " }
+            )
         }
         SdkError::TimeoutError(_) => "timed out".into(),
         SdkError::DispatchFailure(d) => {

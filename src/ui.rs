@@ -26,8 +26,10 @@ pub fn bar(visible: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = multi().add(ProgressBar::new(0));
-    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     pb.set_style(style);
     pb.enable_steady_tick(std::time::Duration::from_millis(120));
     pb
@@ -61,7 +63,16 @@ pub fn init_logging(verbose: u8, json: bool) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("warn,provisioner={level},kube_client=off")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(SuspendingStderr).with_target(false).with_ansi(std::io::stderr().is_terminal());
-    let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,provisioner={level},kube_client=off")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(SuspendingStderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
 }

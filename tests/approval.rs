@@ -36,11 +36,17 @@ fn run(args: &[&str], state_dir: &Path) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn fresh_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-state").join(name);
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-state")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -55,12 +61,19 @@ fn state_path(dir: &Path, env: &str) -> PathBuf {
 fn run_on_tty(args: &[&str], state_dir: &Path, answer: &str) -> (Option<i32>, String) {
     let (mut master, slave) = openpty();
     let dup = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-    let mut child = bin(args, state_dir).stdin(dup(&slave)).stdout(dup(&slave)).stderr(dup(&slave)).spawn().unwrap();
+    let mut child = bin(args, state_dir)
+        .stdin(dup(&slave))
+        .stdout(dup(&slave))
+        .stderr(dup(&slave))
+        .spawn()
+        .unwrap();
     drop(slave);
     // Wait for the question before answering, as a person would.
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("confirm") && !String::from_utf8_lossy(&seen).contains("accepted") {
+    while !String::from_utf8_lossy(&seen).contains("confirm")
+        && !String::from_utf8_lossy(&seen).contains("accepted")
+    {
         match master.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => seen.extend_from_slice(&buf[..n]),
@@ -81,7 +94,15 @@ fn run_on_tty(args: &[&str], state_dir: &Path, answer: &str) -> (Option<i32>, St
 fn openpty() -> (std::fs::File, OwnedFd) {
     let (mut m, mut s) = (0, 0);
     // SAFETY: openpty writes two new descriptors into m and s; nothing else is passed.
-    let rc = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    let rc = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
     // SAFETY: both descriptors were just created and are owned here alone.
     unsafe { (std::fs::File::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
@@ -90,8 +111,12 @@ fn openpty() -> (std::fs::File, OwnedFd) {
 fn secret_values(dir: &Path, env: &str) -> Vec<String> {
     let raw = std::fs::read_to_string(state_path(dir, env)).unwrap();
     let mut st = StateFile::from_json(raw.as_bytes(), "test").unwrap();
-    st.unseal(&Key::from_base64(KEY, "test".into()).unwrap()).unwrap();
-    st.resources.values().flat_map(|r| r.secrets.values().map(|s| s.expose().to_owned())).collect()
+    st.unseal(&Key::from_base64(KEY, "test".into()).unwrap())
+        .unwrap();
+    st.resources
+        .values()
+        .flat_map(|r| r.secrets.values().map(|s| s.expose().to_owned()))
+        .collect()
 }
 
 #[test]
@@ -101,9 +126,15 @@ fn a_terminal_answers_and_declines() {
     // Declined: nothing is written.
     let (code, shown) = run_on_tty(&["up", env, "--target", "secret"], &dir, "no");
     assert_eq!(code, Some(1), "{shown}");
-    assert!(shown.contains("secret.cluster_token") && shown.contains("Only `yes` is accepted"), "the plan and the question are shown: {shown}");
+    assert!(
+        shown.contains("secret.cluster_token") && shown.contains("Only `yes` is accepted"),
+        "the plan and the question are shown: {shown}"
+    );
     assert!(shown.contains("declined"), "{shown}");
-    assert!(!state_path(&dir, env).exists(), "a declined run wrote state");
+    assert!(
+        !state_path(&dir, env).exists(),
+        "a declined run wrote state"
+    );
 
     // `yes` applies.
     let (code, shown) = run_on_tty(&["up", env, "--target", "secret"], &dir, "yes");
@@ -112,7 +143,10 @@ fn a_terminal_answers_and_declines() {
     assert_eq!(secret_values(&dir, env).len(), 3);
 
     // A plan without changes asks nothing (the run would otherwise wait for the answer).
-    let quiet = bin(&["up", env, "--target", "secret"], &dir).stdin(Stdio::piped()).output().unwrap();
+    let quiet = bin(&["up", env, "--target", "secret"], &dir)
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
     assert_eq!(quiet.status.code(), Some(0), "{}", text(&quiet));
 
     // destroy asks for the name: `yes` is not enough, the name is.
@@ -120,7 +154,11 @@ fn a_terminal_answers_and_declines() {
     let (code, shown) = run_on_tty(&["destroy", env, "--target", "secret"], &dir, "yes");
     assert_eq!(code, Some(1), "{shown}");
     assert!(shown.contains("Type the environment's name"), "{shown}");
-    assert_eq!(std::fs::read(state_path(&dir, env)).unwrap(), before, "declined destroy changed state");
+    assert_eq!(
+        std::fs::read(state_path(&dir, env)).unwrap(),
+        before,
+        "declined destroy changed state"
+    );
     let (code, shown) = run_on_tty(&["destroy", env, "--target", "secret"], &dir, env);
     assert_eq!(code, Some(0), "{shown}");
     assert!(shown.contains("3 deleted"), "{shown}");
@@ -133,7 +171,11 @@ fn without_a_terminal_changes_need_auto_approve() {
     for cmd in ["up", "deploy"] {
         let out = run(&[cmd, env, "--target", "secret"], &dir);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-        assert!(text(&out).contains("stdin is not a terminal") && text(&out).contains("--auto-approve"), "{}", text(&out));
+        assert!(
+            text(&out).contains("stdin is not a terminal") && text(&out).contains("--auto-approve"),
+            "{}",
+            text(&out)
+        );
         assert!(!state_path(&dir, env).exists(), "refused {cmd} wrote state");
     }
     // For machines: a structured error on stdout.
@@ -148,15 +190,28 @@ fn without_a_terminal_changes_need_auto_approve() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = run(&["destroy", env, "--target", "secret"], &dir);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("`destroy` changes things"), "{}", text(&out));
-    assert_eq!(secret_values(&dir, env).len(), 3, "refused destroy deleted something");
+    assert!(
+        text(&out).contains("`destroy` changes things"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        secret_values(&dir, env).len(),
+        3,
+        "refused destroy deleted something"
+    );
 }
 
 #[test]
 fn data_loss_needs_consent_by_name_even_with_auto_approve() {
     let dir = fresh_dir("approve-loss");
     let env = "ci-approve-loss";
-    assert_eq!(run(&["up", env, "--target", "secret", "--auto-approve"], &dir).status.code(), Some(0));
+    assert_eq!(
+        run(&["up", env, "--target", "secret", "--auto-approve"], &dir)
+            .status
+            .code(),
+        Some(0)
+    );
     // A volume the environment no longer declares (a pool was removed): deleting it loses data.
     let p = state_path(&dir, env);
     let mut st: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
@@ -168,13 +223,35 @@ fn data_loss_needs_consent_by_name_even_with_auto_approve() {
     let out = run(&["up", env, "--auto-approve", "--refresh=false"], &dir);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let msg = text(&out);
-    assert!(msg.contains("loses data") && msg.contains("volume.old-data[0]") && msg.contains("--allow-data-loss=volume.old-data[0]"), "{msg}");
-    assert_eq!(std::fs::read(&p).unwrap(), before, "refused run changed state");
+    assert!(
+        msg.contains("loses data")
+            && msg.contains("volume.old-data[0]")
+            && msg.contains("--allow-data-loss=volume.old-data[0]"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        before,
+        "refused run changed state"
+    );
 
-    let out = run(&["up", env, "--auto-approve", "--refresh=false", "--output", "json"], &dir);
+    let out = run(
+        &[
+            "up",
+            env,
+            "--auto-approve",
+            "--refresh=false",
+            "--output",
+            "json",
+        ],
+        &dir,
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["error"]["details"]["refusal"], "data_loss");
-    assert_eq!(v["error"]["details"]["changes"][0]["address"], "volume.old-data[0]");
+    assert_eq!(
+        v["error"]["details"]["changes"][0]["address"],
+        "volume.old-data[0]"
+    );
     assert_eq!(v["error"]["details"]["changes"][0]["action"], "delete");
     // No secret in the refusal either.
     for s in secret_values(&dir, env) {
@@ -183,9 +260,29 @@ fn data_loss_needs_consent_by_name_even_with_auto_approve() {
 
     // Naming something else is not consent; naming it passes the gate (and the
     // run then stops at the cloud, which does not exist here, before any change).
-    let out = run(&["up", env, "--auto-approve", "--refresh=false", "--allow-data-loss", "server"], &dir);
+    let out = run(
+        &[
+            "up",
+            env,
+            "--auto-approve",
+            "--refresh=false",
+            "--allow-data-loss",
+            "server",
+        ],
+        &dir,
+    );
     assert!(text(&out).contains("loses data"), "{}", text(&out));
-    let out = run(&["up", env, "--auto-approve", "--refresh=false", "--allow-data-loss", "volume.old-data"], &dir);
+    let out = run(
+        &[
+            "up",
+            env,
+            "--auto-approve",
+            "--refresh=false",
+            "--allow-data-loss",
+            "volume.old-data",
+        ],
+        &dir,
+    );
     assert!(!text(&out).contains("loses data"), "{}", text(&out));
     assert!(text(&out).contains("clouds.yaml"), "{}", text(&out));
     assert_eq!(std::fs::read(&p).unwrap(), before);
@@ -210,34 +307,88 @@ fn saved_plans_apply_exactly_or_are_refused() {
     // Applying it again: the state moved on, so it is stale, and says why.
     let out = run(&["up", env, "--plan", pf], &dir);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("stale") && text(&out).contains("secret.cluster_token was added"), "{}", text(&out));
+    assert!(
+        text(&out).contains("stale") && text(&out).contains("secret.cluster_token was added"),
+        "{}",
+        text(&out)
+    );
 
     // A plan made, then overtaken by another run.
     let destroy_file = dir.join("destroy.plan.json");
     let df = destroy_file.to_str().unwrap();
-    assert_eq!(run(&["plan", env, "--destroy", "--target", "secret", "--out", df], &dir).status.code(), Some(2));
+    assert_eq!(
+        run(
+            &["plan", env, "--destroy", "--target", "secret", "--out", df],
+            &dir
+        )
+        .status
+        .code(),
+        Some(2)
+    );
     let saved = std::fs::read_to_string(&destroy_file).unwrap();
     for v in &values {
         assert!(!saved.contains(v.as_str()), "secret value in the plan file");
     }
-    assert_eq!(run(&["destroy", env, "--target", "secret.argo_webhook_token", "--auto-approve"], &dir).status.code(), Some(0));
+    assert_eq!(
+        run(
+            &[
+                "destroy",
+                env,
+                "--target",
+                "secret.argo_webhook_token",
+                "--auto-approve"
+            ],
+            &dir
+        )
+        .status
+        .code(),
+        Some(0)
+    );
     let out = run(&["up", env, "--plan", df], &dir);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("stale") && text(&out).contains("secret.argo_webhook_token was removed"), "{}", text(&out));
+    assert!(
+        text(&out).contains("stale")
+            && text(&out).contains("secret.argo_webhook_token was removed"),
+        "{}",
+        text(&out)
+    );
 
     // An edited plan file is refused, whatever was edited.
-    assert_eq!(run(&["plan", env, "--destroy", "--target", "secret", "--out", df], &dir).status.code(), Some(2));
-    let edited = std::fs::read_to_string(&destroy_file).unwrap().replacen("\"destroy\"", "\"up\"", 1);
+    assert_eq!(
+        run(
+            &["plan", env, "--destroy", "--target", "secret", "--out", df],
+            &dir
+        )
+        .status
+        .code(),
+        Some(2)
+    );
+    let edited =
+        std::fs::read_to_string(&destroy_file)
+            .unwrap()
+            .replacen("\"destroy\"", "\"up\"", 1);
     std::fs::write(&destroy_file, edited).unwrap();
     let out = run(&["up", env, "--plan", df], &dir);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("was edited"), "{}", text(&out));
 
     // A plan for another environment.
-    assert_eq!(run(&["plan", env, "--destroy", "--target", "secret", "--out", df], &dir).status.code(), Some(2));
+    assert_eq!(
+        run(
+            &["plan", env, "--destroy", "--target", "secret", "--out", df],
+            &dir
+        )
+        .status
+        .code(),
+        Some(2)
+    );
     let out = run(&["up", "ci-approve-other", "--plan", df], &dir);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("is a plan for environment `ci-approve-saved`"), "{}", text(&out));
+    assert!(
+        text(&out).contains("is a plan for environment `ci-approve-saved`"),
+        "{}",
+        text(&out)
+    );
 
     // The good one: a destroy plan applies as a destroy.
     let out = run(&["up", env, "--plan", df, "--output", "json"], &dir);

@@ -15,7 +15,10 @@ fn run(args: &[&str], state_dir: &Path) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args)
         // As in CI: commands that change things run without a question.
-        .args(matches!(args.first(), Some(&("up" | "destroy" | "deploy"))).then_some("--auto-approve"))
+        .args(
+            matches!(args.first(), Some(&("up" | "destroy" | "deploy")))
+                .then_some("--auto-approve"),
+        )
         .arg("--state-dir")
         .arg(state_dir)
         .env("PROVISIONER_STATE_KEY", KEY)
@@ -30,11 +33,17 @@ fn run(args: &[&str], state_dir: &Path) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn fresh_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-state").join(name);
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-state")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -52,7 +61,10 @@ fn plan_json_matches_golden() {
         std::fs::write(&golden, &got).unwrap();
     }
     let want = std::fs::read_to_string(&golden).unwrap();
-    assert_eq!(got, want, "plan JSON changed; if intended, rerun with UPDATE_GOLDEN=1 and review the diff");
+    assert_eq!(
+        got, want,
+        "plan JSON changed; if intended, rerun with UPDATE_GOLDEN=1 and review the diff"
+    );
     let v: serde_json::Value = serde_json::from_str(&got).unwrap();
     assert_eq!(v["format_version"], "1");
     // Two runs give the same bytes.
@@ -66,19 +78,32 @@ fn exit_codes_and_secret_sealing() {
     let env = "ci-exitcodes";
 
     // Changes pending: 2.
-    assert_eq!(run(&["plan", env, "--target", "secret"], &dir).status.code(), Some(2));
+    assert_eq!(
+        run(&["plan", env, "--target", "secret"], &dir)
+            .status
+            .code(),
+        Some(2)
+    );
 
     // up of everything stops at the OpenStack preflight (no cloud reachable) and changes nothing.
     let refused = run(&["up", env], &dir);
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused).contains("clouds.yaml"), "{}", text(&refused));
-    assert!(!dir.join(format!("{env}.state.json")).exists(), "refused run wrote state");
+    assert!(
+        !dir.join(format!("{env}.state.json")).exists(),
+        "refused run wrote state"
+    );
 
     // The implemented local layer applies; then plan says no change: 0.
     let up = run(&["up", env, "--target", "secret", "-vv"], &dir);
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
     assert!(text(&up).contains("3 created"), "{}", text(&up));
-    assert_eq!(run(&["plan", env, "--target", "secret"], &dir).status.code(), Some(0));
+    assert_eq!(
+        run(&["plan", env, "--target", "secret"], &dir)
+            .status
+            .code(),
+        Some(0)
+    );
     // The cloud layer is still pending: 2.
     assert_eq!(run(&["plan", env], &dir).status.code(), Some(2));
     // Errors: 1.
@@ -87,8 +112,13 @@ fn exit_codes_and_secret_sealing() {
     // Secrets are sealed: decrypt with the key and make sure no value appears anywhere.
     let raw = std::fs::read_to_string(dir.join(format!("{env}.state.json"))).unwrap();
     let mut st = StateFile::from_json(raw.as_bytes(), "test").unwrap();
-    st.unseal(&Key::from_base64(KEY, "test".into()).unwrap()).unwrap();
-    let values: Vec<String> = st.resources.values().flat_map(|r| r.secrets.values().map(|s| s.expose().to_owned())).collect();
+    st.unseal(&Key::from_base64(KEY, "test".into()).unwrap())
+        .unwrap();
+    let values: Vec<String> = st
+        .resources
+        .values()
+        .flat_map(|r| r.secrets.values().map(|s| s.expose().to_owned()))
+        .collect();
     assert_eq!(values.len(), 3);
     let shown = [
         text(&up),
@@ -109,15 +139,27 @@ fn exit_codes_and_secret_sealing() {
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     let raw2 = std::fs::read_to_string(dir.join(format!("{env}.state.json"))).unwrap();
     let mut st2 = StateFile::from_json(raw2.as_bytes(), "test").unwrap();
-    st2.unseal(&Key::from_base64(KEY, "test".into()).unwrap()).unwrap();
-    let values2: Vec<String> = st2.resources.values().flat_map(|r| r.secrets.values().map(|s| s.expose().to_owned())).collect();
+    st2.unseal(&Key::from_base64(KEY, "test".into()).unwrap())
+        .unwrap();
+    let values2: Vec<String> = st2
+        .resources
+        .values()
+        .flat_map(|r| r.secrets.values().map(|s| s.expose().to_owned()))
+        .collect();
     assert_eq!(values, values2);
 
     // The wrong key is a clear error naming both key ids, not garbage.
     let other = Key::generate_base64();
     let wrong = Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["up", env, "--target", "secret", "--auto-approve", "--state-dir"])
+        .args([
+            "up",
+            env,
+            "--target",
+            "secret",
+            "--auto-approve",
+            "--state-dir",
+        ])
         .arg(&dir)
         .env("PROVISIONER_STATE_KEY", &other)
         .output()
@@ -125,7 +167,10 @@ fn exit_codes_and_secret_sealing() {
     assert_eq!(wrong.status.code(), Some(1));
     let msg = text(&wrong);
     let want_id = Key::from_base64(KEY, "t".into()).unwrap().id;
-    assert!(msg.contains(&want_id) && msg.contains("sealed with state key"), "{msg}");
+    assert!(
+        msg.contains(&want_id) && msg.contains("sealed with state key"),
+        "{msg}"
+    );
 
     // destroy of the local layer empties state.
     let d = run(&["destroy", env, "--target", "secret"], &dir);
@@ -139,10 +184,37 @@ fn s3_credentials_never_leak_into_errors_or_logs() {
     let canary_ak = "AKIACANARYLEAK0000001";
     let canary_sk = "canary/secret/do-not-print-7f3a9c";
     for args in [
-        vec!["-vv", "up", "tests/fixtures/environments/leak.yaml", "--target", "bucket", "--auto-approve"],
-        vec!["--log-json", "-vv", "up", "tests/fixtures/environments/leak.yaml", "--target", "bucket", "--auto-approve", "--output", "json"],
-        vec!["plan", "tests/fixtures/environments/leak.yaml", "--output", "json"],
-        vec!["validate", "tests/fixtures/environments/leak.yaml", "--output", "json"],
+        vec![
+            "-vv",
+            "up",
+            "tests/fixtures/environments/leak.yaml",
+            "--target",
+            "bucket",
+            "--auto-approve",
+        ],
+        vec![
+            "--log-json",
+            "-vv",
+            "up",
+            "tests/fixtures/environments/leak.yaml",
+            "--target",
+            "bucket",
+            "--auto-approve",
+            "--output",
+            "json",
+        ],
+        vec![
+            "plan",
+            "tests/fixtures/environments/leak.yaml",
+            "--output",
+            "json",
+        ],
+        vec![
+            "validate",
+            "tests/fixtures/environments/leak.yaml",
+            "--output",
+            "json",
+        ],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_provisioner"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -158,13 +230,27 @@ fn s3_credentials_never_leak_into_errors_or_logs() {
         let all = text(&out);
         if args.contains(&"up") {
             // A closed endpoint is a connection failure: transient, exit 3 (retry later).
-            assert_eq!(out.status.code(), Some(3), "the closed endpoint must fail: {all}");
-            assert!(all.contains("bucket.workload"), "error names the resource: {all}");
+            assert_eq!(
+                out.status.code(),
+                Some(3),
+                "the closed endpoint must fail: {all}"
+            );
+            assert!(
+                all.contains("bucket.workload"),
+                "error names the resource: {all}"
+            );
         }
-        assert!(!all.contains(canary_ak) && !all.contains(canary_sk), "credential leaked by {args:?}:\n{all}");
+        assert!(
+            !all.contains(canary_ak) && !all.contains(canary_sk),
+            "credential leaked by {args:?}:\n{all}"
+        );
     }
     for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let body = std::fs::read_to_string(f.path()).unwrap_or_default();
-        assert!(!body.contains(canary_ak) && !body.contains(canary_sk), "credential in {}", f.path().display());
+        assert!(
+            !body.contains(canary_ak) && !body.contains(canary_sk),
+            "credential in {}",
+            f.path().display()
+        );
     }
 }

@@ -24,7 +24,9 @@ impl Lab {
     fn new() -> Self {
         common::lab_var("S3_ENDPOINT_URL", "s3");
         let env = common::unique("labs3").replace('_', "-");
-        let state_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-state").join(&env);
+        let state_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/test-state")
+            .join(&env);
         Lab { env, state_dir }
     }
 
@@ -58,12 +60,18 @@ impl Lab {
     }
 
     fn state(&self) -> Option<Value> {
-        let text = std::fs::read_to_string(self.state_dir.join(format!("{}.state.json", self.env))).ok()?;
+        let text = std::fs::read_to_string(self.state_dir.join(format!("{}.state.json", self.env)))
+            .ok()?;
         serde_json::from_str(&text).ok()
     }
 
     fn status(&self, addr: &str) -> Option<String> {
-        self.state()?.get("resources")?.get(addr)?.get("status")?.as_str().map(str::to_owned)
+        self.state()?
+            .get("resources")?
+            .get(addr)?
+            .get("status")?
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// SIGKILL `child` as soon as `cond` holds (it must hold within 60 s).
@@ -72,9 +80,16 @@ impl Lab {
         while !cond() {
             if let Ok(Some(status)) = child.try_wait() {
                 let out = child.wait_with_output().unwrap();
-                panic!("run ended ({status}) before `{what}`: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                panic!(
+                    "run ended ({status}) before `{what}`: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
-            assert!(t.elapsed() < Duration::from_secs(60), "`{what}` never happened");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "`{what}` never happened"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         child.kill().unwrap(); // SIGKILL: no cleanup, no lock release, no final save
@@ -83,7 +98,11 @@ impl Lab {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 async fn s3() -> aws_sdk_s3::Client {
@@ -98,7 +117,9 @@ async fn owned_buckets(c: &aws_sdk_s3::Client, env: &str) -> Vec<String> {
     for b in c.list_buckets().send().await.unwrap().buckets() {
         let name = b.name().unwrap_or_default();
         if let Ok(t) = c.get_bucket_tagging().bucket(name).send().await
-            && t.tag_set().iter().any(|t| t.key() == "provisioner:environment" && t.value() == env)
+            && t.tag_set()
+                .iter()
+                .any(|t| t.key() == "provisioner:environment" && t.value() == env)
         {
             out.push(name.to_owned());
         }
@@ -133,18 +154,35 @@ async fn killed_up_and_destroy_converge_without_duplicates_or_orphans() {
     let child = lab.spawn(&up_args(&[]), 700);
     let rt0 = tokio::runtime::Handle::current();
     let (probe0, name0) = (c.clone(), output_bucket.clone());
-    lab.kill_when(child, "bucket created, not yet recorded (before destroy)", || {
-        let (p, n, rt) = (probe0.clone(), name0.clone(), rt0.clone());
-        lab.status("bucket.workload").as_deref() == Some("creating") && std::thread::spawn(move || rt.block_on(bucket_exists(&p, &n))).join().unwrap()
-    });
+    lab.kill_when(
+        child,
+        "bucket created, not yet recorded (before destroy)",
+        || {
+            let (p, n, rt) = (probe0.clone(), name0.clone(), rt0.clone());
+            lab.status("bucket.workload").as_deref() == Some("creating")
+                && std::thread::spawn(move || rt.block_on(bucket_exists(&p, &n)))
+                    .join()
+                    .unwrap()
+        },
+    );
     let out = lab.run(&["destroy", "--target", "bucket"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(owned_buckets(&c, &lab.env).await.is_empty(), "destroy after a crash left {:?}", owned_buckets(&c, &lab.env).await);
+    assert!(
+        owned_buckets(&c, &lab.env).await.is_empty(),
+        "destroy after a crash left {:?}",
+        owned_buckets(&c, &lab.env).await
+    );
 
     // Kill 1: right after the first intent is saved, before anything exists.
     let child = lab.spawn(&up_args(&[]), 400);
     lab.kill_when(child, "a create is in progress", || {
-        lab.state().and_then(|s| s["resources"].as_object().map(|r| r.values().any(|v| v["status"] == "creating"))).unwrap_or(false)
+        lab.state()
+            .and_then(|s| {
+                s["resources"]
+                    .as_object()
+                    .map(|r| r.values().any(|v| v["status"] == "creating"))
+            })
+            .unwrap_or(false)
     });
 
     // Kill 2: the output bucket exists in S3 but state still says `creating`.
@@ -154,18 +192,31 @@ async fn killed_up_and_destroy_converge_without_duplicates_or_orphans() {
     let name = output_bucket.clone();
     let exists = move || {
         let (probe, name, rt) = (probe.clone(), name.clone(), rt.clone());
-        std::thread::spawn(move || rt.block_on(bucket_exists(&probe, &name))).join().unwrap()
+        std::thread::spawn(move || rt.block_on(bucket_exists(&probe, &name)))
+            .join()
+            .unwrap()
     };
-    lab.kill_when(child, "bucket created, not yet recorded", || lab.status("bucket.workload").as_deref() == Some("creating") && exists());
+    lab.kill_when(child, "bucket created, not yet recorded", || {
+        lab.status("bucket.workload").as_deref() == Some("creating") && exists()
+    });
     assert_eq!(lab.status("bucket.workload").as_deref(), Some("creating"));
 
     // The rerun adopts the bucket it finds (owned by tag) instead of failing or duplicating.
     let out = lab.run(&up_args(&["--output", "json"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let adopted: Vec<&str> = report["report"]["adopted"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let adopted: Vec<&str> = report["report"]["adopted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(adopted.contains(&"bucket.workload"), "adopted: {report}");
-    assert_eq!(owned_buckets(&c, &lab.env).await, want_buckets, "exactly the two owned buckets, no duplicate, no orphan");
+    assert_eq!(
+        owned_buckets(&c, &lab.env).await,
+        want_buckets,
+        "exactly the two owned buckets, no duplicate, no orphan"
+    );
 
     // Converged: plan shows no change (read calls only) and another up changes nothing.
     let plan = lab.run(&["plan", "--target", "secret", "--target", "bucket"]);
@@ -174,7 +225,12 @@ async fn killed_up_and_destroy_converge_without_duplicates_or_orphans() {
     let r: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(r["summary"]["create"], 0, "{r}");
     let state = lab.state().unwrap();
-    let secrets = state["resources"].as_object().unwrap().keys().filter(|k| k.starts_with("secret.")).count();
+    let secrets = state["resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("secret."))
+        .count();
     assert_eq!(secrets, 6, "three base + three fixture secrets");
 
     // A second run while one holds the lock is refused, naming the holder.
@@ -191,33 +247,59 @@ async fn killed_up_and_destroy_converge_without_duplicates_or_orphans() {
 
     // Kill 3: destroy killed after marking a bucket `deleting`.
     lab.kill_when(holder, "delete in progress", || {
-        lab.state().and_then(|s| s["resources"].as_object().map(|r| r.values().any(|v| v["status"] == "deleting"))).unwrap_or(false)
+        lab.state()
+            .and_then(|s| {
+                s["resources"]
+                    .as_object()
+                    .map(|r| r.values().any(|v| v["status"] == "deleting"))
+            })
+            .unwrap_or(false)
     });
     // The dead run's lock is taken over (same host, pid gone) and destroy finishes.
     let out = lab.run(&["destroy", "--target", "bucket"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(owned_buckets(&c, &lab.env).await.is_empty(), "destroy left tagged buckets");
+    assert!(
+        owned_buckets(&c, &lab.env).await.is_empty(),
+        "destroy left tagged buckets"
+    );
 
     // Lost state: up again, delete the state file, then rebuild it from tags.
     assert_eq!(lab.run(&up_args(&[])).status.code(), Some(0));
     std::fs::remove_file(lab.state_dir.join(format!("{}.state.json", lab.env))).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_provisioner"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--environments", "tests/fixtures/environments", "--state-dir"])
+        .args([
+            "--environments",
+            "tests/fixtures/environments",
+            "--state-dir",
+        ])
         .arg(&lab.state_dir)
-        .args(["state", "rebuild", &lab.env, "--target", "bucket", "--output", "json"])
+        .args([
+            "state", "rebuild", &lab.env, "--target", "bucket", "--output", "json",
+        ])
         .env("PROVISIONER_STATE_KEY", KEY)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["rebuilt"], serde_json::json!(["bucket.etcd_snapshots", "bucket.workload"]));
+    assert_eq!(
+        v["rebuilt"],
+        serde_json::json!(["bucket.etcd_snapshots", "bucket.workload"])
+    );
     let plan = lab.run(&["plan", "--target", "bucket"]);
-    assert_eq!(plan.status.code(), Some(0), "rebuilt state matches: {}", text(&plan));
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "rebuilt state matches: {}",
+        text(&plan)
+    );
 
     // Lost state again: destroy sweeps the tagged buckets it finds.
     std::fs::remove_file(lab.state_dir.join(format!("{}.state.json", lab.env))).unwrap();
     let out = lab.run(&["destroy", "--target", "bucket"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(owned_buckets(&c, &lab.env).await.is_empty(), "sweep left tagged buckets");
+    assert!(
+        owned_buckets(&c, &lab.env).await.is_empty(),
+        "sweep left tagged buckets"
+    );
 }

@@ -11,14 +11,26 @@ use aws_sdk_s3::primitives::ByteStream;
 use provisioner::state::s3::S3Backend;
 use provisioner::state::{Backend, LockInfo, StateError, StateFile};
 
-async fn backend(loc: &provisioner::env::model::S3Location, env: &str, lease: Duration) -> (S3Backend, aws_sdk_s3::Client, String) {
+async fn backend(
+    loc: &provisioner::env::model::S3Location,
+    env: &str,
+    lease: Duration,
+) -> (S3Backend, aws_sdk_s3::Client, String) {
     let bucket = "provisioner-state-tests".to_owned();
     let c = common::client_with_bucket(loc, &bucket).await;
-    (S3Backend::new(c.clone(), bucket.clone(), "state/".into(), env, lease), c, bucket)
+    (
+        S3Backend::new(c.clone(), bucket.clone(), "state/".into(), env, lease),
+        c,
+        bucket,
+    )
 }
 
 /// Eight concurrent acquires, repeated: how many rounds had more than one winner.
-async fn contention_rounds(loc: &provisioner::env::model::S3Location, server: &str, rounds: usize) -> usize {
+async fn contention_rounds(
+    loc: &provisioner::env::model::S3Location,
+    server: &str,
+    rounds: usize,
+) -> usize {
     let mut doubled = 0;
     for _ in 0..rounds {
         let env = common::unique("contend");
@@ -42,11 +54,17 @@ async fn contention_rounds(loc: &provisioner::env::model::S3Location, server: &s
         doubled += usize::from(winners.len() > 1);
         let current = b.lock_info().await.unwrap().unwrap();
         let msg = b.acquire("plan").await.err().unwrap().to_string();
-        assert!(msg.contains("locked by") && msg.contains(&current.id) && msg.contains("state unlock"), "{server}: {msg}");
+        assert!(
+            msg.contains("locked by") && msg.contains(&current.id) && msg.contains("state unlock"),
+            "{server}: {msg}"
+        );
         for w in winners {
             w.release().await.unwrap();
         }
-        assert!(b.lock_info().await.unwrap().is_none(), "{server}: released lock is gone");
+        assert!(
+            b.lock_info().await.unwrap().is_none(),
+            "{server}: released lock is gone"
+        );
     }
     doubled
 }
@@ -55,7 +73,11 @@ async fn contention_rounds(loc: &provisioner::env::model::S3Location, server: &s
 #[ignore = "lab: needs tests/lab/up.sh s3"]
 async fn contention_has_exactly_one_winner() {
     let (server, loc) = common::s3_servers_moto();
-    assert_eq!(contention_rounds(&loc, server, 20).await, 0, "{server}: conditional create must be atomic");
+    assert_eq!(
+        contention_rounds(&loc, server, 20).await,
+        0,
+        "{server}: conditional create must be atomic"
+    );
 }
 
 /// s3s-fs checks `If-None-Match` and then writes, so concurrent creates can
@@ -65,12 +87,18 @@ async fn contention_has_exactly_one_winner() {
 #[tokio::test]
 #[ignore = "lab: needs tests/lab/up.sh s3s"]
 async fn contention_on_a_non_atomic_server_is_bounded() {
-    let (server, loc) = common::s3_servers().into_iter().find(|(n, _)| *n == "s3s-fs").unwrap();
+    let (server, loc) = common::s3_servers()
+        .into_iter()
+        .find(|(n, _)| *n == "s3s-fs")
+        .unwrap();
     let rounds = 20;
     let doubled = contention_rounds(&loc, server, rounds).await;
     eprintln!("{server}: {doubled} of {rounds} rounds had two winners after read-back");
     // Without the read-back 3 of 20 rounds had two winners here; with it, 0 of 20.
-    assert!(doubled <= 1, "{server}: {doubled}/{rounds} rounds with two winners");
+    assert!(
+        doubled <= 1,
+        "{server}: {doubled}/{rounds} rounds with two winners"
+    );
 }
 
 #[tokio::test]
@@ -84,15 +112,24 @@ async fn lease_is_renewed_while_held_and_taken_over_after_expiry() {
         // Held past several lease lengths: renewal keeps others out.
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(800)).await;
-            assert!(matches!(b.acquire("up").await, Err(StateError::Locked { .. })), "{server}: renewed lease must hold");
+            assert!(
+                matches!(b.acquire("up").await, Err(StateError::Locked { .. })),
+                "{server}: renewed lease must hold"
+            );
             holder.check().unwrap();
         }
         // The holder "crashes": no release, no more renewals.
         let dead_id = holder.info().id.clone();
         drop(holder);
-        assert!(matches!(b.acquire("up").await, Err(StateError::Locked { .. })), "{server}: not expired yet");
+        assert!(
+            matches!(b.acquire("up").await, Err(StateError::Locked { .. })),
+            "{server}: not expired yet"
+        );
         tokio::time::sleep(lease + Duration::from_millis(500)).await;
-        let taker = b.acquire("up").await.unwrap_or_else(|e| panic!("{server}: expired lease must be taken over: {e}"));
+        let taker = b
+            .acquire("up")
+            .await
+            .unwrap_or_else(|e| panic!("{server}: expired lease must be taken over: {e}"));
         assert_ne!(taker.info().id, dead_id);
         assert_eq!(b.lock_info().await.unwrap().unwrap().id, taker.info().id);
         taker.release().await.unwrap();
@@ -117,13 +154,26 @@ async fn a_holder_that_lost_its_lease_stops_writing() {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        let err = holder.check().err().unwrap_or_else(|| panic!("{server}: lost lease not noticed"));
-        assert!(matches!(err, StateError::LockLost { .. }), "{server}: {err}");
+        let err = holder
+            .check()
+            .err()
+            .unwrap_or_else(|| panic!("{server}: lost lease not noticed"));
+        assert!(
+            matches!(err, StateError::LockLost { .. }),
+            "{server}: {err}"
+        );
         let write = b.write(b"{}", holder.as_ref()).await;
-        assert!(matches!(write, Err(StateError::LockLost { .. })), "{server}: write after losing the lease must fail");
+        assert!(
+            matches!(write, Err(StateError::LockLost { .. })),
+            "{server}: write after losing the lease must fail"
+        );
         // release must not delete the other run's lock
         holder.release().await.unwrap();
-        assert_eq!(b.lock_info().await.unwrap().unwrap().id, other.id, "{server}");
+        assert_eq!(
+            b.lock_info().await.unwrap().unwrap().id,
+            other.id,
+            "{server}"
+        );
         b.force_unlock(&other.id).await.unwrap();
     }
 }
@@ -142,23 +192,44 @@ async fn state_round_trip_is_sealed_and_listed() {
         let mut rec: provisioner::state::Record = serde_json::from_value(serde_json::json!({
             "kind": "secret", "id": "secret.db", "status": "ready", "attrs": {"length": 8}, "updated_at": "t"
         })).unwrap();
-        rec.secrets.insert("value".into(), Secret::new("plaintext-canary-91".into()));
+        rec.secrets
+            .insert("value".into(), Secret::new("plaintext-canary-91".into()));
         st.resources.insert(addr.clone(), rec);
         let lock = b.acquire("up").await.unwrap();
-        b.write(&st.to_json(Some(&key)).unwrap(), lock.as_ref()).await.unwrap();
+        b.write(&st.to_json(Some(&key)).unwrap(), lock.as_ref())
+            .await
+            .unwrap();
         lock.release().await.unwrap();
 
-        let raw = client.get_object().bucket(&bucket).key(format!("state/{env}.state.json")).send().await.unwrap();
+        let raw = client
+            .get_object()
+            .bucket(&bucket)
+            .key(format!("state/{env}.state.json"))
+            .send()
+            .await
+            .unwrap();
         let raw = raw.body.collect().await.unwrap().into_bytes();
-        assert!(!String::from_utf8_lossy(&raw).contains("plaintext-canary-91"), "{server}: plaintext in S3");
+        assert!(
+            !String::from_utf8_lossy(&raw).contains("plaintext-canary-91"),
+            "{server}: plaintext in S3"
+        );
         let mut back = StateFile::from_json(&b.read().await.unwrap().unwrap(), "t").unwrap();
         back.unseal(&key).unwrap();
-        assert_eq!(back.resources[&addr].secrets["value"].expose(), "plaintext-canary-91");
-        assert!(b.list().await.unwrap().contains(&env), "{server}: list shows the environment");
+        assert_eq!(
+            back.resources[&addr].secrets["value"].expose(),
+            "plaintext-canary-91"
+        );
+        assert!(
+            b.list().await.unwrap().contains(&env),
+            "{server}: list shows the environment"
+        );
 
         // unlock needs the right id
         let l = b.acquire("up").await.unwrap();
-        assert!(matches!(b.force_unlock("0000").await, Err(StateError::LockMismatch { .. })));
+        assert!(matches!(
+            b.force_unlock("0000").await,
+            Err(StateError::LockMismatch { .. })
+        ));
         b.force_unlock(&l.info().id).await.unwrap();
     }
 }

@@ -14,8 +14,16 @@ use common::lab_var;
 use serde_json::Value;
 
 fn bin(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_provisioner")).args(args).env_remove("AWS_ENDPOINT_URL").output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn ok_json(args: &[&str]) -> Value {
@@ -26,8 +34,23 @@ fn ok_json(args: &[&str]) -> Value {
 
 fn python(script: &str, args: &[&str]) -> (bool, String) {
     let py = lab_var("LAB_PY_READERS", "eo");
-    let out = Command::new(py).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(script)).args(args).output().unwrap();
-    (out.status.success(), format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new(py)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/support")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 fn http_get(url: &str) -> (u16, Vec<u8>, String) {
@@ -35,7 +58,12 @@ fn http_get(url: &str) -> (u16, Vec<u8>, String) {
     rt.block_on(async {
         let r = reqwest::get(url).await.unwrap();
         let status = r.status().as_u16();
-        let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         (status, r.bytes().await.unwrap().to_vec(), ct)
     })
 }
@@ -66,86 +94,304 @@ fn convert_register_render_verify_tier_clean() {
     let tag = std::process::id();
     let bucket_name = format!("workload-{tag}");
     let collection = format!("s2-l2a-lab-{tag}");
-    let s3c = rt.block_on(bucket(&s3, &bucket_name, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"));
+    let s3c = rt.block_on(bucket(
+        &s3,
+        &bucket_name,
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ));
 
     let dir = tempfile::tempdir().unwrap();
     let id = "S2A_MSIL2A_20251008T100041_N0511_R122_T32TQM_20251008T122613";
     let src = dir.path().join(format!("{id}.zarr"));
-    ok_json(&["workload", "synth", "--out", src.to_str().unwrap(), "--size", "small", "--chunking", "real", "-o", "json"]);
+    ok_json(&[
+        "workload",
+        "synth",
+        "--out",
+        src.to_str().unwrap(),
+        "--size",
+        "small",
+        "--chunking",
+        "real",
+        "-o",
+        "json",
+    ]);
     let dest = format!("s3://{bucket_name}/converted");
     let src_s = src.to_str().unwrap();
 
     // Convert straight to S3, the target class set on every PUT.
-    let rep = ok_json(&["workload", "convert", "--source", src_s, "--dest", &dest, "--collection", &collection, "--s3-endpoint", &s3, "--storage-class", "STANDARD_IA", "-o", "json"]);
+    let rep = ok_json(&[
+        "workload",
+        "convert",
+        "--source",
+        src_s,
+        "--dest",
+        &dest,
+        "--collection",
+        &collection,
+        "--s3-endpoint",
+        &s3,
+        "--storage-class",
+        "STANDARD_IA",
+        "-o",
+        "json",
+    ]);
     let store = format!("{dest}/{collection}/{id}.zarr");
     assert_eq!(rep["output"], store);
-    let objects = rt.block_on(provisioner::workload::io::list(&s3c, &bucket_name, &format!("converted/{collection}/{id}.zarr/"))).unwrap();
-    assert_eq!(objects.len() as u64, rep["objects"].as_u64().unwrap(), "every written object is listed");
-    assert!(objects.iter().all(|(_, class, _)| class == "STANDARD_IA"), "storage class set at write time");
+    let objects = rt
+        .block_on(provisioner::workload::io::list(
+            &s3c,
+            &bucket_name,
+            &format!("converted/{collection}/{id}.zarr/"),
+        ))
+        .unwrap();
+    assert_eq!(
+        objects.len() as u64,
+        rep["objects"].as_u64().unwrap(),
+        "every written object is listed"
+    );
+    assert!(
+        objects.iter().all(|(_, class, _)| class == "STANDARD_IA"),
+        "storage class set at write time"
+    );
 
     // Independent readers: xarray + rioxarray + zarr-python over S3.
-    let (ok, log) = python("verify_geozarr.py", &["--source", src_s, "--output", &store, "--level-sample", "256"]);
+    let (ok, log) = python(
+        "verify_geozarr.py",
+        &[
+            "--source",
+            src_s,
+            "--output",
+            &store,
+            "--level-sample",
+            "256",
+        ],
+    );
     assert!(ok, "xarray/rioxarray verification failed:\n{log}");
 
     // Collection, registration, search.
-    let (code, _, err) = bin(&["collections", "create", &collection, "--stac-api-url", &stac, "-o", "json"]);
+    let (code, _, err) = bin(&[
+        "collections",
+        "create",
+        &collection,
+        "--stac-api-url",
+        &stac,
+        "-o",
+        "json",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = bin(&["collections", "create", &collection, "--stac-api-url", &stac]);
-    assert!(code == 1 && err.contains("already exists"), "a second create says so: {err}");
-    let (code, _, err) = bin(&["collections", "update", &collection, "--title", "Lab S2 L2A", "--stac-api-url", &stac]);
+    let (code, _, err) = bin(&[
+        "collections",
+        "create",
+        &collection,
+        "--stac-api-url",
+        &stac,
+    ]);
+    assert!(
+        code == 1 && err.contains("already exists"),
+        "a second create says so: {err}"
+    );
+    let (code, _, err) = bin(&[
+        "collections",
+        "update",
+        &collection,
+        "--title",
+        "Lab S2 L2A",
+        "--stac-api-url",
+        &stac,
+    ]);
     assert_eq!(code, 0, "{err}");
     let (_, body, _) = http_get(&format!("{stac}/collections/{collection}"));
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["title"], "Lab S2 L2A");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["title"],
+        "Lab S2 L2A"
+    );
     let reg = |extra: &[&str]| {
-        let mut args = vec!["workload", "register", "--source", src_s, "--dest", &dest, "--collection", &collection, "--stac-api-url", &stac];
-        args.extend_from_slice(&["--raster-api-url", &titiler, "--raster-flavor", "xarray", "--s3-endpoint", &s3, "-o", "json"]);
+        let mut args = vec![
+            "workload",
+            "register",
+            "--source",
+            src_s,
+            "--dest",
+            &dest,
+            "--collection",
+            &collection,
+            "--stac-api-url",
+            &stac,
+        ];
+        args.extend_from_slice(&[
+            "--raster-api-url",
+            &titiler,
+            "--raster-flavor",
+            "xarray",
+            "--s3-endpoint",
+            &s3,
+            "-o",
+            "json",
+        ]);
         args.extend_from_slice(extra);
         ok_json(&args)
     };
     assert_eq!(reg(&[])["result"], "created");
-    assert_eq!(reg(&[])["result"], "replaced", "re-registration is idempotent");
+    assert_eq!(
+        reg(&[])["result"],
+        "replaced",
+        "re-registration is idempotent"
+    );
     let (st, body, _) = http_get(&format!("{stac}/search?collections={collection}&ids={id}"));
     assert_eq!(st, 200);
     let found: Value = serde_json::from_slice(&body).unwrap();
     let item = &found["features"][0];
     assert_eq!(item["id"], id, "the item is found by /search: {found}");
-    assert_eq!(item["assets"]["reflectance"]["type"], "application/vnd.zarr; version=3; profile=multiscales");
-    assert_eq!(item["assets"]["reflectance"]["alternate"]["s3"]["storage:scheme"]["tier"], "STANDARD_IA");
-    assert!(item["properties"]["expires"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        item["assets"]["reflectance"]["type"],
+        "application/vnd.zarr; version=3; profile=multiscales"
+    );
+    assert_eq!(
+        item["assets"]["reflectance"]["alternate"]["s3"]["storage:scheme"]["tier"],
+        "STANDARD_IA"
+    );
+    assert!(
+        item["properties"]["expires"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
 
     // TiTiler renders the converted reflectance (the PNG is decoded and must hold data) ...
-    let (ok, log) = python("check_titiler.py", &["--url", &store, "--group", "measurements/reflectance/r10m", "--variable", "b04"]);
+    let (ok, log) = python(
+        "check_titiler.py",
+        &[
+            "--url",
+            &store,
+            "--group",
+            "measurements/reflectance/r10m",
+            "--variable",
+            "b04",
+        ],
+    );
     assert!(ok, "TiTiler did not render the reflectance:\n{log}");
     // ... and so does the item's own xyz link, at the tile holding the item's centre.
-    let xyz = item["links"].as_array().unwrap().iter().find(|l| l["rel"] == "xyz").unwrap()["href"].as_str().unwrap().to_string();
-    let b: Vec<f64> = item["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let xyz = item["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["rel"] == "xyz")
+        .unwrap()["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b: Vec<f64> = item["bbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let (lon, lat, z) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, 12);
     let n = f64::from(1u32 << z);
     let x = ((lon + 180.0) / 360.0 * n) as u32;
-    let y = ((1.0 - (lat.to_radians().tan() + 1.0 / lat.to_radians().cos()).ln() / std::f64::consts::PI) / 2.0 * n) as u32;
-    let url = xyz.replace("{z}", &z.to_string()).replace("{x}", &x.to_string()).replace("{y}", &y.to_string());
+    let y = ((1.0
+        - (lat.to_radians().tan() + 1.0 / lat.to_radians().cos()).ln() / std::f64::consts::PI)
+        / 2.0
+        * n) as u32;
+    let url = xyz
+        .replace("{z}", &z.to_string())
+        .replace("{x}", &x.to_string())
+        .replace("{y}", &y.to_string());
     let (st, png, ct) = http_get(&url);
-    assert_eq!((st, ct.as_str()), (200, "image/png"), "{url}: {}", String::from_utf8_lossy(&png));
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 1000, "{url} gave {} bytes", png.len());
+    assert_eq!(
+        (st, ct.as_str()),
+        (200, "image/png"),
+        "{url}: {}",
+        String::from_utf8_lossy(&png)
+    );
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 1000,
+        "{url} gave {} bytes",
+        png.len()
+    );
 
     // Tier: a filtered dry run changes nothing; the full run moves every object and records it.
     let item_url = format!("{stac}/collections/{collection}/items/{id}");
-    let dry = ok_json(&["workload", "tier", "--item-url", &item_url, "--storage-class", "EXPRESS_ONEZONE", "--include", "*/r60m/*", "--dry-run", "--s3-endpoint", &s3, "-o", "json"]);
-    assert!(dry["selected"].as_u64().unwrap() > 0 && dry["selected"].as_u64() < dry["listed"].as_u64(), "{dry}");
-    let still = rt.block_on(provisioner::workload::io::list(&s3c, &bucket_name, &format!("converted/{collection}/{id}.zarr/"))).unwrap();
-    assert!(still.iter().all(|(_, c, _)| c == "STANDARD_IA"), "dry run changed nothing");
-    let full = ok_json(&["workload", "tier", "--item-url", &item_url, "--storage-class", "EXPRESS_ONEZONE", "--s3-endpoint", &s3, "-o", "json"]);
+    let dry = ok_json(&[
+        "workload",
+        "tier",
+        "--item-url",
+        &item_url,
+        "--storage-class",
+        "EXPRESS_ONEZONE",
+        "--include",
+        "*/r60m/*",
+        "--dry-run",
+        "--s3-endpoint",
+        &s3,
+        "-o",
+        "json",
+    ]);
+    assert!(
+        dry["selected"].as_u64().unwrap() > 0 && dry["selected"].as_u64() < dry["listed"].as_u64(),
+        "{dry}"
+    );
+    let still = rt
+        .block_on(provisioner::workload::io::list(
+            &s3c,
+            &bucket_name,
+            &format!("converted/{collection}/{id}.zarr/"),
+        ))
+        .unwrap();
+    assert!(
+        still.iter().all(|(_, c, _)| c == "STANDARD_IA"),
+        "dry run changed nothing"
+    );
+    let full = ok_json(&[
+        "workload",
+        "tier",
+        "--item-url",
+        &item_url,
+        "--storage-class",
+        "EXPRESS_ONEZONE",
+        "--s3-endpoint",
+        &s3,
+        "-o",
+        "json",
+    ]);
     assert_eq!(full["changed"], full["listed"], "{full}");
-    let after = rt.block_on(provisioner::workload::io::list(&s3c, &bucket_name, &format!("converted/{collection}/{id}.zarr/"))).unwrap();
+    let after = rt
+        .block_on(provisioner::workload::io::list(
+            &s3c,
+            &bucket_name,
+            &format!("converted/{collection}/{id}.zarr/"),
+        ))
+        .unwrap();
     assert!(after.iter().all(|(_, c, _)| c == "EXPRESS_ONEZONE"));
     let (_, body, _) = http_get(&item_url);
     let item: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(item["assets"]["reflectance"]["alternate"]["s3"]["storage:scheme"]["tier"], "EXPRESS_ONEZONE");
+    assert_eq!(
+        item["assets"]["reflectance"]["alternate"]["s3"]["storage:scheme"]["tier"],
+        "EXPRESS_ONEZONE"
+    );
 
     // Clean: data first, then the items.
-    let clean = ok_json(&["collections", "clean", &collection, "--delete-data", "--stac-api-url", &stac, "--s3-endpoint", &s3, "-o", "json"]);
+    let clean = ok_json(&[
+        "collections",
+        "clean",
+        &collection,
+        "--delete-data",
+        "--stac-api-url",
+        &stac,
+        "--s3-endpoint",
+        &s3,
+        "-o",
+        "json",
+    ]);
     assert_eq!(clean["items_deleted"], 1);
-    let left = rt.block_on(provisioner::workload::io::list(&s3c, &bucket_name, "converted/")).unwrap();
+    let left = rt
+        .block_on(provisioner::workload::io::list(
+            &s3c,
+            &bucket_name,
+            "converted/",
+        ))
+        .unwrap();
     assert!(left.is_empty(), "{} objects left", left.len());
     let (st, _, _) = http_get(&item_url);
     assert_eq!(st, 404);
@@ -160,21 +406,63 @@ fn converts_into_a_signature_checking_s3() {
     let sk = lab_var("S3S_SECRET_KEY", "s3s");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let bucket_name = format!("workload-strict-{}", std::process::id());
-    let s3c = rt.block_on(bucket(&endpoint, &bucket_name, "S3S_ACCESS_KEY", "S3S_SECRET_KEY"));
+    let s3c = rt.block_on(bucket(
+        &endpoint,
+        &bucket_name,
+        "S3S_ACCESS_KEY",
+        "S3S_SECRET_KEY",
+    ));
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("S2A_STRICT.zarr");
-    ok_json(&["workload", "synth", "--out", src.to_str().unwrap(), "--size", "tiny", "-o", "json"]);
+    ok_json(&[
+        "workload",
+        "synth",
+        "--out",
+        src.to_str().unwrap(),
+        "--size",
+        "tiny",
+        "-o",
+        "json",
+    ]);
     let out = Command::new(env!("CARGO_BIN_EXE_provisioner"))
-        .args(["workload", "convert", "--source", src.to_str().unwrap(), "--dest", &format!("s3://{bucket_name}/x"), "--collection", "c", "--s3-endpoint", &endpoint, "-o", "json"])
+        .args([
+            "workload",
+            "convert",
+            "--source",
+            src.to_str().unwrap(),
+            "--dest",
+            &format!("s3://{bucket_name}/x"),
+            "--collection",
+            "c",
+            "--s3-endpoint",
+            &endpoint,
+            "-o",
+            "json",
+        ])
         .env("AWS_ACCESS_KEY_ID", &ak)
         .env("AWS_SECRET_ACCESS_KEY", &sk)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let objects = rt.block_on(provisioner::workload::io::list(&s3c, &bucket_name, "x/c/S2A_STRICT.zarr/")).unwrap();
+    let objects = rt
+        .block_on(provisioner::workload::io::list(
+            &s3c,
+            &bucket_name,
+            "x/c/S2A_STRICT.zarr/",
+        ))
+        .unwrap();
     assert_eq!(objects.len() as u64, rep["objects"].as_u64().unwrap());
-    assert!(objects.iter().any(|(k, _, _)| k.ends_with("S2A_STRICT.zarr/zarr.json")), "root written last and present");
+    assert!(
+        objects
+            .iter()
+            .any(|(k, _, _)| k.ends_with("S2A_STRICT.zarr/zarr.json")),
+        "root written last and present"
+    );
 }
 
 /// A static file server (Python's http.server: a real HTTP server, no S3 API)
@@ -185,16 +473,31 @@ impl FileServer {
     fn start(dir: &Path) -> Self {
         use std::io::BufRead;
         let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("python3 is needed for the HTTP source test (the lab installs it)");
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-        let port = line.split_whitespace().skip_while(|w| *w != "port").nth(1).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("http.server said: {line}"));
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("http.server said: {line}"));
         Self(child, port)
     }
 }
@@ -212,28 +515,81 @@ fn converts_from_a_stac_item_url_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let id = "S2A_MSIL2A_HTTP";
     let product = dir.path().join("products").join(format!("{id}.zarr"));
-    ok_json(&["workload", "synth", "--out", product.to_str().unwrap(), "--size", "tiny", "-o", "json"]);
+    ok_json(&[
+        "workload",
+        "synth",
+        "--out",
+        product.to_str().unwrap(),
+        "--size",
+        "tiny",
+        "-o",
+        "json",
+    ]);
     let server = FileServer::start(dir.path());
     let base = format!("http://127.0.0.1:{}", server.1);
     // A STAC item whose product asset is the Zarr over HTTP (the EODC shape).
     std::fs::create_dir_all(dir.path().join("collections/s2/items")).unwrap();
     let item = serde_json::json!({"type": "Feature", "id": id, "assets": {"product": {"href": format!("{base}/products/{id}.zarr")}}});
-    std::fs::write(dir.path().join(format!("collections/s2/items/{id}.json")), item.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join(format!("collections/s2/items/{id}.json")),
+        item.to_string(),
+    )
+    .unwrap();
 
     let dest = dir.path().join("out");
     let item_url = format!("{base}/collections/s2/items/{id}.json");
-    let rep = ok_json(&["workload", "convert", "--source", &item_url, "--dest", dest.to_str().unwrap(), "--collection", "c", "-o", "json"]);
-    assert_eq!(rep["output"], dest.join(format!("c/{id}.zarr")).display().to_string());
+    let rep = ok_json(&[
+        "workload",
+        "convert",
+        "--source",
+        &item_url,
+        "--dest",
+        dest.to_str().unwrap(),
+        "--collection",
+        "c",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        rep["output"],
+        dest.join(format!("c/{id}.zarr")).display().to_string()
+    );
 
     // Same bytes as converting the local copy.
     let local = dir.path().join("local");
-    ok_json(&["workload", "convert", "--source", product.to_str().unwrap(), "--dest", local.to_str().unwrap(), "--collection", "c", "-o", "json"]);
-    let a = std::fs::read(dest.join(format!("c/{id}.zarr/measurements/reflectance/r10m/b04/c/0/0"))).unwrap();
-    let b = std::fs::read(local.join(format!("c/{id}.zarr/measurements/reflectance/r10m/b04/c/0/0"))).unwrap();
+    ok_json(&[
+        "workload",
+        "convert",
+        "--source",
+        product.to_str().unwrap(),
+        "--dest",
+        local.to_str().unwrap(),
+        "--collection",
+        "c",
+        "-o",
+        "json",
+    ]);
+    let a = std::fs::read(dest.join(format!(
+        "c/{id}.zarr/measurements/reflectance/r10m/b04/c/0/0"
+    )))
+    .unwrap();
+    let b = std::fs::read(local.join(format!(
+        "c/{id}.zarr/measurements/reflectance/r10m/b04/c/0/0"
+    )))
+    .unwrap();
     assert_eq!(a, b, "HTTP and local sources give the same shard");
 
     // A missing item is exit 2 (not retried), named.
-    let (code, _, err) = bin(&["workload", "convert", "--source", &format!("{base}/collections/s2/items/NOPE.json"), "--dest", dest.to_str().unwrap(), "--collection", "c"]);
+    let (code, _, err) = bin(&[
+        "workload",
+        "convert",
+        "--source",
+        &format!("{base}/collections/s2/items/NOPE.json"),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--collection",
+        "c",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("NOPE.json"), "{err}");
 }

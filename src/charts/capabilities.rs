@@ -20,8 +20,26 @@ pub struct Capabilities {
 /// (group/version, kinds, first minor served, last minor served) for the APIs
 /// charts choose between. Built-in resources only; CRDs add their own.
 const SERVED: &[(&str, &[&str], u64, u64)] = &[
-    ("v1", &["ConfigMap", "Secret", "Service", "ServiceAccount", "Namespace", "PersistentVolumeClaim", "Pod"], 0, u64::MAX),
-    ("apps/v1", &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"], 9, u64::MAX),
+    (
+        "v1",
+        &[
+            "ConfigMap",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+            "Namespace",
+            "PersistentVolumeClaim",
+            "Pod",
+        ],
+        0,
+        u64::MAX,
+    ),
+    (
+        "apps/v1",
+        &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"],
+        9,
+        u64::MAX,
+    ),
     ("batch/v1", &["Job"], 0, u64::MAX),
     ("batch/v1/CronJob", &[], 21, u64::MAX),
     ("batch/v1beta1", &["CronJob"], 8, 24),
@@ -30,10 +48,33 @@ const SERVED: &[(&str, &[&str], u64, u64)] = &[
     ("autoscaling/v1", &["HorizontalPodAutoscaler"], 0, u64::MAX),
     ("autoscaling/v2", &["HorizontalPodAutoscaler"], 23, u64::MAX),
     ("autoscaling/v2beta2", &["HorizontalPodAutoscaler"], 12, 25),
-    ("networking.k8s.io/v1", &["Ingress", "NetworkPolicy", "IngressClass"], 19, u64::MAX),
-    ("rbac.authorization.k8s.io/v1", &["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"], 8, u64::MAX),
-    ("apiextensions.k8s.io/v1", &["CustomResourceDefinition"], 16, u64::MAX),
-    ("admissionregistration.k8s.io/v1", &["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"], 16, u64::MAX),
+    (
+        "networking.k8s.io/v1",
+        &["Ingress", "NetworkPolicy", "IngressClass"],
+        19,
+        u64::MAX,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        &["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"],
+        8,
+        u64::MAX,
+    ),
+    (
+        "apiextensions.k8s.io/v1",
+        &["CustomResourceDefinition"],
+        16,
+        u64::MAX,
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        &[
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ],
+        16,
+        u64::MAX,
+    ),
     ("coordination.k8s.io/v1", &["Lease"], 14, u64::MAX),
     ("scheduling.k8s.io/v1", &["PriorityClass"], 14, u64::MAX),
     ("storage.k8s.io/v1", &["StorageClass"], 6, u64::MAX),
@@ -53,16 +94,27 @@ impl Capabilities {
             }
         }
         // `batch/v1/CronJob` is its own row: batch/v1 (Job) predates it.
-        Self { version: version.clone(), api_versions: api, source: "table" }
+        Self {
+            version: version.clone(),
+            api_versions: api,
+            source: "table",
+        }
     }
 
     /// Parse `v1.20.15` / `1.20.2` (a leading `v` and build metadata allowed).
     pub fn parse_version(s: &str) -> Option<semver::Version> {
         let t = s.trim().trim_start_matches('v');
         // Cluster versions carry build tags like `1.28.3+k3s1` or `-gke.100`.
-        let core: String = t.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let core: String = t
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
-        Some(semver::Version::new(parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+        Some(semver::Version::new(
+            parts.next()??,
+            parts.next()??,
+            parts.next().flatten().unwrap_or(0),
+        ))
     }
 
     /// What templates see as `Capabilities`.
@@ -110,7 +162,10 @@ mod tests {
         assert!(old.has("autoscaling/v2beta2") && !old.has("autoscaling/v2"));
         let new = Capabilities::for_version(&Capabilities::parse_version("1.31.2+k3s1").unwrap());
         assert!(new.has("batch/v1/CronJob") && !new.has("batch/v1beta1"));
-        assert!(new.has("policy/v1/PodDisruptionBudget") && new.has("autoscaling/v2/HorizontalPodAutoscaler"));
+        assert!(
+            new.has("policy/v1/PodDisruptionBudget")
+                && new.has("autoscaling/v2/HorizontalPodAutoscaler")
+        );
         assert_eq!(new.version, semver::Version::new(1, 31, 2));
     }
 }

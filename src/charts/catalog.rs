@@ -124,15 +124,24 @@ pub struct Catalog {
 fn read_tree(root: &Path, rel: &str) -> Result<Vec<(String, String)>, ChartError> {
     let mut out = Vec::new();
     let dir = root.join(rel);
-    let rd = std::fs::read_dir(&dir).map_err(|e| ChartError::Read { path: dir.display().to_string(), message: e.to_string() })?;
+    let rd = std::fs::read_dir(&dir).map_err(|e| ChartError::Read {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
     for entry in rd {
-        let entry = entry.map_err(|e| ChartError::Read { path: dir.display().to_string(), message: e.to_string() })?;
+        let entry = entry.map_err(|e| ChartError::Read {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let child = format!("{rel}/{name}");
         if entry.path().is_dir() {
             out.extend(read_tree(root, &child)?);
         } else {
-            let text = std::fs::read_to_string(entry.path()).map_err(|e| ChartError::Read { path: child.clone(), message: e.to_string() })?;
+            let text = std::fs::read_to_string(entry.path()).map_err(|e| ChartError::Read {
+                path: child.clone(),
+                message: e.to_string(),
+            })?;
             out.push((child, text));
         }
     }
@@ -168,8 +177,16 @@ pub fn available_stacks() -> BTreeMap<String, Stack> {
         .collect()
 }
 
-fn parse_yaml<T: serde::de::DeserializeOwned>(file: &str, text: &str, hint: &str) -> Result<T, ChartError> {
-    serde_saphyr::from_str(text).map_err(|e| ChartError::Parse { file: file.to_owned(), message: e.to_string(), hint: hint.to_owned() })
+fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+    hint: &str,
+) -> Result<T, ChartError> {
+    serde_saphyr::from_str(text).map_err(|e| ChartError::Parse {
+        file: file.to_owned(),
+        message: e.to_string(),
+        hint: hint.to_owned(),
+    })
 }
 
 /// A folder holding `charts/` and `stacks/` given on the command line
@@ -184,7 +201,10 @@ pub fn set_root(root: &Path) {
 /// Where charts come from: `--charts`, else `.` when `./charts` and
 /// `./stacks` both exist, else None (the embedded set).
 fn root() -> Option<std::path::PathBuf> {
-    ROOT.get().cloned().or_else(|| (Path::new("charts").is_dir() && Path::new("stacks").is_dir()).then(|| std::path::PathBuf::from(".")))
+    ROOT.get().cloned().or_else(|| {
+        (Path::new("charts").is_dir() && Path::new("stacks").is_dir())
+            .then(|| std::path::PathBuf::from("."))
+    })
 }
 
 impl Catalog {
@@ -212,18 +232,32 @@ impl Catalog {
     /// Build from (path, text) pairs: `charts/<chart>/…`, `charts/_lib/…`, `stacks/<name>.yaml`.
     pub fn from_files(mut files: Vec<(String, String)>) -> Result<Self, ChartError> {
         files.sort();
-        let digests = files.iter().map(|(p, t)| (p.clone(), crate::core::digest::sha256(t.as_bytes()))).collect();
-        let lib: Vec<(String, String)> = files.iter().filter(|(p, _)| p.starts_with("charts/_lib/")).cloned().collect();
+        let digests = files
+            .iter()
+            .map(|(p, t)| (p.clone(), crate::core::digest::sha256(t.as_bytes())))
+            .collect();
+        let lib: Vec<(String, String)> = files
+            .iter()
+            .filter(|(p, _)| p.starts_with("charts/_lib/"))
+            .cloned()
+            .collect();
         let mut by_chart: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut stacks = BTreeMap::new();
         for (path, text) in &files {
             let parts: Vec<&str> = path.split('/').collect();
             match parts.as_slice() {
                 ["charts", chart, ..] if !chart.starts_with('_') && parts.len() > 2 => {
-                    by_chart.entry((*chart).to_owned()).or_default().push((path.clone(), text.clone()));
+                    by_chart
+                        .entry((*chart).to_owned())
+                        .or_default()
+                        .push((path.clone(), text.clone()));
                 }
                 ["stacks", file] if file.ends_with(".yaml") => {
-                    let stack: Stack = parse_yaml(path, text, "a stack has `releases:`, each with name, chart, namespace and optional needs, values, secrets, wait")?;
+                    let stack: Stack = parse_yaml(
+                        path,
+                        text,
+                        "a stack has `releases:`, each with name, chart, namespace and optional needs, values, secrets, wait",
+                    )?;
                     stacks.insert(file.trim_end_matches(".yaml").to_owned(), stack);
                 }
                 _ => {}
@@ -233,15 +267,30 @@ impl Catalog {
         for (name, chart_files) in by_chart {
             charts.insert(name.clone(), load_chart(&name, &chart_files, &lib)?);
         }
-        Ok(Self { charts, stacks, files: digests })
+        Ok(Self {
+            charts,
+            stacks,
+            files: digests,
+        })
     }
 
     pub fn chart(&self, release: &str, name: &str) -> Result<&Chart, ChartError> {
-        self.charts.get(name).ok_or_else(|| ChartError::UnknownChart { release: release.to_owned(), chart: name.to_owned(), available: self.charts.keys().cloned().collect() })
+        self.charts
+            .get(name)
+            .ok_or_else(|| ChartError::UnknownChart {
+                release: release.to_owned(),
+                chart: name.to_owned(),
+                available: self.charts.keys().cloned().collect(),
+            })
     }
 
     pub fn stack(&self, name: &str) -> Result<&Stack, ChartError> {
-        self.stacks.get(name).ok_or_else(|| ChartError::UnknownStack { stack: name.to_owned(), available: self.stacks.keys().cloned().collect() })
+        self.stacks
+            .get(name)
+            .ok_or_else(|| ChartError::UnknownStack {
+                stack: name.to_owned(),
+                available: self.stacks.keys().cloned().collect(),
+            })
     }
 
     /// Every CRD any chart ships, by (group, kind): for validating custom
@@ -250,8 +299,16 @@ impl Catalog {
         let mut out = BTreeMap::new();
         for c in self.charts.values() {
             for (_, crd) in &c.crds {
-                let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_owned();
-                let kind = crd.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let group = crd
+                    .pointer("/spec/group")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let kind = crd
+                    .pointer("/spec/names/kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
                 out.insert((group, kind), crd);
             }
         }
@@ -259,20 +316,50 @@ impl Catalog {
     }
 }
 
-fn load_chart(name: &str, files: &[(String, String)], lib: &[(String, String)]) -> Result<Chart, ChartError> {
+fn load_chart(
+    name: &str,
+    files: &[(String, String)],
+    lib: &[(String, String)],
+) -> Result<Chart, ChartError> {
     let dir = format!("charts/{name}");
-    let get = |rel: &str| files.iter().find(|(p, _)| *p == format!("{dir}/{rel}")).map(|(_, t)| t.as_str());
+    let get = |rel: &str| {
+        files
+            .iter()
+            .find(|(p, _)| *p == format!("{dir}/{rel}"))
+            .map(|(_, t)| t.as_str())
+    };
     let meta_file = format!("{dir}/Chart.yaml");
-    let meta: ChartMeta = parse_yaml(&meta_file, get("Chart.yaml").ok_or_else(|| ChartError::Read { path: meta_file.clone(), message: "missing".into() })?, "Chart.yaml has name, version and optional appVersion, kubeVersion, description")?;
+    let meta: ChartMeta = parse_yaml(
+        &meta_file,
+        get("Chart.yaml").ok_or_else(|| ChartError::Read {
+            path: meta_file.clone(),
+            message: "missing".into(),
+        })?,
+        "Chart.yaml has name, version and optional appVersion, kubeVersion, description",
+    )?;
     if meta.name != name {
-        return Err(ChartError::Parse { file: meta_file, message: format!("name is `{}` but the folder is `{name}`", meta.name), hint: "make them the same".into() });
+        return Err(ChartError::Parse {
+            file: meta_file,
+            message: format!("name is `{}` but the folder is `{name}`", meta.name),
+            hint: "make them the same".into(),
+        });
     }
     let values = match get("values.yaml") {
-        Some(t) if !t.trim().is_empty() => parse_yaml(&format!("{dir}/values.yaml"), t, "values.yaml is a YAML map")?,
+        Some(t) if !t.trim().is_empty() => parse_yaml(
+            &format!("{dir}/values.yaml"),
+            t,
+            "values.yaml is a YAML map",
+        )?,
         _ => Value::Object(Default::default()),
     };
     let schema = get("values.schema.json")
-        .map(|t| serde_json::from_str(t).map_err(|e| ChartError::Parse { file: format!("{dir}/values.schema.json"), message: e.to_string(), hint: "a JSON Schema document".into() }))
+        .map(|t| {
+            serde_json::from_str(t).map_err(|e| ChartError::Parse {
+                file: format!("{dir}/values.schema.json"),
+                message: e.to_string(),
+                hint: "a JSON Schema document".into(),
+            })
+        })
         .transpose()?;
     let mut crds = Vec::new();
     let mut templates = Vec::new();
@@ -280,8 +367,17 @@ fn load_chart(name: &str, files: &[(String, String)], lib: &[(String, String)]) 
     for (path, text) in files {
         let rel = &path[dir.len() + 1..];
         if rel.starts_with("crds/") {
-            let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ChartError::Parse { file: path.clone(), message: e.to_string(), hint: "crds/ holds plain YAML CustomResourceDefinitions".into() })?;
-            crds.extend(docs.into_iter().filter(|d| !d.is_null()).map(|d| (path.clone(), d)));
+            let docs: Vec<Value> =
+                serde_saphyr::from_multiple(text).map_err(|e| ChartError::Parse {
+                    file: path.clone(),
+                    message: e.to_string(),
+                    hint: "crds/ holds plain YAML CustomResourceDefinitions".into(),
+                })?;
+            crds.extend(
+                docs.into_iter()
+                    .filter(|d| !d.is_null())
+                    .map(|d| (path.clone(), d)),
+            );
         } else if let Some(file) = rel.strip_prefix("templates/") {
             sources.push((path.clone(), text.clone()));
             if !file.starts_with('_') && (file.ends_with(".yaml") || file.ends_with(".yml")) {
@@ -291,5 +387,13 @@ fn load_chart(name: &str, files: &[(String, String)], lib: &[(String, String)]) 
     }
     templates.sort();
     let tera = super::engine::compile(&sources)?;
-    Ok(Chart { meta, dir, values, schema, templates, crds, tera })
+    Ok(Chart {
+        meta,
+        dir,
+        values,
+        schema,
+        templates,
+        crds,
+        tera,
+    })
 }

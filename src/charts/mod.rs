@@ -31,23 +31,51 @@ pub enum ChartError {
     #[error("cannot read {path}: {message}")]
     Read { path: String, message: String },
     #[error("{file}: {message}\n  hint: {hint}")]
-    Parse { file: String, message: String, hint: String },
+    Parse {
+        file: String,
+        message: String,
+        hint: String,
+    },
     #[error("{file}: {key}: {message}\n  hint: {hint}")]
-    Values { file: String, key: String, message: String, hint: String },
+    Values {
+        file: String,
+        key: String,
+        message: String,
+        hint: String,
+    },
     #[error("{0}")]
     Template(String),
     #[error("release `{release}` uses chart `{chart}`, which does not exist; charts: {}", available.join(", "))]
-    UnknownChart { release: String, chart: String, available: Vec<String> },
+    UnknownChart {
+        release: String,
+        chart: String,
+        available: Vec<String>,
+    },
     #[error("stack `{stack}` does not exist; stacks: {}", available.join(", "))]
-    UnknownStack { stack: String, available: Vec<String> },
+    UnknownStack {
+        stack: String,
+        available: Vec<String>,
+    },
     #[error("--set names release `{release}`, which the selected stacks do not declare; releases: {}", available.join(", "))]
-    UnknownRelease { release: String, available: Vec<String> },
+    UnknownRelease {
+        release: String,
+        available: Vec<String>,
+    },
     #[error("release `{release}` needs `{needs}`, which no selected stack declares")]
     UnknownNeed { release: String, needs: String },
     #[error("{template}: rendered YAML is not a Kubernetes object: {message}")]
     Manifest { template: String, message: String },
     #[error("{object} (from {template}): {message}\n  hint: {hint}")]
-    Invalid { object: String, template: String, message: String, hint: String },
+    Invalid {
+        object: String,
+        template: String,
+        message: String,
+        hint: String,
+    },
     #[error("chart `{chart}` needs Kubernetes {constraint}, the target is {version}")]
-    KubeVersion { chart: String, constraint: String, version: String },
+    KubeVersion {
+        chart: String,
+        constraint: String,
+        version: String,
+    },
 }

@@ -80,7 +80,12 @@ impl ObjectId {
             [ns, name] => (Some((*ns).to_owned()), *name),
             _ => return None,
         };
-        Some(Self { group: group.to_owned(), kind: kind.to_owned(), namespace, name: name.to_owned() })
+        Some(Self {
+            group: group.to_owned(),
+            kind: kind.to_owned(),
+            namespace,
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -107,7 +112,10 @@ pub struct Object {
 
 impl Object {
     pub fn api_version(&self) -> &str {
-        self.body.get("apiVersion").and_then(Value::as_str).unwrap_or_default()
+        self.body
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -171,24 +179,59 @@ pub fn order(kind: &str) -> usize {
 const IMMUTABLE: &[(&str, &[&str])] = &[
     ("Deployment.apps/", &["spec.selector"]),
     ("DaemonSet.apps/", &["spec.selector"]),
-    ("StatefulSet.apps/", &["spec.selector", "spec.serviceName", "spec.volumeClaimTemplates", "spec.podManagementPolicy"]),
+    (
+        "StatefulSet.apps/",
+        &[
+            "spec.selector",
+            "spec.serviceName",
+            "spec.volumeClaimTemplates",
+            "spec.podManagementPolicy",
+        ],
+    ),
     ("Job.batch/", &["spec.template", "spec.selector"]),
     ("Service/", &["spec.clusterIP"]),
-    ("PersistentVolumeClaim/", &["spec.accessModes", "spec.storageClassName", "spec.selector", "spec.volumeMode", "spec.volumeName"]),
+    (
+        "PersistentVolumeClaim/",
+        &[
+            "spec.accessModes",
+            "spec.storageClassName",
+            "spec.selector",
+            "spec.volumeMode",
+            "spec.volumeName",
+        ],
+    ),
     ("RoleBinding.rbac.authorization.k8s.io/", &["roleRef"]),
-    ("ClusterRoleBinding.rbac.authorization.k8s.io/", &["roleRef"]),
-    ("CustomResourceDefinition.apiextensions.k8s.io/", &["spec.scope", "spec.group", "spec.names.plural"]),
+    (
+        "ClusterRoleBinding.rbac.authorization.k8s.io/",
+        &["roleRef"],
+    ),
+    (
+        "CustomResourceDefinition.apiextensions.k8s.io/",
+        &["spec.scope", "spec.group", "spec.names.plural"],
+    ),
 ];
 
 /// Whether changing `path` of the object `key` needs delete + create.
 pub fn replaces(key: &str, path: &str) -> bool {
-    IMMUTABLE.iter().filter(|(k, _)| key.starts_with(k)).flat_map(|(_, paths)| paths.iter()).any(|p| path == *p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}[")))
+    IMMUTABLE
+        .iter()
+        .filter(|(k, _)| key.starts_with(k))
+        .flat_map(|(_, paths)| paths.iter())
+        .any(|p| {
+            path == *p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}["))
+        })
 }
 
 /// Whether deleting the object `key` loses data: a PVC's volume, every
 /// custom resource of a CRD, everything in a namespace.
 pub fn holds_data(key: &str) -> bool {
-    ["PersistentVolumeClaim/", "CustomResourceDefinition.apiextensions.k8s.io/", "Namespace/"].iter().any(|k| key.starts_with(k))
+    [
+        "PersistentVolumeClaim/",
+        "CustomResourceDefinition.apiextensions.k8s.io/",
+        "Namespace/",
+    ]
+    .iter()
+    .any(|k| key.starts_with(k))
 }
 
 /// The group of an `apiVersion` (`apps/v1` → `apps`, `v1` → ``).
@@ -204,20 +247,12 @@ pub fn version_of(api_version: &str) -> &str {
 /// Set a label, creating `metadata.labels` as needed.
 pub fn set_label(body: &mut Value, key: &str, value: &str) {
     if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-        let labels = meta.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Some(l) = labels.as_object_mut() {
             l.insert(key.to_owned(), Value::String(value.to_owned()));
         }
-    }
-}
-
-/// Every string in `v`, with its path (`spec.template.spec.containers[0].env[1].value`).
-pub fn strings<'a>(v: &'a Value, path: String, out: &mut Vec<(String, &'a str)>) {
-    match v {
-        Value::String(s) => out.push((path, s)),
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| strings(x, format!("{path}[{i}]"), out)),
-        Value::Object(m) => m.iter().for_each(|(k, x)| strings(x, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, out)),
-        _ => {}
     }
 }
 
@@ -227,18 +262,32 @@ mod tests {
 
     #[test]
     fn ids_round_trip() {
-        for key in ["Deployment.apps/stac/stac-api", "ConfigMap/argo/workflow-controller-configmap", "CustomResourceDefinition.apiextensions.k8s.io/workflows.argoproj.io", "Namespace/argo"] {
+        for key in [
+            "Deployment.apps/stac/stac-api",
+            "ConfigMap/argo/workflow-controller-configmap",
+            "CustomResourceDefinition.apiextensions.k8s.io/workflows.argoproj.io",
+            "Namespace/argo",
+        ] {
             assert_eq!(ObjectId::parse(key).unwrap().key(), key);
         }
         let id = ObjectId::parse("Namespace/argo").unwrap();
-        assert_eq!((id.kind.as_str(), id.namespace, id.name.as_str()), ("Namespace", None, "argo"));
+        assert_eq!(
+            (id.kind.as_str(), id.namespace, id.name.as_str()),
+            ("Namespace", None, "argo")
+        );
     }
 
     #[test]
     fn tokens_are_found() {
-        assert_eq!(tokens_in("postgres://u:((secret:db))@h/((secret:x))"), vec!["db", "x"]);
+        assert_eq!(
+            tokens_in("postgres://u:((secret:db))@h/((secret:x))"),
+            vec!["db", "x"]
+        );
         assert!(tokens_in("plain").is_empty());
-        assert!(order("Namespace") < order("CustomResourceDefinition") && order("CustomResourceDefinition") < order("Deployment"));
+        assert!(
+            order("Namespace") < order("CustomResourceDefinition")
+                && order("CustomResourceDefinition") < order("Deployment")
+        );
         assert!(order("Workflow") > order("ValidatingWebhookConfiguration"));
     }
 }

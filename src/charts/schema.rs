@@ -30,7 +30,16 @@ pub struct Violation {
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", if self.path.is_empty() { "(root)" } else { &self.path }, self.message)
+        write!(
+            f,
+            "{}: {}",
+            if self.path.is_empty() {
+                "(root)"
+            } else {
+                &self.path
+            },
+            self.message
+        )
     }
 }
 
@@ -58,18 +67,30 @@ fn is_type(v: &Value, t: &str) -> bool {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn check(schema: &Value, v: &Value, mode: Mode, path: &str, out: &mut Vec<Violation>) {
     let Some(s) = schema.as_object() else { return };
-    let mut fail = |message: String| out.push(Violation { path: path.to_owned(), message });
+    let mut fail = |message: String| {
+        out.push(Violation {
+            path: path.to_owned(),
+            message,
+        })
+    };
     if v.is_null() && s.get("nullable").and_then(Value::as_bool) == Some(true) {
         return;
     }
     if s.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
         if !(is_type(v, "integer") || is_type(v, "string")) {
-            fail(format!("expected an integer or a string, got {}", type_name(v)));
+            fail(format!(
+                "expected an integer or a string, got {}",
+                type_name(v)
+            ));
         }
         return;
     }
@@ -79,13 +100,22 @@ fn check(schema: &Value, v: &Value, mode: Mode, path: &str, out: &mut Vec<Violat
         _ => Vec::new(),
     };
     if !types.is_empty() && !types.iter().any(|t| is_type(v, t)) {
-        fail(format!("expected {}, got {} ({})", types.join(" or "), type_name(v), short(v)));
+        fail(format!(
+            "expected {}, got {} ({})",
+            types.join(" or "),
+            type_name(v),
+            short(v)
+        ));
         return;
     }
     if let Some(e) = s.get("enum").and_then(Value::as_array)
         && !e.contains(v)
     {
-        fail(format!("{} is not one of {}", short(v), e.iter().map(short).collect::<Vec<_>>().join(", ")));
+        fail(format!(
+            "{} is not one of {}",
+            short(v),
+            e.iter().map(short).collect::<Vec<_>>().join(", ")
+        ));
     }
     if let Some(c) = s.get("const")
         && c != v
@@ -120,8 +150,12 @@ fn check(schema: &Value, v: &Value, mode: Mode, path: &str, out: &mut Vec<Violat
             }
             if let Some(p) = s.get("pattern").and_then(Value::as_str) {
                 match regex::Regex::new(p) {
-                    Ok(re) if !re.is_match(t) => fail(format!("{} does not match the pattern {p}", short(v))),
-                    Err(e) => fail(format!("the schema's pattern {p} is not a valid regular expression: {e}")),
+                    Ok(re) if !re.is_match(t) => {
+                        fail(format!("{} does not match the pattern {p}", short(v)))
+                    }
+                    Err(e) => fail(format!(
+                        "the schema's pattern {p} is not a valid regular expression: {e}"
+                    )),
                     Ok(_) => {}
                 }
             }
@@ -144,13 +178,25 @@ fn check(schema: &Value, v: &Value, mode: Mode, path: &str, out: &mut Vec<Violat
             }
         }
         Value::Object(m) => {
-            for r in s.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+            for r in s
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 if !m.contains_key(r) {
-                    out.push(Violation { path: join(path, r), message: "is required".into() });
+                    out.push(Violation {
+                        path: join(path, r),
+                        message: "is required".into(),
+                    });
                 }
             }
             let props = s.get("properties").and_then(Value::as_object);
-            let preserve = s.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+            let preserve = s
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                == Some(true);
             let additional = s.get("additionalProperties");
             for (k, val) in m {
                 let p = join(path, k);
@@ -159,11 +205,21 @@ fn check(schema: &Value, v: &Value, mode: Mode, path: &str, out: &mut Vec<Violat
                     continue;
                 }
                 match additional {
-                    Some(Value::Bool(false)) => out.push(Violation { path: p, message: "unknown field".into() }),
+                    Some(Value::Bool(false)) => out.push(Violation {
+                        path: p,
+                        message: "unknown field".into(),
+                    }),
                     Some(a @ Value::Object(_)) => check(a, val, mode, &p, out),
                     Some(Value::Bool(true)) => {}
-                    _ if mode == Mode::Structural && !preserve && (props.is_some() || s.get("type").and_then(Value::as_str) == Some("object")) => {
-                        out.push(Violation { path: p, message: "unknown field (the API server would drop it)".into() })
+                    _ if mode == Mode::Structural
+                        && !preserve
+                        && (props.is_some()
+                            || s.get("type").and_then(Value::as_str) == Some("object")) =>
+                    {
+                        out.push(Violation {
+                            path: p,
+                            message: "unknown field (the API server would drop it)".into(),
+                        })
                     }
                     _ => {}
                 }
@@ -178,10 +234,20 @@ fn check(schema: &Value, v: &Value, mode: Mode, path: &str, out: &mut Vec<Violat
     }
     for key in ["anyOf", "oneOf"] {
         if let Some(subs) = s.get(key).and_then(Value::as_array) {
-            let matching = subs.iter().filter(|sub| validate_at(sub, v, mode, path).is_empty()).count();
-            let ok = if key == "anyOf" { matching >= 1 } else { matching == 1 };
+            let matching = subs
+                .iter()
+                .filter(|sub| validate_at(sub, v, mode, path).is_empty())
+                .count();
+            let ok = if key == "anyOf" {
+                matching >= 1
+            } else {
+                matching == 1
+            };
             if !ok {
-                out.push(Violation { path: path.to_owned(), message: format!("matches {matching} of the {key} alternatives") });
+                out.push(Violation {
+                    path: path.to_owned(),
+                    message: format!("matches {matching} of the {key} alternatives"),
+                });
             }
         }
     }
@@ -196,7 +262,11 @@ fn validate_at(schema: &Value, v: &Value, mode: Mode, path: &str) -> Vec<Violati
 /// A value shortened for messages.
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s }
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -223,13 +293,36 @@ mod tests {
     #[test]
     fn types_enums_ranges_and_paths() {
         let v = json!({"replicas": "3", "image": {"pullPolicy": "Sometimes"}, "port": 1.5, "env": [{"name": 1}]});
-        let got: Vec<String> = validate(&schema(), &v, Mode::JsonSchema).iter().map(ToString::to_string).collect();
-        assert!(got.contains(&"replicas: expected integer, got string (\"3\")".to_owned()), "{got:?}");
-        assert!(got.contains(&"image.repository: is required".to_owned()), "{got:?}");
-        assert!(got.iter().any(|g| g.starts_with("image.pullPolicy: \"Sometimes\" is not one of")), "{got:?}");
-        assert!(got.contains(&"port: expected an integer or a string, got number".to_owned()), "{got:?}");
-        assert!(got.contains(&"env[0].name: expected string, got integer (1)".to_owned()), "{got:?}");
-        assert!(validate(&schema(), &json!({"replicas": 0}), Mode::JsonSchema)[0].message.contains("minimum"));
+        let got: Vec<String> = validate(&schema(), &v, Mode::JsonSchema)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            got.contains(&"replicas: expected integer, got string (\"3\")".to_owned()),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"image.repository: is required".to_owned()),
+            "{got:?}"
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.starts_with("image.pullPolicy: \"Sometimes\" is not one of")),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"port: expected an integer or a string, got number".to_owned()),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&"env[0].name: expected string, got integer (1)".to_owned()),
+            "{got:?}"
+        );
+        assert!(
+            validate(&schema(), &json!({"replicas": 0}), Mode::JsonSchema)[0]
+                .message
+                .contains("minimum")
+        );
     }
 
     #[test]

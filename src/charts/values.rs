@@ -35,12 +35,16 @@ pub fn parse_set(s: &str) -> Result<(String, Value), ChartError> {
     };
     let (path, raw) = s.split_once('=').ok_or_else(|| bad("no `=`"))?;
     let mut keys = path.split('.');
-    let release = keys.next().filter(|r| !r.is_empty()).ok_or_else(|| bad("no release name"))?;
+    let release = keys
+        .next()
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| bad("no release name"))?;
     let keys: Vec<&str> = keys.collect();
     if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
         return Err(bad("no key after the release name"));
     }
-    let mut value: Value = serde_saphyr::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+    let mut value: Value =
+        serde_saphyr::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
     for k in keys.iter().rev() {
         let mut m = Map::new();
         m.insert((*k).to_owned(), value);
@@ -57,15 +61,27 @@ mod tests {
     #[test]
     fn layers_merge_maps_and_null_removes() {
         let mut v = json!({"a": {"b": 1, "c": 2}, "list": [1, 2], "gone": true});
-        merge(&mut v, &json!({"a": {"c": 3, "d": 4}, "list": [9], "gone": null}));
+        merge(
+            &mut v,
+            &json!({"a": {"c": 3, "d": 4}, "list": [9], "gone": null}),
+        );
         assert_eq!(v, json!({"a": {"b": 1, "c": 3, "d": 4}, "list": [9]}));
     }
 
     #[test]
     fn set_builds_a_nested_document() {
-        assert_eq!(parse_set("titiler.replicas=3").unwrap(), ("titiler".into(), json!({"replicas": 3})));
-        assert_eq!(parse_set("stac-api.image.tag=\"3\"").unwrap().1, json!({"image": {"tag": "3"}}));
-        assert_eq!(parse_set("x.a.b=true").unwrap().1, json!({"a": {"b": true}}));
+        assert_eq!(
+            parse_set("titiler.replicas=3").unwrap(),
+            ("titiler".into(), json!({"replicas": 3}))
+        );
+        assert_eq!(
+            parse_set("stac-api.image.tag=\"3\"").unwrap().1,
+            json!({"image": {"tag": "3"}})
+        );
+        assert_eq!(
+            parse_set("x.a.b=true").unwrap().1,
+            json!({"a": {"b": true}})
+        );
         assert!(parse_set("novalue").is_err());
         assert!(parse_set("release=1").is_err());
     }

@@ -27,21 +27,36 @@ struct Outcome<'a> {
 
 /// Plan (or read `saved`), get approval, apply, report. Exit 0, or the
 /// apply's errors.
-pub async fn run(cli: &Cli, operation: Operation, opts: &ApplyOpts, approve: &ApproveOpts, saved: Option<&Path>) -> Result<i32, Error> {
+pub async fn run(
+    cli: &Cli,
+    operation: Operation,
+    opts: &ApplyOpts,
+    approve: &ApproveOpts,
+    saved: Option<&Path>,
+) -> Result<i32, Error> {
     let mut session = open_session_with(cli, opts).await?;
-    let request = Request { operation, targets: opts.target.clone(), refresh: opts.refresh };
+    let request = Request {
+        operation,
+        targets: opts.target.clone(),
+        refresh: opts.refresh,
+    };
     let source = match saved {
         Some(path) => {
             let plan = SavedPlan::read(path)?;
             if !opts.target.is_empty() {
                 return Err(Error::Usage("--target cannot narrow a saved plan: the plan file already says what is applied".into()));
             }
-            Source::Saved { plan: Box::new(plan), path }
+            Source::Saved {
+                plan: Box::new(plan),
+                path,
+            }
         }
         None => Source::Fresh(&request),
     };
     let approval = approve.approval(saved.is_some());
-    let mut applied = session.converge(source, &approval, opts.lock_timeout, &Terminal::new(cli)).await?;
+    let mut applied = session
+        .converge(source, &approval, opts.lock_timeout, &Terminal::new(cli))
+        .await?;
     let errors = std::mem::take(&mut applied.report.errors);
     let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
     let r = &applied.report;
@@ -65,5 +80,9 @@ pub async fn run(cli: &Cli, operation: Operation, opts: &ApplyOpts, approve: &Ap
             r.deleted.len()
         ),
     }
-    if errors.is_empty() { Ok(0) } else { Err(Error::Apply(errors)) }
+    if errors.is_empty() {
+        Ok(0)
+    } else {
+        Err(Error::Apply(errors))
+    }
 }

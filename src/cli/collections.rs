@@ -59,13 +59,26 @@ struct CleanReport {
 fn load_doc(d: &Doc) -> Result<Value, Error> {
     let mut doc = match &d.file {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::Usage(format!("reading {}: {e}", p.display())))?;
-            serde_json::from_str::<Value>(&text).map_err(|e| Error::Usage(format!("{}:{}:{}: not JSON: {e}", p.display(), e.line(), e.column())))?
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::Usage(format!("reading {}: {e}", p.display())))?;
+            serde_json::from_str::<Value>(&text).map_err(|e| {
+                Error::Usage(format!(
+                    "{}:{}:{}: not JSON: {e}",
+                    p.display(),
+                    e.line(),
+                    e.column()
+                ))
+            })?
         }
         None => default_collection(&d.id, d.title.as_deref(), d.description.as_deref()),
     };
     match doc.get("id").and_then(Value::as_str) {
-        Some(id) if id != d.id => return Err(Error::Usage(format!("the document's id `{id}` differs from `{}`; make them equal", d.id))),
+        Some(id) if id != d.id => {
+            return Err(Error::Usage(format!(
+                "the document's id `{id}` differs from `{}`; make them equal",
+                d.id
+            )));
+        }
         _ => doc["id"] = Value::from(d.id.clone()),
     }
     if let Some(t) = &d.title {
@@ -87,29 +100,49 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
                 "updated"
             };
             match cli.output {
-                Output::Json => print_json(&serde_json::json!({"collection": d.id, "result": verb}))?,
+                Output::Json => {
+                    print_json(&serde_json::json!({"collection": d.id, "result": verb}))?
+                }
                 Output::Human => println!("{verb} collection {}", d.id),
             }
             Ok(0)
         }
-        Cmd::Clean { id, delete_data, dry_run, stac, s3 } => {
+        Cmd::Clean {
+            id,
+            delete_data,
+            dry_run,
+            stac,
+            s3,
+        } => {
             let client = stac.client()?;
             let items = client.items(id).await?;
-            let mut rep = CleanReport { collection: id.clone(), dry_run: *dry_run, items: items.len(), objects_deleted: 0, items_deleted: 0 };
+            let mut rep = CleanReport {
+                collection: id.clone(),
+                dry_run: *dry_run,
+                items: items.len(),
+                objects_deleted: 0,
+                items_deleted: 0,
+            };
             let opts = s3.opts(None);
             for item in &items {
                 let item_id = item["id"].as_str().unwrap_or_default();
                 if *delete_data {
                     for root in store_roots(item) {
                         let rest = root.trim_start_matches("s3://");
-                        let (bucket, key) = rest.split_once('/').ok_or_else(|| WorkloadError::Usage(format!("bad store href {root}")))?;
+                        let (bucket, key) = rest.split_once('/').ok_or_else(|| {
+                            WorkloadError::Usage(format!("bad store href {root}"))
+                        })?;
                         let s3c = opts.client(bucket).await?;
                         if *dry_run {
-                            rep.objects_deleted += crate::workload::io::list(&s3c, bucket, &format!("{key}/")).await?.len();
+                            rep.objects_deleted +=
+                                crate::workload::io::list(&s3c, bucket, &format!("{key}/"))
+                                    .await?
+                                    .len();
                         } else {
                             // Data first: an item is never left pointing at half-deleted data
                             // without the item itself still listing where the rest is.
-                            rep.objects_deleted += delete_prefix(&s3c, bucket, &format!("{key}/")).await?;
+                            rep.objects_deleted +=
+                                delete_prefix(&s3c, bucket, &format!("{key}/")).await?;
                         }
                     }
                 }
@@ -121,8 +154,22 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             match cli.output {
                 Output::Json => print_json(&rep)?,
                 Output::Human => {
-                    let verb = if rep.dry_run { "would delete" } else { "deleted" };
-                    println!("{}: {} items; {verb} {} items and {} objects", rep.collection, rep.items, if rep.dry_run { rep.items } else { rep.items_deleted }, rep.objects_deleted);
+                    let verb = if rep.dry_run {
+                        "would delete"
+                    } else {
+                        "deleted"
+                    };
+                    println!(
+                        "{}: {} items; {verb} {} items and {} objects",
+                        rep.collection,
+                        rep.items,
+                        if rep.dry_run {
+                            rep.items
+                        } else {
+                            rep.items_deleted
+                        },
+                        rep.objects_deleted
+                    );
                 }
             }
             Ok(0)

@@ -11,6 +11,11 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<i32, Error> {
-    clap_complete::generate(a.shell, &mut Cli::command(), "provisioner", &mut std::io::stdout());
+    clap_complete::generate(
+        a.shell,
+        &mut Cli::command(),
+        "provisioner",
+        &mut std::io::stdout(),
+    );
     Ok(0)
 }

@@ -31,7 +31,11 @@ use crate::plan::session::{Session, Ui};
 use crate::provider::Options;
 
 #[derive(Debug, Parser)]
-#[command(name = "provisioner", version, about = "From an empty OpenStack project to a working EO data platform, from one environment file")]
+#[command(
+    name = "provisioner",
+    version,
+    about = "From an empty OpenStack project to a working EO data platform, from one environment file"
+)]
 pub struct Cli {
     /// Folder of environment files (default: ./environments, else the embedded set).
     #[arg(long, global = true, env = "PROVISIONER_ENVIRONMENTS")]
@@ -167,7 +171,9 @@ impl ApproveOpts {
     pub fn approval(&self, saved_plan: bool) -> crate::plan::approval::Approval {
         crate::plan::approval::Approval {
             auto_approve: self.auto_approve,
-            allow_data_loss: crate::plan::approval::DataLossConsent::from_flags(&self.allow_data_loss),
+            allow_data_loss: crate::plan::approval::DataLossConsent::from_flags(
+                &self.allow_data_loss,
+            ),
             saved_plan,
         }
     }
@@ -175,7 +181,9 @@ impl ApproveOpts {
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s or 5m"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s or 5m"))?;
     match unit {
         "" | "s" => Ok(Duration::from_secs(n)),
         "ms" => Ok(Duration::from_millis(n)),
@@ -196,14 +204,24 @@ pub fn load_env(cli: &Cli, name: &str) -> Result<Loaded, Error> {
 /// The session of an environment: its state and the providers of its layers.
 pub async fn open_session(cli: &Cli, name: &str) -> Result<Session, Error> {
     let loaded = load_env(cli, name)?;
-    let conn = Options { cloud: cli.cloud.clone(), kubeconfig: cli.kubeconfig.clone(), context: cli.context.clone(), force_conflicts: cli.force_conflicts, no_wait: cli.no_wait };
+    let conn = Options {
+        cloud: cli.cloud.clone(),
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+        force_conflicts: cli.force_conflicts,
+        no_wait: cli.no_wait,
+    };
     Session::open(loaded, cli.state_dir.as_deref(), &conn).await
 }
 
 /// A session with the `--set` overrides of `opts`.
 pub async fn open_session_with(cli: &Cli, opts: &ApplyOpts) -> Result<Session, Error> {
     let mut session = open_session(cli, &opts.env).await?;
-    session.sets = opts.set.iter().map(|s| crate::charts::values::parse_set(s)).collect::<Result<_, _>>()?;
+    session.sets = opts
+        .set
+        .iter()
+        .map(|s| crate::charts::values::parse_set(s))
+        .collect::<Result<_, _>>()?;
     Ok(session)
 }
 
@@ -250,7 +268,10 @@ pub fn print_json(v: &impl Serialize) -> Result<(), Error> {
     serde_json::to_writer_pretty(&mut out, v)
         .map_err(std::io::Error::other)
         .and_then(|()| writeln!(out))
-        .map_err(|source| Error::Output { what: "JSON to stdout".into(), source })
+        .map_err(|source| Error::Output {
+            what: "JSON to stdout".into(),
+            source,
+        })
 }
 
 /// An error for machines (`--output json`): on stdout, versioned, with its
@@ -260,7 +281,10 @@ pub fn error_json(e: &Error) -> serde_json::Value {
         Error::Refused(r) => serde_json::to_value(r).ok(),
         Error::Env(env_err) => serde_json::to_value(env_err.problems()).ok(),
         Error::Apply(errors) => Some(serde_json::Value::Array(
-            errors.iter().map(|a| serde_json::json!({ "message": a.to_string(), "class": a.class() })).collect(),
+            errors
+                .iter()
+                .map(|a| serde_json::json!({ "message": a.to_string(), "class": a.class() }))
+                .collect(),
         )),
         _ => None,
     };
@@ -288,18 +312,32 @@ pub fn error_json(e: &Error) -> serde_json::Value {
 /// The error as the user sees it: what happened, where (with the source line
 /// for environment problems), and what to do.
 pub fn render_error(e: &Error) -> String {
-    let Error::Env(env_err) = e else { return format!("error: {e}") };
+    let Error::Env(env_err) = e else {
+        return format!("error: {e}");
+    };
     let problems = env_err.problems();
-    let mut out = format!("error: {} problem(s) in the environment file", problems.len());
+    let mut out = format!(
+        "error: {} problem(s) in the environment file",
+        problems.len()
+    );
     for p in problems {
         let head = match &p.location {
             Some(l) => format!("{l}: "),
             None => String::new(),
         };
-        let field = if p.field.is_empty() { String::new() } else { format!("{}: ", p.field) };
+        let field = if p.field.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", p.field)
+        };
         out.push_str(&format!("\n  {head}{field}{}", p.message));
         // The offending line, except where it may hold a secret value.
-        if let Some(snippet) = p.location.as_deref().filter(|_| !p.message.contains("secret")).and_then(snippet) {
+        if let Some(snippet) = p
+            .location
+            .as_deref()
+            .filter(|_| !p.message.contains("secret"))
+            .and_then(snippet)
+        {
             out.push_str(&snippet);
         }
         if let Some(h) = &p.hint {
@@ -315,5 +353,8 @@ fn snippet(loc: &str) -> Option<String> {
     let line: usize = parts.next()?.parse().ok()?;
     let text = std::fs::read_to_string(parts.next()?).ok()?;
     let src = text.lines().nth(line.checked_sub(1)?)?;
-    Some(format!("\n    {line:>4} | {src}\n         | {}^", " ".repeat(col.saturating_sub(1))))
+    Some(format!(
+        "\n    {line:>4} | {src}\n         | {}^",
+        " ".repeat(col.saturating_sub(1))
+    ))
 }

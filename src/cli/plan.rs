@@ -32,7 +32,16 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
         (_, true) => Operation::Deploy,
         _ => Operation::Up,
     };
-    let plan = session.plan(state, &Request { operation, targets: args.opts.target.clone(), refresh: args.opts.refresh }).await?;
+    let plan = session
+        .plan(
+            state,
+            &Request {
+                operation,
+                targets: args.opts.target.clone(),
+                refresh: args.opts.refresh,
+            },
+        )
+        .await?;
     if let Some(path) = &args.out {
         SavedPlan::new(&plan, session.env_name(), session.inputs()).write(path)?;
     }
@@ -42,7 +51,12 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
         Output::Human => {
             print!("{}", human(&doc));
             if let Some(p) = &args.out {
-                println!("Saved the plan to {}; apply exactly it with `provisioner up {} --plan {}`.", p.display(), args.opts.env, p.display());
+                println!(
+                    "Saved the plan to {}; apply exactly it with `provisioner up {} --plan {}`.",
+                    p.display(),
+                    args.opts.env,
+                    p.display()
+                );
             }
         }
     }

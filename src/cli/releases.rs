@@ -18,7 +18,17 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
             .iter()
             .map(|(addr, rec, hist)| {
                 let history = match hist {
-                    Ok(h) => serde_json::Value::Array(h.iter().map(|r| { let mut r = r.clone(); if let Some(m) = r.as_object_mut() { m.remove("attrs"); } r }).collect()),
+                    Ok(h) => serde_json::Value::Array(
+                        h.iter()
+                            .map(|r| {
+                                let mut r = r.clone();
+                                if let Some(m) = r.as_object_mut() {
+                                    m.remove("attrs");
+                                }
+                                r
+                            })
+                            .collect(),
+                    ),
                     Err(e) => serde_json::json!({ "error": e.to_string() }),
                 };
                 serde_json::json!({
@@ -34,8 +44,23 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
         return print_json(&docs).map(|()| 0);
     }
     for (addr, rec, hist) in &releases {
-        let s = |k: &str| rec.attrs.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
-        println!("{}  {}  chart {} {}  revision {}", addr.name(), s("namespace"), s("chart"), s("chart_version"), rec.outputs.get("revision").map_or("-".into(), ToString::to_string));
+        let s = |k: &str| {
+            rec.attrs
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        println!(
+            "{}  {}  chart {} {}  revision {}",
+            addr.name(),
+            s("namespace"),
+            s("chart"),
+            s("chart_version"),
+            rec.outputs
+                .get("revision")
+                .map_or("-".into(), ToString::to_string)
+        );
         match hist {
             Ok(h) => {
                 for r in h {
@@ -50,7 +75,10 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
                     );
                 }
             }
-            Err(e) => println!("    (history unavailable: {})", e.to_string().lines().next().unwrap_or_default()),
+            Err(e) => println!(
+                "    (history unavailable: {})",
+                e.to_string().lines().next().unwrap_or_default()
+            ),
         }
     }
     if releases.is_empty() {

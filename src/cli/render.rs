@@ -30,11 +30,40 @@ pub struct Args {
 pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let loaded = load_env(cli, &args.env)?;
     let catalog = Catalog::discover()?;
-    let sets: Vec<(String, Value)> = args.set.iter().map(|s| crate::charts::values::parse_set(s)).collect::<Result<_, _>>()?;
-    let model = desired(&loaded.env, &Inputs { catalog: Some(&catalog), capabilities: None, sets: &sets, revisions: Default::default() })?;
-    let releases: Vec<_> = model.iter().filter(|d| d.spec.kind == "release").filter(|d| args.release.is_empty() || args.release.iter().any(|r| r == d.address.name())).collect();
-    if let Some(missing) = args.release.iter().find(|r| !releases.iter().any(|d| d.address.name() == r.as_str())) {
-        return Err(Error::Usage(format!("no release `{missing}` in `{}`; releases: {}", loaded.env.name, model.iter().filter(|d| d.spec.kind == "release").map(|d| d.address.name()).collect::<Vec<_>>().join(", "))));
+    let sets: Vec<(String, Value)> = args
+        .set
+        .iter()
+        .map(|s| crate::charts::values::parse_set(s))
+        .collect::<Result<_, _>>()?;
+    let model = desired(
+        &loaded.env,
+        &Inputs {
+            catalog: Some(&catalog),
+            capabilities: None,
+            sets: &sets,
+            revisions: Default::default(),
+        },
+    )?;
+    let releases: Vec<_> = model
+        .iter()
+        .filter(|d| d.spec.kind == "release")
+        .filter(|d| args.release.is_empty() || args.release.iter().any(|r| r == d.address.name()))
+        .collect();
+    if let Some(missing) = args
+        .release
+        .iter()
+        .find(|r| !releases.iter().any(|d| d.address.name() == r.as_str()))
+    {
+        return Err(Error::Usage(format!(
+            "no release `{missing}` in `{}`; releases: {}",
+            loaded.env.name,
+            model
+                .iter()
+                .filter(|d| d.spec.kind == "release")
+                .map(|d| d.address.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     if cli.output == Output::Json {
         let docs: Vec<Value> = releases.iter().map(|d| serde_json::json!({ "release": d.address.name(), "namespace": d.attrs.get("namespace"), "objects": d.attrs.get("objects") })).collect();
@@ -42,15 +71,30 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     }
     for (i, d) in releases.iter().enumerate() {
         let mut text = String::new();
-        for (key, body) in d.attrs.get("objects").and_then(Value::as_object).into_iter().flatten() {
-            let yaml = serde_saphyr::to_string(body).map_err(|e| Error::Output { what: format!("YAML of {key}"), source: std::io::Error::other(e) })?;
+        for (key, body) in d
+            .attrs
+            .get("objects")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let yaml = serde_saphyr::to_string(body).map_err(|e| Error::Output {
+                what: format!("YAML of {key}"),
+                source: std::io::Error::other(e),
+            })?;
             let _ = write!(text, "---\n# {key} (release {})\n{yaml}", d.address.name());
         }
         match &args.out {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| Error::Output { what: dir.display().to_string(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| Error::Output {
+                    what: dir.display().to_string(),
+                    source,
+                })?;
                 let path = dir.join(format!("{:02}-{}.yaml", i + 1, d.address.name()));
-                std::fs::write(&path, text).map_err(|source| Error::Output { what: path.display().to_string(), source })?;
+                std::fs::write(&path, text).map_err(|source| Error::Output {
+                    what: path.display().to_string(),
+                    source,
+                })?;
                 eprintln!("wrote {}", path.display());
             }
             None => print!("{text}"),

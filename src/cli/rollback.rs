@@ -26,11 +26,31 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let mut session = open_session(cli, &args.env).await?;
-    let applied = session.rollback(&args.release, args.to, &args.approve.approval(false), args.lock_timeout, &Terminal::new(cli)).await?;
-    let revision = session.store.load().await?.resources.get(&crate::core::Address::new("release", &args.release)).and_then(|r| r.outputs.get("revision").cloned());
+    let applied = session
+        .rollback(
+            &args.release,
+            args.to,
+            &args.approve.approval(false),
+            args.lock_timeout,
+            &Terminal::new(cli),
+        )
+        .await?;
+    let revision = session
+        .store
+        .load()
+        .await?
+        .resources
+        .get(&crate::core::Address::new("release", &args.release))
+        .and_then(|r| r.outputs.get("revision").cloned());
     match cli.output {
-        Output::Json => print_json(&serde_json::json!({ "release": args.release, "revision": revision, "summary": applied.summary }))?,
-        Output::Human => println!("rolled back `{}`: now revision {}", args.release, revision.map_or("?".into(), |r| r.to_string())),
+        Output::Json => print_json(
+            &serde_json::json!({ "release": args.release, "revision": revision, "summary": applied.summary }),
+        )?,
+        Output::Human => println!(
+            "rolled back `{}`: now revision {}",
+            args.release,
+            revision.map_or("?".into(), |r| r.to_string())
+        ),
     }
     Ok(0)
 }

@@ -13,7 +13,10 @@ pub enum Cmd {
     /// Resources recorded for an environment.
     List { env: String },
     /// One record (or all) in detail; sealed secrets stay sealed.
-    Show { env: String, address: Option<String> },
+    Show {
+        env: String,
+        address: Option<String>,
+    },
     /// Remove a stuck lock; the lock id is printed in the "locked by" error.
     Unlock { env: String, lock_id: String },
     /// Forget a record without touching the resource (it is adopted or recreated later).
@@ -50,25 +53,46 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             let rows: Vec<Row> = state
                 .resources
                 .iter()
-                .map(|(a, r)| Row { address: a, kind: &r.kind, id: r.id.as_deref(), status: r.status, sealed_secrets: r.sealed.is_some() })
+                .map(|(a, r)| Row {
+                    address: a,
+                    kind: &r.kind,
+                    id: r.id.as_deref(),
+                    status: r.status,
+                    sealed_secrets: r.sealed.is_some(),
+                })
                 .collect();
             if matches!(cmd, Cmd::Show { .. }) {
                 print_records(cli, &state.resources.iter().collect::<Vec<_>>())?;
             } else if cli.output == Output::Json {
-                print_json(&serde_json::json!({ "environment": session.env_name(), "serial": state.serial, "lineage": state.lineage, "resources": rows }))?;
+                print_json(
+                    &serde_json::json!({ "environment": session.env_name(), "serial": state.serial, "lineage": state.lineage, "resources": rows }),
+                )?;
             } else {
                 for r in &rows {
-                    let status = if r.status == Status::Ready { String::new() } else { format!("  ({:?})", r.status).to_lowercase() };
+                    let status = if r.status == Status::Ready {
+                        String::new()
+                    } else {
+                        format!("  ({:?})", r.status).to_lowercase()
+                    };
                     println!("{}  {}{status}", r.address, r.id.unwrap_or("-"));
                 }
             }
             Ok(0)
         }
-        Cmd::Show { env, address: Some(a) } => {
+        Cmd::Show {
+            env,
+            address: Some(a),
+        } => {
             let state = open_session(cli, env).await?.store.load().await?;
-            let found: Vec<_> = state.resources.iter().filter(|(k, _)| k.matches(a)).collect();
+            let found: Vec<_> = state
+                .resources
+                .iter()
+                .filter(|(k, _)| k.matches(a))
+                .collect();
             if found.is_empty() {
-                return Err(Error::Usage(format!("no record matches `{a}` in the state of `{env}`; `provisioner state list {env}` shows what there is")));
+                return Err(Error::Usage(format!(
+                    "no record matches `{a}` in the state of `{env}`; `provisioner state list {env}` shows what there is"
+                )));
             }
             print_records(cli, &found)?;
             Ok(0)
@@ -78,7 +102,10 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             let info = session.store.backend.force_unlock(lock_id).await?;
             match cli.output {
                 Output::Json => print_json(&info)?,
-                Output::Human => println!("removed lock {} held by {}@{} (pid {}) since {}", info.id, info.owner, info.host, info.pid, info.created_at),
+                Output::Human => println!(
+                    "removed lock {} held by {}@{} (pid {}) since {}",
+                    info.id, info.owner, info.host, info.pid, info.created_at
+                ),
             }
             Ok(0)
         }
@@ -88,9 +115,15 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             let lock = store.lock("state rm", std::time::Duration::ZERO).await?;
             let result = async {
                 let mut state = store.load().await?;
-                let addr = Address::parse(address).ok_or_else(|| Error::Usage(format!("`{address}` is not an address like bucket.workload")))?;
+                let addr = Address::parse(address).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "`{address}` is not an address like bucket.workload"
+                    ))
+                })?;
                 if state.resources.remove(&addr).is_none() {
-                    return Err(Error::Usage(format!("no record `{address}` in the state of `{env}`")));
+                    return Err(Error::Usage(format!(
+                        "no record `{address}` in the state of `{env}`"
+                    )));
                 }
                 store.save(&mut state, lock.as_ref()).await?;
                 println!("forgot {address}; the resource itself was not touched");
@@ -103,7 +136,9 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
         Cmd::Rebuild { env, target } => {
             let session = open_session(cli, env).await?;
             let store = &session.store;
-            let lock = store.lock("state rebuild", std::time::Duration::ZERO).await?;
+            let lock = store
+                .lock("state rebuild", std::time::Duration::ZERO)
+                .await?;
             let result = async {
                 let mut state = store.load().await?;
                 let mut found = Vec::new();
@@ -137,7 +172,12 @@ fn print_records(cli: &Cli, recs: &[(&Address, &Record)]) -> Result<(), Error> {
         return print_json(&m);
     }
     for (a, r) in recs {
-        println!("{a}\n  kind: {}\n  id: {}\n  status: {:?}", r.kind, r.id.as_deref().unwrap_or("-"), r.status);
+        println!(
+            "{a}\n  kind: {}\n  id: {}\n  status: {:?}",
+            r.kind,
+            r.id.as_deref().unwrap_or("-"),
+            r.status
+        );
         for (k, v) in &r.attrs {
             println!("  {k}: {v}");
         }

@@ -19,5 +19,12 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
-    super::apply::run(cli, Operation::Up, &args.opts, &args.approve, args.plan.as_deref()).await
+    super::apply::run(
+        cli,
+        Operation::Up,
+        &args.opts,
+        &args.approve,
+        args.plan.as_deref(),
+    )
+    .await
 }

@@ -23,7 +23,11 @@ struct Verdict {
 
 pub fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     let source = Source::discover(cli.environments.as_deref());
-    let names: Vec<String> = if args.envs.is_empty() { shipped(&source) } else { args.envs.clone() };
+    let names: Vec<String> = if args.envs.is_empty() {
+        shipped(&source)
+    } else {
+        args.envs.clone()
+    };
     let verdicts: Vec<Verdict> = names
         .iter()
         .map(|n| match load(&source, n) {
@@ -34,7 +38,13 @@ pub fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
                 errors: Vec::new(),
                 warnings: l.warnings,
             },
-            Err(e) => Verdict { environment: n.clone(), valid: false, files: Vec::new(), errors: e.problems(), warnings: Vec::new() },
+            Err(e) => Verdict {
+                environment: n.clone(),
+                valid: false,
+                files: Vec::new(),
+                errors: e.problems(),
+                warnings: Vec::new(),
+            },
         })
         .collect();
     let ok = verdicts.iter().all(|v| v.valid);
@@ -61,13 +71,21 @@ pub fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
 
 /// Every environment file except pure bases (files nothing names directly: base.yaml).
 fn shipped(source: &Source) -> Vec<String> {
-    let mut v: Vec<String> = ["staging", "production", "ci", "lab"].iter().map(|s| (*s).to_owned()).collect();
+    let mut v: Vec<String> = ["staging", "production", "ci", "lab"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     if let Source::Dir(d) = source
         && let Ok(rd) = std::fs::read_dir(d)
     {
         v = rd
             .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")).map(str::to_owned))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".yaml"))
+                    .map(str::to_owned)
+            })
             .filter(|n| n != "base")
             .collect();
         v.sort();

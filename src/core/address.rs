@@ -83,8 +83,15 @@ impl Ref {
     /// The reference `v` is, if it is one.
     pub fn parse(v: &Value) -> Option<Ref> {
         let Value::Object(m) = v else { return None };
-        let address = m.get("ref").and_then(Value::as_str).and_then(Address::parse)?;
-        let select = match (m.len(), m.get("output").and_then(Value::as_str), m.get("secret").and_then(Value::as_str)) {
+        let address = m
+            .get("ref")
+            .and_then(Value::as_str)
+            .and_then(Address::parse)?;
+        let select = match (
+            m.len(),
+            m.get("output").and_then(Value::as_str),
+            m.get("secret").and_then(Value::as_str),
+        ) {
             (1, _, _) => Select::Id,
             (2, Some(o), None) => Select::Output(o.to_owned()),
             (2, None, Some(s)) => Select::Secret(s.to_owned()),
@@ -143,8 +150,14 @@ mod tests {
     fn references_select_id_output_or_secret() {
         let a = Address::new("secret", "db");
         assert_eq!(Ref::parse(&Ref::id(&a)).unwrap().select, Select::Id);
-        assert_eq!(Ref::parse(&Ref::output(&a, "address")).unwrap().select, Select::Output("address".into()));
-        assert_eq!(Ref::parse(&Ref::secret(&a, "value")).unwrap().select, Select::Secret("value".into()));
+        assert_eq!(
+            Ref::parse(&Ref::output(&a, "address")).unwrap().select,
+            Select::Output("address".into())
+        );
+        assert_eq!(
+            Ref::parse(&Ref::secret(&a, "value")).unwrap().select,
+            Select::Secret("value".into())
+        );
         // Anything else is plain data, not a reference.
         assert!(Ref::parse(&json!({"ref": "secret.db", "output": "a", "secret": "b"})).is_none());
         assert!(Ref::parse(&json!({"ref": "nodot"})).is_none());

@@ -25,6 +25,9 @@ pub fn sha256_json(v: &impl serde::Serialize) -> String {
 mod tests {
     #[test]
     fn known_digest() {
-        assert_eq!(super::sha256(b"abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            super::sha256(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod address;
 pub mod digest;
+pub mod json;
 pub mod secret;
+pub mod wait;
 
 pub use address::{Address, Ref, Select};
 pub use secret::Secret;

@@ -10,8 +10,14 @@ use super::validate;
 /// is present (so `provisioner plan staging` works from any directory).
 const EMBEDDED: &[(&str, &str)] = &[
     ("base.yaml", include_str!("../../environments/base.yaml")),
-    ("staging.yaml", include_str!("../../environments/staging.yaml")),
-    ("production.yaml", include_str!("../../environments/production.yaml")),
+    (
+        "staging.yaml",
+        include_str!("../../environments/staging.yaml"),
+    ),
+    (
+        "production.yaml",
+        include_str!("../../environments/production.yaml"),
+    ),
     ("ci.yaml", include_str!("../../environments/ci.yaml")),
     ("lab.yaml", include_str!("../../environments/lab.yaml")),
 ];
@@ -28,7 +34,9 @@ impl Source {
     pub fn discover(explicit: Option<&Path>) -> Source {
         match explicit {
             Some(p) => Source::Dir(p.to_path_buf()),
-            None if Path::new("environments").is_dir() => Source::Dir(PathBuf::from("environments")),
+            None if Path::new("environments").is_dir() => {
+                Source::Dir(PathBuf::from("environments"))
+            }
             None => Source::Embedded,
         }
     }
@@ -37,7 +45,10 @@ impl Source {
         match self {
             Source::Dir(dir) => {
                 let path = dir.join(rel);
-                let text = std::fs::read_to_string(&path).map_err(|source| EnvError::Read { path: path.clone(), source })?;
+                let text = std::fs::read_to_string(&path).map_err(|source| EnvError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
                 Ok((path, text))
             }
             Source::Embedded => {
@@ -45,7 +56,12 @@ impl Source {
                 EMBEDDED
                     .iter()
                     .find(|(n, _)| *n == name)
-                    .map(|(n, t)| (PathBuf::from(format!("<embedded>/environments/{n}")), (*t).to_owned()))
+                    .map(|(n, t)| {
+                        (
+                            PathBuf::from(format!("<embedded>/environments/{n}")),
+                            (*t).to_owned(),
+                        )
+                    })
                     .ok_or_else(|| EnvError::Read {
                         path: PathBuf::from(format!("<embedded>/environments/{name}")),
                         source: std::io::Error::from(std::io::ErrorKind::NotFound),
@@ -59,11 +75,19 @@ impl Source {
             Source::Dir(dir) => std::fs::read_dir(dir)
                 .map(|rd| {
                     rd.filter_map(Result::ok)
-                        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")).map(str::to_owned))
+                        .filter_map(|e| {
+                            e.file_name()
+                                .to_str()
+                                .and_then(|n| n.strip_suffix(".yaml"))
+                                .map(str::to_owned)
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
-            Source::Embedded => EMBEDDED.iter().map(|(n, _)| n.trim_end_matches(".yaml").to_owned()).collect(),
+            Source::Embedded => EMBEDDED
+                .iter()
+                .map(|(n, _)| n.trim_end_matches(".yaml").to_owned())
+                .collect(),
         };
         names.sort();
         names
@@ -113,15 +137,25 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
     #[error("no environment `{name}` in {where_}; available: {}. Add environments/{name}.yaml or a template whose `template.pattern` matches it", available.join(", "))]
-    NotFound { name: String, where_: String, available: Vec<String> },
+    NotFound {
+        name: String,
+        where_: String,
+        available: Vec<String>,
+    },
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Parse(#[from] ParseError),
     #[error("{at}: `extends` forms a cycle: {}\n  hint: a file may not extend itself, directly or through others", chain.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" -> "))]
     Cycle { at: Loc, chain: Vec<PathBuf> },
     #[error("{} problem(s) in environment `{name}`:\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { name: String, problems: Vec<Problem> },
+    Invalid {
+        name: String,
+        problems: Vec<Problem>,
+    },
 }
 
 impl EnvError {
@@ -130,7 +164,11 @@ impl EnvError {
             EnvError::Cycle { at, .. } => vec![Problem {
                 location: Some(at.to_string()),
                 field: "extends".into(),
-                message: self.to_string().split_once(": ").map(|(_, m)| m.to_owned()).unwrap_or_default(),
+                message: self
+                    .to_string()
+                    .split_once(": ")
+                    .map(|(_, m)| m.to_owned())
+                    .unwrap_or_default(),
                 hint: None,
             }],
             EnvError::Invalid { problems, .. } => problems.clone(),
@@ -140,7 +178,12 @@ impl EnvError {
                 message: p.message.clone(),
                 hint: Some("fix the YAML syntax at that position".into()),
             }],
-            other => vec![Problem { location: None, field: String::new(), message: other.to_string(), hint: None }],
+            other => vec![Problem {
+                location: None,
+                field: String::new(),
+                message: other.to_string(),
+                hint: None,
+            }],
         }
     }
 }
@@ -151,12 +194,19 @@ pub fn load(source: &Source, name: &str) -> Result<Loaded, EnvError> {
     let mut read = Vec::new();
     let mut merged = read_tree(&source, &rel, &mut read, &mut Vec::new(), None)?;
     let (files, digests) = read.into_iter().unzip();
-    let template = merged.get("template").and_then(|t| t.get("pattern")).and_then(Node::as_str).map(str::to_owned);
+    let template = merged
+        .get("template")
+        .and_then(|t| t.get("pattern"))
+        .and_then(Node::as_str)
+        .map(str::to_owned);
     let env_name = match (&template, env_name) {
         // Validating the template file itself: instantiate it with an example name.
         (Some(pattern), None) => pattern.replace('*', "example"),
         (_, Some(n)) => n,
-        (None, None) => rel.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        (None, None) => rel
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     };
     strip_keys(&mut merged, &["extends", "template"]);
     substitute(&mut merged, &env_name);
@@ -168,7 +218,12 @@ pub fn load(source: &Source, name: &str) -> Result<Loaded, EnvError> {
         let (field, loc) = locate_serde_error(&index, &field, &message);
         EnvError::Invalid {
             name: env_name.clone(),
-            problems: vec![Problem { location: loc.map(|l| l.to_string()), field, hint: hint_for(&message), message }],
+            problems: vec![Problem {
+                location: loc.map(|l| l.to_string()),
+                field,
+                hint: hint_for(&message),
+                message,
+            }],
         }
     })?;
     if env.name.is_empty() {
@@ -176,9 +231,18 @@ pub fn load(source: &Source, name: &str) -> Result<Loaded, EnvError> {
     }
     let (errors, warnings) = validate::check(&env, &json, &index);
     if !errors.is_empty() {
-        return Err(EnvError::Invalid { name: env_name, problems: errors });
+        return Err(EnvError::Invalid {
+            name: env_name,
+            problems: errors,
+        });
     }
-    Ok(Loaded { env, files, digests, index, warnings })
+    Ok(Loaded {
+        env,
+        files,
+        digests,
+        index,
+        warnings,
+    })
 }
 
 /// Name → (source, file relative to it, instantiated name if any).
@@ -196,9 +260,16 @@ fn resolve(source: &Source, name: &str) -> Result<(Source, PathBuf, Option<Strin
     }
     for candidate in source.list() {
         let rel = PathBuf::from(format!("{candidate}.yaml"));
-        let Ok((path, text)) = source.read(&rel) else { continue };
-        let Ok(tree) = Node::parse(&text, &path) else { continue };
-        if let Some(pattern) = tree.get("template").and_then(|t| t.get("pattern")).and_then(Node::as_str)
+        let Ok((path, text)) = source.read(&rel) else {
+            continue;
+        };
+        let Ok(tree) = Node::parse(&text, &path) else {
+            continue;
+        };
+        if let Some(pattern) = tree
+            .get("template")
+            .and_then(|t| t.get("pattern"))
+            .and_then(Node::as_str)
             && matches_pattern(pattern, name)
         {
             return Ok((source.clone(), rel, Some(name.to_owned())));
@@ -216,28 +287,58 @@ fn resolve(source: &Source, name: &str) -> Result<(Source, PathBuf, Option<Strin
 
 /// `ci-*` matches `ci-1234`; names stay DNS-label safe.
 pub fn matches_pattern(pattern: &str, name: &str) -> bool {
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     match pattern.split_once('*') {
         Some((pre, post)) => {
-            valid && name.len() > pre.len() + post.len() && name.starts_with(pre) && name.ends_with(post)
+            valid
+                && name.len() > pre.len() + post.len()
+                && name.starts_with(pre)
+                && name.ends_with(post)
         }
         None => pattern == name,
     }
 }
 
-fn read_tree(source: &Source, rel: &Path, files: &mut Vec<(PathBuf, String)>, chain: &mut Vec<PathBuf>, from: Option<Loc>) -> Result<Node, EnvError> {
+fn read_tree(
+    source: &Source,
+    rel: &Path,
+    files: &mut Vec<(PathBuf, String)>,
+    chain: &mut Vec<PathBuf>,
+    from: Option<Loc>,
+) -> Result<Node, EnvError> {
     let (path, text) = source.read(rel)?;
     if chain.contains(&path) {
         chain.push(path.clone());
-        let at = from.unwrap_or(Loc { file: path, line: 1, column: 1 });
-        return Err(EnvError::Cycle { at, chain: chain.clone() });
+        let at = from.unwrap_or(Loc {
+            file: path,
+            line: 1,
+            column: 1,
+        });
+        return Err(EnvError::Cycle {
+            at,
+            chain: chain.clone(),
+        });
     }
     chain.push(path.clone());
     let tree = Node::parse(&text, &path)?;
     let parents: Vec<(String, Loc)> = match tree.get("extends") {
         None => Vec::new(),
-        Some(n @ Node { value: NodeValue::Str(s), .. }) => vec![(s.clone(), n.loc.clone())],
-        Some(Node { value: NodeValue::Seq(items), .. }) => items.iter().filter_map(|n| n.as_str().map(|s| (s.to_owned(), n.loc.clone()))).collect(),
+        Some(
+            n @ Node {
+                value: NodeValue::Str(s),
+                ..
+            },
+        ) => vec![(s.clone(), n.loc.clone())],
+        Some(Node {
+            value: NodeValue::Seq(items),
+            ..
+        }) => items
+            .iter()
+            .filter_map(|n| n.as_str().map(|s| (s.to_owned(), n.loc.clone())))
+            .collect(),
         Some(_) => Vec::new(), // typed pass reports the wrong shape
     };
     let mut merged: Option<Node> = None;
@@ -279,7 +380,15 @@ fn locate_serde_error(index: &LocIndex, path: &str, message: &str) -> (String, O
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((key, _)) = rest.split_once('`')
     {
-        let full = if path.is_empty() || path.ends_with(key) { if path.is_empty() { key.to_owned() } else { path.to_owned() } } else { format!("{path}.{key}") };
+        let full = if path.is_empty() || path.ends_with(key) {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                path.to_owned()
+            }
+        } else {
+            format!("{path}.{key}")
+        };
         return (full.clone(), index.key(&full).cloned());
     }
     (path.to_owned(), index.find(path).cloned())
@@ -287,7 +396,10 @@ fn locate_serde_error(index: &LocIndex, path: &str, message: &str) -> (String, O
 
 fn hint_for(message: &str) -> Option<String> {
     if message.starts_with("unknown field") {
-        Some("remove the key or fix its spelling; `provisioner schema` prints every allowed key".into())
+        Some(
+            "remove the key or fix its spelling; `provisioner schema` prints every allowed key"
+                .into(),
+        )
     } else if message.starts_with("missing field") {
         Some("add the field here or in a file this one extends".into())
     } else if message.contains("invalid IP address syntax") {

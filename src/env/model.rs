@@ -129,7 +129,9 @@ fn default_user() -> String {
     "debian".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Etcd,
@@ -203,7 +205,10 @@ fn default_bastion_flavor() -> String {
 
 impl Default for Bastion {
     fn default() -> Self {
-        Self { enabled: false, flavor: default_bastion_flavor() }
+        Self {
+            enabled: false,
+            flavor: default_bastion_flavor(),
+        }
     }
 }
 
@@ -267,7 +272,11 @@ fn default_retention() -> u32 {
 
 impl Default for EtcdSnapshots {
     fn default() -> Self {
-        Self { interval_hours: default_interval(), retention: default_retention(), s3: None }
+        Self {
+            interval_hours: default_interval(),
+            retention: default_retention(),
+            s3: None,
+        }
     }
 }
 
@@ -340,7 +349,11 @@ pub struct PlatformConfig {
 
 impl Default for PlatformConfig {
     fn default() -> Self {
-        Self { kubeconfig: None, context: None, wait: true }
+        Self {
+            kubeconfig: None,
+            context: None,
+            wait: true,
+        }
     }
 }
 
@@ -403,7 +416,12 @@ fn t_request() -> u64 {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { create: t_create(), delete: t_delete(), request: t_request(), ready: t_ready() }
+        Self {
+            create: t_create(),
+            delete: t_delete(),
+            request: t_request(),
+            ready: t_ready(),
+        }
     }
 }
 
@@ -421,6 +439,8 @@ fn default_parallelism() -> usize {
 
 impl Default for ApplyConfig {
     fn default() -> Self {
-        Self { parallelism: default_parallelism() }
+        Self {
+            parallelism: default_parallelism(),
+        }
     }
 }

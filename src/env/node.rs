@@ -61,13 +61,27 @@ impl Node {
     /// Parse one YAML file into a located tree. An empty file is an empty map.
     pub fn parse(text: &str, file: &Path) -> Result<Node, ParseError> {
         if text.trim().is_empty() {
-            let loc = Loc { file: file.to_path_buf(), line: 1, column: 1 };
-            return Ok(Node { value: NodeValue::Map(Vec::new()), loc });
+            let loc = Loc {
+                file: file.to_path_buf(),
+                line: 1,
+                column: 1,
+            };
+            return Ok(Node {
+                value: NodeValue::Map(Vec::new()),
+                loc,
+            });
         }
         let raw: Spanned<Raw> = serde_saphyr::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
             ParseError {
-                loc: Loc { file: file.to_path_buf(), line, column },
+                loc: Loc {
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                },
                 message: first_line(&e.to_string()),
             }
         })?;
@@ -94,13 +108,19 @@ impl Node {
                         (None, _) => base.push((key, key_loc, value)),
                     }
                 }
-                Node { value: NodeValue::Map(base), loc: self.loc }
+                Node {
+                    value: NodeValue::Map(base),
+                    loc: self.loc,
+                }
             }
             (NodeValue::Seq(base), NodeValue::Seq(over)) if named(&base) && named(&over) => {
                 let mut merged = base;
                 for item in over {
                     let name = item.get("name").and_then(Node::as_str).map(str::to_owned);
-                    match merged.iter().position(|b| b.get("name").and_then(Node::as_str) == name.as_deref()) {
+                    match merged
+                        .iter()
+                        .position(|b| b.get("name").and_then(Node::as_str) == name.as_deref())
+                    {
                         Some(i) => {
                             let old = merged.remove(i);
                             merged.insert(i, old.merge(item));
@@ -108,9 +128,15 @@ impl Node {
                         None => merged.push(item),
                     }
                 }
-                Node { value: NodeValue::Seq(merged), loc: overlay.loc }
+                Node {
+                    value: NodeValue::Seq(merged),
+                    loc: overlay.loc,
+                }
             }
-            (_, value) => Node { value, loc: overlay.loc },
+            (_, value) => Node {
+                value,
+                loc: overlay.loc,
+            },
         }
     }
 
@@ -121,7 +147,9 @@ impl Node {
             NodeValue::Null => serde_json::Value::Null,
             NodeValue::Bool(b) => (*b).into(),
             NodeValue::Int(i) => (*i).into(),
-            NodeValue::Float(f) => serde_json::Number::from_f64(*f).map(Into::into).unwrap_or(serde_json::Value::Null),
+            NodeValue::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Into::into)
+                .unwrap_or(serde_json::Value::Null),
             NodeValue::Str(s) => s.clone().into(),
             NodeValue::Seq(items) => items
                 .iter()
@@ -131,7 +159,11 @@ impl Node {
             NodeValue::Map(entries) => {
                 let mut map = serde_json::Map::new();
                 for (k, key_loc, n) in entries {
-                    let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
                     // Keys get their own entry so "unknown field" errors can point at the key.
                     index.0.insert(format!("{child}#key"), key_loc.clone());
                     map.insert(k.clone(), n.to_json(index, &child));
@@ -143,7 +175,10 @@ impl Node {
 }
 
 fn named(items: &[Node]) -> bool {
-    !items.is_empty() && items.iter().all(|n| n.get("name").and_then(Node::as_str).is_some())
+    !items.is_empty()
+        && items
+            .iter()
+            .all(|n| n.get("name").and_then(Node::as_str).is_some())
 }
 
 /// The parser's first message line, without the position it repeats.
@@ -174,7 +209,9 @@ impl LocIndex {
     }
 
     pub fn key(&self, path: &str) -> Option<&Loc> {
-        self.0.get(&format!("{path}#key")).or_else(|| self.find(path))
+        self.0
+            .get(&format!("{path}#key"))
+            .or_else(|| self.find(path))
     }
 }
 
@@ -209,7 +246,9 @@ impl IntoNode for Spanned<Raw> {
             Raw::Int(i) => NodeValue::Int(i),
             Raw::Float(f) => NodeValue::Float(f),
             Raw::Str(s) => NodeValue::Str(s),
-            Raw::Seq(items) => NodeValue::Seq(items.into_iter().map(|n| n.into_node(file)).collect()),
+            Raw::Seq(items) => {
+                NodeValue::Seq(items.into_iter().map(|n| n.into_node(file)).collect())
+            }
             Raw::Map(entries) => NodeValue::Map(
                 entries
                     .into_iter()
@@ -225,7 +264,11 @@ impl IntoNode for Spanned<Raw> {
 }
 
 fn loc_of(l: &serde_saphyr::Location, file: &Path) -> Loc {
-    Loc { file: file.to_path_buf(), line: l.line(), column: l.column() }
+    Loc {
+        file: file.to_path_buf(),
+        line: l.line(),
+        column: l.column(),
+    }
 }
 
 impl<'de> Deserialize<'de> for Raw {
@@ -258,7 +301,9 @@ impl<'de> Visitor<'de> for RawVisitor {
         Ok(Raw::Int(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
-        i64::try_from(v).map(Raw::Int).map_err(|_| E::custom("integer too large"))
+        i64::try_from(v)
+            .map(Raw::Int)
+            .map_err(|_| E::custom("integer too large"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
         Ok(Raw::Float(v))
@@ -309,8 +354,12 @@ mod tests {
 
     #[test]
     fn merge_rules() {
-        let base = parse("m: {a: 1, b: 2}\nl: [1, 2]\npools:\n  - {name: c, count: 1, flavor: s}\n  - {name: w, count: 2}\n");
-        let over = parse("m: {b: 3, a: null}\nl: [9]\npools:\n  - {name: w, count: 5}\n  - {name: g, count: 1}\n");
+        let base = parse(
+            "m: {a: 1, b: 2}\nl: [1, 2]\npools:\n  - {name: c, count: 1, flavor: s}\n  - {name: w, count: 2}\n",
+        );
+        let over = parse(
+            "m: {b: 3, a: null}\nl: [9]\npools:\n  - {name: w, count: 5}\n  - {name: g, count: 1}\n",
+        );
         let merged = base.merge(over);
         let v = merged.to_json(&mut LocIndex::default(), "");
         assert_eq!(v["m"], serde_json::json!({"b": 3}));

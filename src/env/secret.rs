@@ -57,11 +57,19 @@ pub use crate::core::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("secret `{name}` reads environment variable {var}, which is not set; export it (the value never appears in logs or state)")]
+    #[error(
+        "secret `{name}` reads environment variable {var}, which is not set; export it (the value never appears in logs or state)"
+    )]
     EnvMissing { name: String, var: String },
     #[error("secret `{name}` reads {path}: {source}; create the file or fix the path")]
-    File { name: String, path: PathBuf, source: std::io::Error },
-    #[error("secret `{name}` is generated at apply time and is not in state yet; run `provisioner up` first")]
+    File {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "secret `{name}` is generated at apply time and is not in state yet; run `provisioner up` first"
+    )]
     NotGenerated { name: String },
 }
 
@@ -69,14 +77,23 @@ impl SecretRef {
     /// Resolve an `env:` or `file:` reference; generated secrets live in state.
     pub fn resolve(&self, name: &str) -> Result<Secret, SecretError> {
         match self {
-            Self::Env(var) => std::env::var(var)
-                .map(Secret::new)
-                .map_err(|_| SecretError::EnvMissing { name: name.into(), var: var.clone() }),
+            Self::Env(var) => {
+                std::env::var(var)
+                    .map(Secret::new)
+                    .map_err(|_| SecretError::EnvMissing {
+                        name: name.into(),
+                        var: var.clone(),
+                    })
+            }
             Self::File(p) => {
                 let path = expand_home(p);
                 std::fs::read_to_string(&path)
                     .map(|s| Secret::new(s.trim_end_matches(['\n', '\r']).to_owned()))
-                    .map_err(|source| SecretError::File { name: name.into(), path, source })
+                    .map_err(|source| SecretError::File {
+                        name: name.into(),
+                        path,
+                        source,
+                    })
             }
             Self::Generate(_) => Err(SecretError::NotGenerated { name: name.into() }),
         }
@@ -109,7 +126,9 @@ impl<'de> Visitor<'de> for RefVisitor {
 
     // Any scalar here is an inline secret: refuse it without echoing the value.
     fn visit_str<E: de::Error>(self, _: &str) -> Result<SecretRef, E> {
-        Err(E::custom(format!("inline secret value is not allowed; {HINT}")))
+        Err(E::custom(format!(
+            "inline secret value is not allowed; {HINT}"
+        )))
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretRef, E> {
         self.visit_str("")
@@ -133,12 +152,21 @@ impl<'de> Visitor<'de> for RefVisitor {
             "file" => SecretRef::File(map.next_value()?),
             "generate" => {
                 let g: Option<Generate> = map.next_value()?;
-                SecretRef::Generate(g.unwrap_or(Generate { length: default_length(), charset: Charset::default() }))
+                SecretRef::Generate(g.unwrap_or(Generate {
+                    length: default_length(),
+                    charset: Charset::default(),
+                }))
             }
-            other => return Err(de::Error::custom(format!("unknown secret source `{other}`; {HINT}"))),
+            other => {
+                return Err(de::Error::custom(format!(
+                    "unknown secret source `{other}`; {HINT}"
+                )));
+            }
         };
         if map.next_key::<String>()?.is_some() {
-            return Err(de::Error::custom(format!("a secret reference has exactly one source; {HINT}")));
+            return Err(de::Error::custom(format!(
+                "a secret reference has exactly one source; {HINT}"
+            )));
         }
         Ok(r)
     }
@@ -147,9 +175,18 @@ impl<'de> Visitor<'de> for RefVisitor {
 /// Keys in free-form values (release overrides) that must hold references, not values.
 pub fn looks_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "private_key", "privatekey", "access_key", "accesskey", "credentials"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "private_key",
+        "privatekey",
+        "access_key",
+        "accesskey",
+        "credentials",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 #[cfg(test)]
@@ -160,21 +197,33 @@ mod tests {
     fn parses_each_source() {
         let e: SecretRef = serde_json::from_str(r#"{"env":"X"}"#).unwrap();
         assert_eq!(e, SecretRef::Env("X".into()));
-        let g: SecretRef = serde_json::from_str(r#"{"generate":{"length":16,"charset":"hex"}}"#).unwrap();
-        assert_eq!(g, SecretRef::Generate(Generate { length: 16, charset: Charset::Hex }));
+        let g: SecretRef =
+            serde_json::from_str(r#"{"generate":{"length":16,"charset":"hex"}}"#).unwrap();
+        assert_eq!(
+            g,
+            SecretRef::Generate(Generate {
+                length: 16,
+                charset: Charset::Hex
+            })
+        );
         let g: SecretRef = serde_json::from_str(r#"{"generate":null}"#).unwrap();
         assert!(matches!(g, SecretRef::Generate(_)));
     }
 
     #[test]
     fn inline_value_is_refused_without_echo() {
-        let e = serde_json::from_str::<SecretRef>(r#""hunter2-canary""#).unwrap_err().to_string();
+        let e = serde_json::from_str::<SecretRef>(r#""hunter2-canary""#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("inline secret value"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
     fn debug_redacts() {
-        assert_eq!(format!("{:?}", Secret::new("v".into())), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("v".into())),
+            "Secret(<redacted>)"
+        );
     }
 }

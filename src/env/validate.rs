@@ -10,10 +10,16 @@ use super::model::{BackendKind, Environment, Role};
 use super::node::LocIndex;
 use super::secret::looks_secret;
 
-
 const STORAGE_CLASSES: &[&str] = &[
-    "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR", "DEEP_ARCHIVE",
-    "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE",
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY",
+    "EXPRESS_ONEZONE",
 ];
 
 struct Checker<'a> {
@@ -42,7 +48,11 @@ impl Checker<'_> {
 }
 
 pub fn check(env: &Environment, json: &Value, index: &LocIndex) -> (Vec<Problem>, Vec<Problem>) {
-    let mut c = Checker { index, errors: Vec::new(), warnings: Vec::new() };
+    let mut c = Checker {
+        index,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     check_name(&mut c, env);
     check_cidrs(&mut c, env);
     check_pools(&mut c, env);
@@ -56,14 +66,19 @@ pub fn check(env: &Environment, json: &Value, index: &LocIndex) -> (Vec<Problem>
 fn dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
 fn check_name(c: &mut Checker, env: &Environment) {
     if !dns_label(&env.name) {
-        c.error("name", format!("environment name `{}` is not a DNS label", env.name), "use lowercase letters, digits and `-`, at most 40 characters");
+        c.error(
+            "name",
+            format!("environment name `{}` is not a DNS label", env.name),
+            "use lowercase letters, digits and `-`, at most 40 characters",
+        );
     }
 }
 
@@ -80,7 +95,11 @@ fn check_cidrs(c: &mut Checker, env: &Environment) {
     for (i, (fa, a)) in nets.iter().enumerate() {
         for (fb, b) in &nets[i + 1..] {
             if overlaps(a, b) {
-                c.error(fb, format!("{b} overlaps {fa} ({a})"), "node, pod and service ranges must be disjoint; pick another private range");
+                c.error(
+                    fb,
+                    format!("{b} overlaps {fa} ({a})"),
+                    "node, pod and service ranges must be disjoint; pick another private range",
+                );
             }
         }
     }
@@ -88,15 +107,34 @@ fn check_cidrs(c: &mut Checker, env: &Environment) {
         IpNet::V4(n) => 1u64 << (32 - u32::from(n.prefix_len())),
         IpNet::V6(_) => u64::MAX,
     };
-    let nodes: u64 = env.node_pools.iter().map(|p| u64::from(p.count)).sum::<u64>() + u64::from(env.bastion.enabled);
+    let nodes: u64 = env
+        .node_pools
+        .iter()
+        .map(|p| u64::from(p.count))
+        .sum::<u64>()
+        + u64::from(env.bastion.enabled);
     // network, broadcast, gateway and DHCP take four addresses.
     if hosts < nodes + 4 {
-        c.error("network.cidr", format!("{} has {hosts} addresses, too few for {nodes} servers", env.network.cidr), "use a larger prefix, e.g. /24");
+        c.error(
+            "network.cidr",
+            format!(
+                "{} has {hosts} addresses, too few for {nodes} servers",
+                env.network.cidr
+            ),
+            "use a larger prefix, e.g. /24",
+        );
     }
-    for (field, list) in [("security.ssh_cidrs", &env.security.ssh_cidrs), ("security.api_cidrs", &env.security.api_cidrs)] {
+    for (field, list) in [
+        ("security.ssh_cidrs", &env.security.ssh_cidrs),
+        ("security.api_cidrs", &env.security.api_cidrs),
+    ] {
         for (i, n) in list.iter().enumerate() {
             if n.prefix_len() == 0 {
-                c.warn(&format!("{field}[{i}]"), format!("{n} opens this port to the whole internet"), "list the office/CI ranges instead");
+                c.warn(
+                    &format!("{field}[{i}]"),
+                    format!("{n} opens this port to the whole internet"),
+                    "list the office/CI ranges instead",
+                );
             }
         }
     }
@@ -107,36 +145,74 @@ fn check_pools(c: &mut Checker, env: &Environment) {
     for (i, p) in env.node_pools.iter().enumerate() {
         let f = format!("node_pools[{i}]");
         if !names.insert(p.name.as_str()) {
-            c.error(&format!("{f}.name"), format!("node pool `{}` is declared twice", p.name), "pool names must be unique");
+            c.error(
+                &format!("{f}.name"),
+                format!("node pool `{}` is declared twice", p.name),
+                "pool names must be unique",
+            );
         }
         if !dns_label(&p.name) {
-            c.error(&format!("{f}.name"), format!("`{}` is not a DNS label", p.name), "servers are named after pools: use lowercase letters, digits and `-`");
+            c.error(
+                &format!("{f}.name"),
+                format!("`{}` is not a DNS label", p.name),
+                "servers are named after pools: use lowercase letters, digits and `-`",
+            );
         }
         if p.roles.is_empty() {
-            c.error(&format!("{f}.roles"), format!("node pool `{}` has no roles", p.name), "give it one or more of etcd, controlplane, worker");
+            c.error(
+                &format!("{f}.roles"),
+                format!("node pool `{}` has no roles", p.name),
+                "give it one or more of etcd, controlplane, worker",
+            );
         }
         let mut vols = BTreeSet::new();
         for (j, v) in p.volumes.iter().enumerate() {
             if !vols.insert(v.name.as_str()) {
-                c.error(&format!("{f}.volumes[{j}].name"), format!("volume `{}` is declared twice", v.name), "");
+                c.error(
+                    &format!("{f}.volumes[{j}].name"),
+                    format!("volume `{}` is declared twice", v.name),
+                    "",
+                );
             }
             if v.size_gb == 0 {
-                c.error(&format!("{f}.volumes[{j}].size_gb"), "volume size must be at least 1 GB", "");
+                c.error(
+                    &format!("{f}.volumes[{j}].size_gb"),
+                    "volume size must be at least 1 GB",
+                    "",
+                );
             }
         }
     }
-    let count = |role: Role| -> u32 { env.node_pools.iter().filter(|p| p.roles.contains(&role)).map(|p| p.count).sum() };
+    let count = |role: Role| -> u32 {
+        env.node_pools
+            .iter()
+            .filter(|p| p.roles.contains(&role))
+            .map(|p| p.count)
+            .sum()
+    };
     let etcd = count(Role::Etcd);
     if etcd == 0 {
-        c.error("node_pools", "no node has the etcd role", "give one pool (usually the control plane) the etcd role");
+        c.error(
+            "node_pools",
+            "no node has the etcd role",
+            "give one pool (usually the control plane) the etcd role",
+        );
     } else if etcd % 2 == 0 {
         c.error("node_pools", format!("{etcd} etcd members: an even count tolerates no more failures than {} and risks split votes", etcd - 1), "use an odd number of etcd nodes (1, 3 or 5)");
     }
     if count(Role::Controlplane) == 0 {
-        c.error("node_pools", "no node has the controlplane role", "give one pool the controlplane role");
+        c.error(
+            "node_pools",
+            "no node has the controlplane role",
+            "give one pool the controlplane role",
+        );
     }
     if count(Role::Worker) == 0 {
-        c.warn("node_pools", "no node has the worker role: workloads will not be scheduled", "add a worker pool");
+        c.warn(
+            "node_pools",
+            "no node has the worker role: workloads will not be scheduled",
+            "add a worker pool",
+        );
     }
 }
 
@@ -144,13 +220,24 @@ fn check_cluster(c: &mut Checker, env: &Environment) {
     let v = env.cluster.kubernetes_version.as_str();
     let ok = v.strip_prefix('v').is_some_and(|rest| {
         let parts: Vec<&str> = rest.split('.').collect();
-        parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()))
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|ch| ch.is_ascii_digit()))
     });
     if !ok {
-        c.error("cluster.kubernetes_version", format!("`{v}` is not a version like v1.20.15"), "write v<major>.<minor>.<patch>");
+        c.error(
+            "cluster.kubernetes_version",
+            format!("`{v}` is not a version like v1.20.15"),
+            "write v<major>.<minor>.<patch>",
+        );
     }
     if env.cluster.etcd_snapshots.retention == 0 {
-        c.error("cluster.etcd_snapshots.retention", "retention 0 would delete every snapshot", "keep at least 1");
+        c.error(
+            "cluster.etcd_snapshots.retention",
+            "retention 0 would delete every snapshot",
+            "keep at least 1",
+        );
     }
 }
 
@@ -159,7 +246,14 @@ fn check_stacks(c: &mut Checker, env: &Environment) {
     let mut releases = BTreeSet::new();
     for (i, s) in env.stacks.iter().enumerate() {
         let Some(stack) = stacks.get(s) else {
-            c.error(&format!("stacks[{i}]"), format!("no stack `{s}`"), &format!("known stacks: {}", stacks.keys().cloned().collect::<Vec<_>>().join(", ")));
+            c.error(
+                &format!("stacks[{i}]"),
+                format!("no stack `{s}`"),
+                &format!(
+                    "known stacks: {}",
+                    stacks.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
             continue;
         };
         for r in &stack.releases {
@@ -180,7 +274,10 @@ fn check_stacks(c: &mut Checker, env: &Environment) {
             c.error(
                 &format!("releases.{name}"),
                 format!("`{name}` is not a release of the selected stacks"),
-                &format!("releases here: {}", releases.iter().cloned().collect::<Vec<_>>().join(", ")),
+                &format!(
+                    "releases here: {}",
+                    releases.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
             );
         }
     }
@@ -190,7 +287,10 @@ fn check_stacks(c: &mut Checker, env: &Environment) {
 fn check_free_form_secrets(c: &mut Checker, v: Option<&Value>, path: &str) {
     match v {
         Some(Value::Object(m)) => {
-            let is_ref = m.len() == 1 && ["env", "file", "generate"].iter().any(|k| m.contains_key(*k));
+            let is_ref = m.len() == 1
+                && ["env", "file", "generate"]
+                    .iter()
+                    .any(|k| m.contains_key(*k));
             if is_ref {
                 return;
             }
@@ -217,12 +317,23 @@ fn check_s3(c: &mut Checker, env: &Environment) {
     if let Some(w) = &env.workload {
         locations.push(("workload.s3", &w.s3));
         if !STORAGE_CLASSES.contains(&w.storage_class.as_str()) {
-            c.error("workload.storage_class", format!("unknown storage class `{}`", w.storage_class), &format!("one of {}", STORAGE_CLASSES.join(", ")));
+            c.error(
+                "workload.storage_class",
+                format!("unknown storage class `{}`", w.storage_class),
+                &format!("one of {}", STORAGE_CLASSES.join(", ")),
+            );
         }
         if !dns_label(&w.namespace) {
-            c.error("workload.namespace", format!("`{}` is not a Kubernetes namespace name", w.namespace), "lowercase letters, digits and `-`");
+            c.error(
+                "workload.namespace",
+                format!("`{}` is not a Kubernetes namespace name", w.namespace),
+                "lowercase letters, digits and `-`",
+            );
         }
-        for (f, url) in [("workload.stac_api_url", Some(&w.stac_api_url)), ("workload.titiler_url", w.titiler_url.as_ref())] {
+        for (f, url) in [
+            ("workload.stac_api_url", Some(&w.stac_api_url)),
+            ("workload.titiler_url", w.titiler_url.as_ref()),
+        ] {
             if let Some(u) = url
                 && !(u.starts_with("http://") || u.starts_with("https://"))
             {
@@ -234,21 +345,39 @@ fn check_s3(c: &mut Checker, env: &Environment) {
         locations.push(("cluster.etcd_snapshots.s3", s));
     }
     match (env.state.backend, &env.state.s3) {
-        (BackendKind::S3, None) => c.error("state.s3", "the s3 state backend needs `state.s3` (bucket, endpoint, credentials)", "add state.s3 or use backend: local"),
+        (BackendKind::S3, None) => c.error(
+            "state.s3",
+            "the s3 state backend needs `state.s3` (bucket, endpoint, credentials)",
+            "add state.s3 or use backend: local",
+        ),
         (BackendKind::S3, Some(s)) => locations.push(("state.s3", s)),
-        (BackendKind::Local, Some(_)) => c.warn("state.s3", "ignored: the backend is local", "set state.backend: s3 to use it"),
+        (BackendKind::Local, Some(_)) => c.warn(
+            "state.s3",
+            "ignored: the backend is local",
+            "set state.backend: s3 to use it",
+        ),
         _ => {}
     }
     for (f, s) in locations {
         let b = &s.bucket;
-        let valid = (3..=63).contains(&b.len()) && b.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.');
+        let valid = (3..=63).contains(&b.len())
+            && b.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-' || ch == '.');
         if !valid {
-            c.error(&format!("{f}.bucket"), format!("`{b}` is not a valid bucket name"), "3-63 lowercase letters, digits, `-` or `.`");
+            c.error(
+                &format!("{f}.bucket"),
+                format!("`{b}` is not a valid bucket name"),
+                "3-63 lowercase letters, digits, `-` or `.`",
+            );
         }
         if let Some(e) = &s.endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {
-            c.error(&format!("{f}.endpoint"), format!("`{e}` is not an http(s) URL"), "e.g. https://s3.example.org");
+            c.error(
+                &format!("{f}.endpoint"),
+                format!("`{e}` is not an http(s) URL"),
+                "e.g. https://s3.example.org",
+            );
         }
         if s.access_key.is_some() != s.secret_key.is_some() {
             c.error(f, "give both access_key and secret_key, or neither (then the AWS default chain is used)", "");

@@ -41,8 +41,16 @@ fn json(o: DynamicObject) -> Value {
 
 fn api_err(object: &str, e: kube::Error, server: &str) -> K8sError {
     match e {
-        kube::Error::Api(s) => K8sError::Api { object: object.to_owned(), code: s.code, reason: s.reason.clone(), message: s.message.clone() },
-        other => K8sError::Unreachable { server: server.to_owned(), message: other.to_string() },
+        kube::Error::Api(s) => K8sError::Api {
+            object: object.to_owned(),
+            code: s.code,
+            reason: s.reason.clone(),
+            message: s.message.clone(),
+        },
+        other => K8sError::Unreachable {
+            server: server.to_owned(),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -50,8 +58,13 @@ impl Cluster {
     /// From `kubeconfig` (several files may be joined with `:` as in KUBECONFIG);
     /// without one, the pod's service account inside a cluster, else
     /// ~/.kube/config. `context` picks one of the kubeconfig's contexts.
-    pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Self, K8sError> {
-        let cfg_err = |e: &dyn std::fmt::Display| K8sError::Config { message: e.to_string() };
+    pub async fn connect(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+    ) -> Result<Self, K8sError> {
+        let cfg_err = |e: &dyn std::fmt::Display| K8sError::Config {
+            message: e.to_string(),
+        };
         let kc = match kubeconfig {
             Some(p) => {
                 let mut merged: Option<Kubeconfig> = None;
@@ -62,7 +75,9 @@ impl Cluster {
                         None => k,
                     });
                 }
-                merged.ok_or_else(|| K8sError::Config { message: "the kubeconfig path is empty".into() })?
+                merged.ok_or_else(|| K8sError::Config {
+                    message: "the kubeconfig path is empty".into(),
+                })?
             }
             // Inside a pod (the webhook, a workflow step): the pod's service account.
             None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
@@ -71,15 +86,27 @@ impl Cluster {
             }
             None => Kubeconfig::read().map_err(|e| cfg_err(&e))?,
         };
-        let opts = KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
-        let config = kube::Config::from_custom_kubeconfig(kc, &opts).await.map_err(|e| cfg_err(&e))?;
+        let opts = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .map_err(|e| cfg_err(&e))?;
         Self::with_config(config)
     }
 
     fn with_config(config: kube::Config) -> Result<Self, K8sError> {
         let server = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config).map_err(|e| K8sError::Config { message: e.to_string() })?;
-        Ok(Self { client, server, served: Mutex::new(BTreeMap::new()), calls: AtomicU64::new(0) })
+        let client = kube::Client::try_from(config).map_err(|e| K8sError::Config {
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            client,
+            server,
+            served: Mutex::new(BTreeMap::new()),
+            calls: AtomicU64::new(0),
+        })
     }
 
     pub fn calls(&self) -> u64 {
@@ -95,19 +122,32 @@ impl Cluster {
         let unreachable = |e: kube::Error| api_err("discovery", e, &self.server);
         self.count();
         let info = self.client.apiserver_version().await.map_err(unreachable)?;
-        let version = Capabilities::parse_version(&info.git_version).ok_or_else(|| K8sError::Api {
-            object: "version".into(),
-            code: 0,
-            reason: "BadVersion".into(),
-            message: format!("the server reports version `{}`", info.git_version),
-        })?;
+        let version =
+            Capabilities::parse_version(&info.git_version).ok_or_else(|| K8sError::Api {
+                object: "version".into(),
+                code: 0,
+                reason: "BadVersion".into(),
+                message: format!("the server reports version `{}`", info.git_version),
+            })?;
         let mut gvs = Vec::new();
         self.count();
-        for v in self.client.list_core_api_versions().await.map_err(unreachable)?.versions {
+        for v in self
+            .client
+            .list_core_api_versions()
+            .await
+            .map_err(unreachable)?
+            .versions
+        {
             gvs.push(v);
         }
         self.count();
-        for g in self.client.list_api_groups().await.map_err(unreachable)?.groups {
+        for g in self
+            .client
+            .list_api_groups()
+            .await
+            .map_err(unreachable)?
+            .groups
+        {
             gvs.extend(g.versions.into_iter().map(|v| v.group_version));
         }
         let mut api_versions = BTreeSet::new();
@@ -118,13 +158,21 @@ impl Cluster {
                 api_versions.insert(format!("{gv}/{kind}"));
             }
         }
-        Ok(Capabilities { version, api_versions, source: "cluster" })
+        Ok(Capabilities {
+            version,
+            api_versions,
+            source: "cluster",
+        })
     }
 
     /// The kinds of one group version, remembered for addressing.
     async fn resources_of(&self, gv: &str) -> Result<BTreeMap<String, Served>, K8sError> {
         self.count();
-        let list = if gv.contains('/') { self.client.list_api_group_resources(gv).await } else { self.client.list_core_api_resources(gv).await };
+        let list = if gv.contains('/') {
+            self.client.list_api_group_resources(gv).await
+        } else {
+            self.client.list_core_api_resources(gv).await
+        };
         let list = match list {
             Ok(l) => l,
             // A group that went away between two calls (a CRD deleted) serves nothing.
@@ -133,8 +181,20 @@ impl Cluster {
         };
         let mut out = BTreeMap::new();
         for r in list.resources.into_iter().filter(|r| !r.name.contains('/')) {
-            let resource = ApiResource { group: group_of(gv).to_owned(), version: version_of(gv).to_owned(), api_version: gv.to_owned(), kind: r.kind.clone(), plural: r.name };
-            out.insert(r.kind, Served { resource, namespaced: r.namespaced });
+            let resource = ApiResource {
+                group: group_of(gv).to_owned(),
+                version: version_of(gv).to_owned(),
+                api_version: gv.to_owned(),
+                kind: r.kind.clone(),
+                plural: r.name,
+            };
+            out.insert(
+                r.kind,
+                Served {
+                    resource,
+                    namespaced: r.namespaced,
+                },
+            );
         }
         if let Ok(mut m) = self.served.lock() {
             for (k, s) in &out {
@@ -145,7 +205,12 @@ impl Cluster {
     }
 
     /// How to address `kind` in `api_version`, asking the server when not known yet.
-    async fn served(&self, api_version: &str, kind: &str, object: &str) -> Result<Served, K8sError> {
+    async fn served(
+        &self,
+        api_version: &str,
+        kind: &str,
+        object: &str,
+    ) -> Result<Served, K8sError> {
         let key = (api_version.to_owned(), kind.to_owned());
         if let Some(s) = self.served.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(s);
@@ -153,7 +218,11 @@ impl Cluster {
         self.resources_of(api_version)
             .await?
             .remove(kind)
-            .ok_or_else(|| K8sError::NoKind { object: object.to_owned(), kind: kind.to_owned(), api_version: api_version.to_owned() })
+            .ok_or_else(|| K8sError::NoKind {
+                object: object.to_owned(),
+                kind: kind.to_owned(),
+                api_version: api_version.to_owned(),
+            })
     }
 
     /// Forget what a group version serves (after a CRD is applied or deleted).
@@ -185,8 +254,17 @@ impl Cluster {
     /// and returns what the object would become without changing anything.
     /// A conflict with another manager is reported with the field and the
     /// manager unless `force` takes the field over.
-    pub async fn apply(&self, id: &ObjectId, body: &Value, dry_run: bool, force: bool) -> Result<Value, K8sError> {
-        let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    pub async fn apply(
+        &self,
+        id: &ObjectId,
+        body: &Value,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<Value, K8sError> {
+        let api_version = body
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let api = self.api(api_version, id).await?;
         let mut pp = PatchParams::apply(MANAGER);
         pp.dry_run = dry_run;
@@ -197,10 +275,21 @@ impl Cluster {
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // "conflict with \"kubectl\" using apps/v1: .spec.replicas"
                 let cause = s.details.as_ref().and_then(|d| d.causes.first());
-                let field = cause.map(|c| c.field.clone()).filter(|f| !f.is_empty()).unwrap_or_else(|| "(unknown)".into());
+                let field = cause
+                    .map(|c| c.field.clone())
+                    .filter(|f| !f.is_empty())
+                    .unwrap_or_else(|| "(unknown)".into());
                 let message = cause.map_or(s.message.as_str(), |c| c.message.as_str());
-                let manager = message.split('"').nth(1).unwrap_or("another manager").to_owned();
-                Err(K8sError::Conflict { object: id.key(), field, manager })
+                let manager = message
+                    .split('"')
+                    .nth(1)
+                    .unwrap_or("another manager")
+                    .to_owned();
+                Err(K8sError::Conflict {
+                    object: id.key(),
+                    field,
+                    manager,
+                })
             }
             Err(e) => Err(api_err(&id.key(), e, &self.server)),
         }
@@ -208,17 +297,36 @@ impl Cluster {
 
     /// Create an object (for names the server generates, `metadata.generateName`).
     pub async fn create(&self, body: &Value) -> Result<Value, K8sError> {
-        let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api_version = body
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let id = ObjectId {
             group: group_of(api_version).to_owned(),
-            kind: body.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            namespace: body.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned),
-            name: body.pointer("/metadata/generateName").or_else(|| body.pointer("/metadata/name")).and_then(Value::as_str).unwrap_or_default().to_owned(),
+            kind: body
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            namespace: body
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            name: body
+                .pointer("/metadata/generateName")
+                .or_else(|| body.pointer("/metadata/name"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
         };
         let api = self.api(api_version, &id).await?;
-        let obj: DynamicObject = serde_json::from_value(body.clone()).map_err(|e| K8sError::NotReady(format!("{id}: {e}")))?;
+        let obj: DynamicObject = serde_json::from_value(body.clone())
+            .map_err(|e| K8sError::NotReady(format!("{id}: {e}")))?;
         self.count();
-        api.create(&kube::api::PostParams::default(), &obj).await.map(json).map_err(|e| api_err(&id.key(), e, &self.server))
+        api.create(&kube::api::PostParams::default(), &obj)
+            .await
+            .map(json)
+            .map_err(|e| api_err(&id.key(), e, &self.server))
     }
 
     /// Delete in the background: the object goes at once, its dependents (a
@@ -234,8 +342,20 @@ impl Cluster {
     }
 
     /// Objects of a kind (in `namespace`, or everywhere), filtered by labels and fields.
-    pub async fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>, labels: Option<&str>, fields: Option<&str>) -> Result<Vec<Value>, K8sError> {
-        let id = ObjectId { group: group_of(api_version).to_owned(), kind: kind.to_owned(), namespace: namespace.map(str::to_owned), name: String::new() };
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Vec<Value>, K8sError> {
+        let id = ObjectId {
+            group: group_of(api_version).to_owned(),
+            kind: kind.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            name: String::new(),
+        };
         let api = self.api(api_version, &id).await?;
         let mut lp = ListParams::default();
         if let Some(l) = labels {
@@ -245,7 +365,10 @@ impl Cluster {
             lp = lp.fields(f);
         }
         self.count();
-        let list = api.list(&lp).await.map_err(|e| api_err(&format!("{kind} list"), e, &self.server))?;
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| api_err(&format!("{kind} list"), e, &self.server))?;
         Ok(list.items.into_iter().map(json).collect())
     }
 }

@@ -52,7 +52,12 @@ pub struct Revision {
 }
 
 fn secret_id(namespace: &str, release: &str, revision: u64) -> ObjectId {
-    ObjectId { group: String::new(), kind: "Secret".into(), namespace: Some(namespace.to_owned()), name: format!("provisioner.v1.{release}.v{revision}") }
+    ObjectId {
+        group: String::new(),
+        kind: "Secret".into(),
+        namespace: Some(namespace.to_owned()),
+        name: format!("provisioner.v1.{release}.v{revision}"),
+    }
 }
 
 fn decode(secret: &Value) -> Option<Revision> {
@@ -63,16 +68,36 @@ fn decode(secret: &Value) -> Option<Revision> {
 }
 
 /// Every revision of `release`, oldest first.
-pub async fn load(cluster: &Cluster, namespace: &str, release: &str) -> Result<Vec<Revision>, K8sError> {
-    let items = cluster.list("v1", "Secret", Some(namespace), Some(&format!("{LABEL_HISTORY}={release}")), None).await?;
+pub async fn load(
+    cluster: &Cluster,
+    namespace: &str,
+    release: &str,
+) -> Result<Vec<Revision>, K8sError> {
+    let items = cluster
+        .list(
+            "v1",
+            "Secret",
+            Some(namespace),
+            Some(&format!("{LABEL_HISTORY}={release}")),
+            None,
+        )
+        .await?;
     let mut out: Vec<Revision> = items.iter().filter_map(decode).collect();
     out.sort_by_key(|r| r.revision);
     Ok(out)
 }
 
-pub async fn save(cluster: &Cluster, namespace: &str, release: &str, environment: &str, rev: &Revision) -> Result<(), K8sError> {
-    let json = serde_json::to_vec(rev).map_err(|e| K8sError::NotReady(format!("encoding revision {}: {e}", rev.revision)))?;
-    let packed = zstd::encode_all(json.as_slice(), 9).map_err(|e| K8sError::NotReady(format!("compressing revision {}: {e}", rev.revision)))?;
+pub async fn save(
+    cluster: &Cluster,
+    namespace: &str,
+    release: &str,
+    environment: &str,
+    rev: &Revision,
+) -> Result<(), K8sError> {
+    let json = serde_json::to_vec(rev)
+        .map_err(|e| K8sError::NotReady(format!("encoding revision {}: {e}", rev.revision)))?;
+    let packed = zstd::encode_all(json.as_slice(), 9)
+        .map_err(|e| K8sError::NotReady(format!("compressing revision {}: {e}", rev.revision)))?;
     let id = secret_id(namespace, release, rev.revision);
     let body = json!({
         "apiVersion": "v1",
@@ -90,12 +115,22 @@ pub async fn save(cluster: &Cluster, namespace: &str, release: &str, environment
 
 /// Mark `revision` with `status`, older deployed ones superseded, and keep
 /// only the last `KEEP`.
-pub async fn settle(cluster: &Cluster, namespace: &str, release: &str, environment: &str, revision: u64, status: RevStatus) -> Result<(), K8sError> {
+pub async fn settle(
+    cluster: &Cluster,
+    namespace: &str,
+    release: &str,
+    environment: &str,
+    revision: u64,
+    status: RevStatus,
+) -> Result<(), K8sError> {
     let all = load(cluster, namespace, release).await?;
     for mut r in all.iter().cloned() {
         let new = if r.revision == revision {
             status
-        } else if status == RevStatus::Deployed && r.revision < revision && matches!(r.status, RevStatus::Deployed | RevStatus::Deploying) {
+        } else if status == RevStatus::Deployed
+            && r.revision < revision
+            && matches!(r.status, RevStatus::Deployed | RevStatus::Deploying)
+        {
             RevStatus::Superseded
         } else {
             continue;
@@ -107,7 +142,9 @@ pub async fn settle(cluster: &Cluster, namespace: &str, release: &str, environme
     }
     if all.len() > KEEP {
         for r in &all[..all.len() - KEEP] {
-            cluster.delete("v1", &secret_id(namespace, release, r.revision)).await?;
+            cluster
+                .delete("v1", &secret_id(namespace, release, r.revision))
+                .await?;
         }
     }
     Ok(())
@@ -116,7 +153,9 @@ pub async fn settle(cluster: &Cluster, namespace: &str, release: &str, environme
 /// Remove every revision (the release is deleted).
 pub async fn forget(cluster: &Cluster, namespace: &str, release: &str) -> Result<(), K8sError> {
     for r in load(cluster, namespace, release).await? {
-        cluster.delete("v1", &secret_id(namespace, release, r.revision)).await?;
+        cluster
+            .delete("v1", &secret_id(namespace, release, r.revision))
+            .await?;
     }
     Ok(())
 }

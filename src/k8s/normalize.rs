@@ -4,8 +4,9 @@
 //! equal after `strip` means nothing would change. Where they differ, the
 //! recorded object is overlaid with the live values of the fields we set, so
 //! the plan shows drift field by field in the recorded object's own shape.
+//! (Paths into documents: `core::json`.)
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Remove what the server owns: status and metadata bookkeeping.
 pub fn strip(v: &Value) -> Value {
@@ -13,7 +14,16 @@ pub fn strip(v: &Value) -> Value {
     if let Some(m) = v.as_object_mut() {
         m.remove("status");
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            for k in ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            for k in [
+                "managedFields",
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "selfLink",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
                 meta.remove(k);
             }
         }
@@ -21,89 +31,7 @@ pub fn strip(v: &Value) -> Value {
     v
 }
 
-/// One step of a path into a JSON document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// Every leaf of `v` (scalars, empty maps and lists) with its path.
-pub fn leaves(v: &Value) -> Vec<(Vec<Seg>, &Value)> {
-    fn walk<'a>(v: &'a Value, path: &mut Vec<Seg>, out: &mut Vec<(Vec<Seg>, &'a Value)>) {
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                for (k, x) in m {
-                    path.push(Seg::Key(k.clone()));
-                    walk(x, path, out);
-                    path.pop();
-                }
-            }
-            Value::Array(a) if !a.is_empty() => {
-                for (i, x) in a.iter().enumerate() {
-                    path.push(Seg::Index(i));
-                    walk(x, path, out);
-                    path.pop();
-                }
-            }
-            leaf => out.push((path.clone(), leaf)),
-        }
-    }
-    let mut out = Vec::new();
-    walk(v, &mut Vec::new(), &mut out);
-    out
-}
-
-pub fn get<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, s| match s {
-        Seg::Key(k) => cur.get(k),
-        Seg::Index(i) => cur.get(i),
-    })
-}
-
-/// Set (or, with None, remove) the value at `path`, creating maps on the way.
-pub fn set(v: &mut Value, path: &[Seg], value: Option<Value>) {
-    let Some((last, parents)) = path.split_last() else { return };
-    let mut cur = v;
-    for s in parents {
-        cur = match s {
-            Seg::Key(k) => {
-                if !cur.is_object() {
-                    *cur = Value::Object(Map::new());
-                }
-                match cur.as_object_mut() {
-                    Some(m) => m.entry(k.clone()).or_insert(Value::Null),
-                    None => return,
-                }
-            }
-            Seg::Index(i) => match cur.get_mut(*i) {
-                Some(x) => x,
-                None => return,
-            },
-        };
-    }
-    match (last, value) {
-        (Seg::Key(k), Some(x)) => {
-            if !cur.is_object() {
-                *cur = Value::Object(Map::new());
-            }
-            if let Some(m) = cur.as_object_mut() {
-                m.insert(k.clone(), x);
-            }
-        }
-        (Seg::Key(k), None) => {
-            if let Some(m) = cur.as_object_mut() {
-                m.remove(k);
-            }
-        }
-        (Seg::Index(i), Some(x)) => {
-            if let Some(slot) = cur.get_mut(*i) {
-                *slot = x;
-            }
-        }
-        (Seg::Index(_), None) => {}
-    }
-}
+pub use crate::core::json::{Seg, get, leaves, set};
 
 /// The recorded object as the cluster has it: for every field we set whose
 /// live value differs from what our apply would produce (the dry-run), the
@@ -142,6 +70,10 @@ mod tests {
         // A field we set that is gone from the live object.
         let mut live = dry.clone();
         live["metadata"]["labels"].as_object_mut().unwrap().clear();
-        assert!(observed(&recorded, &dry, &live)["metadata"]["labels"].get("app.kubernetes.io/name").is_none());
+        assert!(
+            observed(&recorded, &dry, &live)["metadata"]["labels"]
+                .get("app.kubernetes.io/name")
+                .is_none()
+        );
     }
 }

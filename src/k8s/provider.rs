@@ -24,7 +24,7 @@ use crate::env::model::Environment;
 use crate::env::secret::SecretRef;
 use crate::plan::diff::{Action, Change};
 use crate::plan::resource::Desired;
-use crate::provider::{Options, Facts, Live, Provider, ProviderError};
+use crate::provider::{Facts, Live, Options, Provider, ProviderError};
 use crate::state::Record;
 
 pub struct PlatformProvider {
@@ -47,19 +47,31 @@ pub struct PlatformProvider {
 type Attrs = BTreeMap<String, Value>;
 
 fn objects(attrs: &Attrs) -> Map<String, Value> {
-    attrs.get("objects").and_then(Value::as_object).cloned().unwrap_or_default()
+    attrs
+        .get("objects")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The secret inputs of a release: generated ones arrive resolved (strings);
 /// `env:`/`file:` references are read here, in memory only.
 fn resolve_secrets(attrs: &Attrs) -> Result<BTreeMap<String, Secret>, ProviderError> {
     let mut out = BTreeMap::new();
-    for (name, v) in attrs.get("secrets").and_then(Value::as_object).into_iter().flatten() {
+    for (name, v) in attrs
+        .get("secrets")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         let secret = match v {
             Value::String(s) => Secret::new(s.clone()),
             other => {
-                let r: SecretRef = serde_json::from_value(other.clone()).map_err(|_| ProviderError::fatal(format!("secret input `{name}` is not a reference")))?;
-                r.resolve(name).map_err(|e| ProviderError::fatal(e.to_string()))?
+                let r: SecretRef = serde_json::from_value(other.clone()).map_err(|_| {
+                    ProviderError::fatal(format!("secret input `{name}` is not a reference"))
+                })?;
+                r.resolve(name)
+                    .map_err(|e| ProviderError::fatal(e.to_string()))?
             }
         };
         out.insert(name.clone(), secret);
@@ -69,13 +81,24 @@ fn resolve_secrets(attrs: &Attrs) -> Result<BTreeMap<String, Secret>, ProviderEr
 
 /// The release's outputs that are known (resolved to strings).
 fn known_outputs(attrs: &Attrs) -> BTreeMap<String, String> {
-    attrs.get("outputs").and_then(Value::as_object).into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect()
+    attrs
+        .get("outputs")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+        .collect()
 }
 
 /// Only the secrets readable without state (env:, file:), for refresh.
 fn readable_secrets(attrs: &Attrs) -> BTreeMap<String, Secret> {
     let mut out = BTreeMap::new();
-    for (name, v) in attrs.get("secrets").and_then(Value::as_object).into_iter().flatten() {
+    for (name, v) in attrs
+        .get("secrets")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
         if let Ok(r) = serde_json::from_value::<SecretRef>(v.clone())
             && !matches!(r, SecretRef::Generate(_))
             && let Ok(s) = r.resolve(name)
@@ -88,8 +111,17 @@ fn readable_secrets(attrs: &Attrs) -> BTreeMap<String, Secret> {
 
 /// The release history state keeps (the cluster keeps the manifests): the
 /// last revisions with their digests, newest last.
-fn history_in_state(rec: Option<&Record>, revision: u64, description: &str, attrs: &Attrs) -> Value {
-    let mut h: Vec<Value> = rec.and_then(|r| r.outputs.get("history")).and_then(Value::as_array).cloned().unwrap_or_default();
+fn history_in_state(
+    rec: Option<&Record>,
+    revision: u64,
+    description: &str,
+    attrs: &Attrs,
+) -> Value {
+    let mut h: Vec<Value> = rec
+        .and_then(|r| r.outputs.get("history"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for e in &mut h {
         e["status"] = json!("superseded");
     }
@@ -110,12 +142,23 @@ impl PlatformProvider {
     pub fn new(env: &Environment, conn: &Options) -> Self {
         Self {
             env: env.name.clone(),
-            kubeconfig: conn.kubeconfig.clone().or_else(|| env.platform.kubeconfig.as_deref().map(crate::env::secret::expand_home)),
-            context: conn.context.clone().or_else(|| env.platform.context.clone()),
+            kubeconfig: conn.kubeconfig.clone().or_else(|| {
+                env.platform
+                    .kubeconfig
+                    .as_deref()
+                    .map(crate::env::secret::expand_home)
+            }),
+            context: conn
+                .context
+                .clone()
+                .or_else(|| env.platform.context.clone()),
             env_wait: env.platform.wait,
             force_conflicts: conn.force_conflicts,
             no_wait: conn.no_wait,
-            delay: std::env::var("PROVISIONER_APPLY_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis),
+            delay: std::env::var("PROVISIONER_APPLY_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
             parallelism: env.apply.parallelism,
             ready_timeout: Duration::from_secs(env.timeouts.ready),
             delete_timeout: Duration::from_secs(env.timeouts.delete),
@@ -156,30 +199,71 @@ impl PlatformProvider {
             .as_ref()
     }
 
-    fn release<'a>(&'a self, cluster: &'a Cluster, name: &'a str, namespace: &'a str) -> Release<'a> {
-        Release { cluster, environment: &self.env, name, namespace, force_conflicts: self.force_conflicts, parallelism: self.parallelism, ready_timeout: self.ready_timeout, delay: self.delay }
+    fn release<'a>(
+        &'a self,
+        cluster: &'a Cluster,
+        name: &'a str,
+        namespace: &'a str,
+    ) -> Release<'a> {
+        Release {
+            cluster,
+            environment: &self.env,
+            name,
+            namespace,
+            force_conflicts: self.force_conflicts,
+            parallelism: self.parallelism,
+            ready_timeout: self.ready_timeout,
+            delay: self.delay,
+        }
     }
 
     fn namespace_id(name: &str) -> ObjectId {
-        ObjectId { group: String::new(), kind: "Namespace".into(), namespace: None, name: name.to_owned() }
+        ObjectId {
+            group: String::new(),
+            kind: "Namespace".into(),
+            namespace: None,
+            name: name.to_owned(),
+        }
     }
 
-    async fn deploy(&self, addr: &Address, rec: Option<&Record>, attrs: &Attrs, description: &str) -> Result<Live, ProviderError> {
+    async fn deploy(
+        &self,
+        addr: &Address,
+        rec: Option<&Record>,
+        attrs: &Attrs,
+        description: &str,
+    ) -> Result<Live, ProviderError> {
         let cluster = self.cluster().await?;
-        let namespace = attrs.get("namespace").and_then(Value::as_str).unwrap_or("default");
+        let namespace = attrs
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         let secrets = resolve_secrets(attrs)?;
         let items = release::items(&objects(attrs), &secrets, &known_outputs(attrs))?;
         let previous = rec.map(|r| objects(&r.attrs)).unwrap_or_default();
         // What state (and a rollback) records: the desired form, no secret values.
         let recorded = json!({ "chart": attrs.get("chart"), "chart_version": attrs.get("chart_version"), "values": attrs.get("values"), "objects": attrs.get("objects") });
-        let wait = self.env_wait && !self.no_wait && attrs.get("wait").and_then(Value::as_bool).unwrap_or(true);
-        let revision = self.release(cluster, addr.name(), namespace).deploy(&items, &previous, recorded, wait, description).await?;
+        let wait = self.env_wait
+            && !self.no_wait
+            && attrs.get("wait").and_then(Value::as_bool).unwrap_or(true);
+        let revision = self
+            .release(cluster, addr.name(), namespace)
+            .deploy(&items, &previous, recorded, wait, description)
+            .await?;
         let mut outputs = BTreeMap::new();
         outputs.insert("revision".to_owned(), json!(revision));
         outputs.insert("namespace".to_owned(), json!(namespace));
         outputs.insert("objects".to_owned(), json!(items.len()));
-        outputs.insert("history".to_owned(), history_in_state(rec, revision, description, attrs));
-        Ok(Live { id: format!("{namespace}/{}", addr.name()), attrs: attrs.clone(), outputs, ..Live::default() })
+        outputs.insert(
+            "history".to_owned(),
+            history_in_state(rec, revision, description, attrs),
+        );
+        Ok(Live {
+            id: format!("{namespace}/{}", addr.name()),
+            attrs: attrs.clone(),
+            outputs,
+            ..Live::default()
+        })
     }
 }
 
@@ -191,12 +275,19 @@ impl Provider for PlatformProvider {
 
     async fn facts(&self) -> Option<Facts> {
         let cluster = self.cluster().await.ok().map(|c| c.server.clone());
-        Some(Facts { capabilities: self.caps().await.cloned(), cluster })
+        Some(Facts {
+            capabilities: self.caps().await.cloned(),
+            cluster,
+        })
     }
 
     /// The cluster must answer before anything changes, and every custom
     /// resource's kind must be served or shipped as a CRD by a release.
-    async fn preflight(&self, changes: &[&Change], desired: &[Desired]) -> Result<(), ProviderError> {
+    async fn preflight(
+        &self,
+        changes: &[&Change],
+        desired: &[Desired],
+    ) -> Result<(), ProviderError> {
         if changes.iter().all(|c| c.action == Action::NoOp) {
             return Ok(());
         }
@@ -206,16 +297,37 @@ impl Provider for PlatformProvider {
             .iter()
             .flat_map(|d| objects(&d.attrs).into_values())
             .filter(|o| o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
-            .map(|o| (o.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default().to_owned(), o.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or_default().to_owned()))
+            .map(|o| {
+                (
+                    o.pointer("/spec/group")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    o.pointer("/spec/names/kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
             .collect();
         let mut problems = Vec::new();
-        for c in changes.iter().filter(|c| c.kind == "release" && c.action != Action::Delete) {
-            let Some(d) = desired.iter().find(|d| d.address == c.address) else { continue };
+        for c in changes
+            .iter()
+            .filter(|c| c.kind == "release" && c.action != Action::Delete)
+        {
+            let Some(d) = desired.iter().find(|d| d.address == c.address) else {
+                continue;
+            };
             for (key, body) in objects(&d.attrs) {
-                let av = body.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+                let av = body
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
                 let group = crate::charts::object::group_of(av);
-                if !caps.has(&format!("{av}/{kind}")) && !shipped.iter().any(|(g, k)| g == group && k == kind) {
+                if !caps.has(&format!("{av}/{kind}"))
+                    && !shipped.iter().any(|(g, k)| g == group && k == kind)
+                {
                     problems.push(format!("{}: {key}: the cluster serves no {kind} in {av}, and no release ships its CRD", c.address));
                 }
             }
@@ -223,7 +335,10 @@ impl Provider for PlatformProvider {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ProviderError::fatal(format!("preflight failed, nothing was changed:\n    {}\n  hint: install the CRD first, or add it to a chart's crds/", problems.join("\n    "))))
+            Err(ProviderError::fatal(format!(
+                "preflight failed, nothing was changed:\n    {}\n  hint: install the CRD first, or add it to a chart's crds/",
+                problems.join("\n    ")
+            )))
         }
     }
 
@@ -232,36 +347,91 @@ impl Provider for PlatformProvider {
             Ok(c) => c,
             Err(e) => {
                 // Offline: the plan compares with what state recorded, and says so.
-                return Ok(Some(Live { id: rec.id.clone().unwrap_or_default(), attrs: rec.attrs.clone(), basis: Some(format!("the manifest recorded in state (cluster unreachable: {})", e.message.lines().next().unwrap_or_default())), ..Live::default() }));
+                return Ok(Some(Live {
+                    id: rec.id.clone().unwrap_or_default(),
+                    attrs: rec.attrs.clone(),
+                    basis: Some(format!(
+                        "the manifest recorded in state (cluster unreachable: {})",
+                        e.message.lines().next().unwrap_or_default()
+                    )),
+                    ..Live::default()
+                }));
             }
         };
         match addr.kind() {
             "namespace" => {
-                let name = rec.attrs.get("name").and_then(Value::as_str).unwrap_or(addr.name());
-                Ok(cluster.get("v1", &Self::namespace_id(name)).await?.map(|_| Live { id: name.to_owned(), attrs: rec.attrs.clone(), ..Live::default() }))
+                let name = rec
+                    .attrs
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(addr.name());
+                Ok(cluster
+                    .get("v1", &Self::namespace_id(name))
+                    .await?
+                    .map(|_| Live {
+                        id: name.to_owned(),
+                        attrs: rec.attrs.clone(),
+                        ..Live::default()
+                    }))
             }
             _ => {
-                let namespace = rec.attrs.get("namespace").and_then(Value::as_str).unwrap_or("default");
-                let observed = match self.release(cluster, addr.name(), namespace).observe(&objects(&rec.attrs), &readable_secrets(&rec.attrs), &known_outputs(&rec.attrs)).await {
+                let namespace = rec
+                    .attrs
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                let observed = match self
+                    .release(cluster, addr.name(), namespace)
+                    .observe(
+                        &objects(&rec.attrs),
+                        &readable_secrets(&rec.attrs),
+                        &known_outputs(&rec.attrs),
+                    )
+                    .await
+                {
                     Ok(o) => o,
                     Err(K8sError::Unreachable { message, .. }) => {
-                        return Ok(Some(Live { id: rec.id.clone().unwrap_or_default(), attrs: rec.attrs.clone(), basis: Some(format!("the manifest recorded in state (cluster unreachable: {message})")), ..Live::default() }));
+                        return Ok(Some(Live {
+                            id: rec.id.clone().unwrap_or_default(),
+                            attrs: rec.attrs.clone(),
+                            basis: Some(format!(
+                                "the manifest recorded in state (cluster unreachable: {message})"
+                            )),
+                            ..Live::default()
+                        }));
                     }
                     Err(e) => return Err(e.into()),
                 };
                 let mut attrs = rec.attrs.clone();
                 attrs.insert("objects".into(), Value::Object(observed));
-                Ok(Some(Live { id: rec.id.clone().unwrap_or_default(), attrs, basis: Some("the live cluster (server-side dry-run)".into()), ..Live::default() }))
+                Ok(Some(Live {
+                    id: rec.id.clone().unwrap_or_default(),
+                    attrs,
+                    basis: Some("the live cluster (server-side dry-run)".into()),
+                    ..Live::default()
+                }))
             }
         }
     }
 
     /// Releases adopt by server-side apply; namespaces that exist are taken as they are.
-    async fn find(&self, addr: &Address, attrs: &Attrs, _interrupted: bool) -> Result<Option<Live>, ProviderError> {
+    async fn find(
+        &self,
+        addr: &Address,
+        attrs: &Attrs,
+        _interrupted: bool,
+    ) -> Result<Option<Live>, ProviderError> {
         if addr.kind() == "namespace" {
             let cluster = self.cluster().await?;
-            let name = attrs.get("name").and_then(Value::as_str).unwrap_or(addr.name());
-            if cluster.get("v1", &Self::namespace_id(name)).await?.is_some() {
+            let name = attrs
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(addr.name());
+            if cluster
+                .get("v1", &Self::namespace_id(name))
+                .await?
+                .is_some()
+            {
                 self.create(addr, attrs).await.map(Some)
             } else {
                 Ok(None)
@@ -275,16 +445,30 @@ impl Provider for PlatformProvider {
         match addr.kind() {
             "namespace" => {
                 let cluster = self.cluster().await?;
-                let name = attrs.get("name").and_then(Value::as_str).unwrap_or(addr.name());
+                let name = attrs
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(addr.name());
                 let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": { LABEL_MANAGED_BY: MANAGER, LABEL_ENVIRONMENT: self.env } } });
-                cluster.apply(&Self::namespace_id(name), &body, false, true).await?;
-                Ok(Live { id: name.to_owned(), attrs: attrs.clone(), ..Live::default() })
+                cluster
+                    .apply(&Self::namespace_id(name), &body, false, true)
+                    .await?;
+                Ok(Live {
+                    id: name.to_owned(),
+                    attrs: attrs.clone(),
+                    ..Live::default()
+                })
             }
             _ => self.deploy(addr, None, attrs, "install").await,
         }
     }
 
-    async fn update(&self, addr: &Address, rec: &Record, attrs: &Attrs) -> Result<Live, ProviderError> {
+    async fn update(
+        &self,
+        addr: &Address,
+        rec: &Record,
+        attrs: &Attrs,
+    ) -> Result<Live, ProviderError> {
         match addr.kind() {
             "namespace" => self.create(addr, attrs).await,
             _ => self.deploy(addr, Some(rec), attrs, "upgrade").await,
@@ -295,21 +479,35 @@ impl Provider for PlatformProvider {
         let cluster = self.cluster().await?;
         match addr.kind() {
             "namespace" => {
-                let name = rec.attrs.get("name").and_then(Value::as_str).unwrap_or(addr.name());
+                let name = rec
+                    .attrs
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(addr.name());
                 let id = Self::namespace_id(name);
                 cluster.delete("v1", &id).await?;
                 let start = tokio::time::Instant::now();
                 while cluster.get("v1", &id).await?.is_some() {
                     if start.elapsed() > self.delete_timeout {
-                        return Err(ProviderError::transient(format!("namespace {name} is still terminating after {:?}", self.delete_timeout)));
+                        return Err(ProviderError::transient(format!(
+                            "namespace {name} is still terminating after {:?}",
+                            self.delete_timeout
+                        )));
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Ok(())
             }
             _ => {
-                let namespace = rec.attrs.get("namespace").and_then(Value::as_str).unwrap_or("default");
-                Ok(self.release(cluster, addr.name(), namespace).uninstall(&objects(&rec.attrs)).await?)
+                let namespace = rec
+                    .attrs
+                    .get("namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                Ok(self
+                    .release(cluster, addr.name(), namespace)
+                    .uninstall(&objects(&rec.attrs))
+                    .await?)
             }
         }
     }
@@ -318,10 +516,23 @@ impl Provider for PlatformProvider {
     /// their state records (their history lives in those namespaces).
     async fn discover(&self) -> Result<Vec<(Address, Live)>, ProviderError> {
         let Ok(cluster) = self.cluster().await else {
-            tracing::warn!("the cluster cannot be reached: no namespaces or releases are swept from it");
+            tracing::warn!(
+                "the cluster cannot be reached: no namespaces or releases are swept from it"
+            );
             return Ok(Vec::new());
         };
-        let list = cluster.list("v1", "Namespace", None, Some(&format!("{LABEL_ENVIRONMENT}={},{LABEL_MANAGED_BY}={MANAGER}", self.env)), None).await?;
+        let list = cluster
+            .list(
+                "v1",
+                "Namespace",
+                None,
+                Some(&format!(
+                    "{LABEL_ENVIRONMENT}={},{LABEL_MANAGED_BY}={MANAGER}",
+                    self.env
+                )),
+                None,
+            )
+            .await?;
         Ok(list
             .iter()
             .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
@@ -329,13 +540,23 @@ impl Provider for PlatformProvider {
                 let mut attrs = BTreeMap::new();
                 attrs.insert("name".to_owned(), json!(name));
                 attrs.insert("environment".to_owned(), json!(self.env));
-                (Address::new("namespace", name), Live { id: name.to_owned(), attrs, ..Live::default() })
+                (
+                    Address::new("namespace", name),
+                    Live {
+                        id: name.to_owned(),
+                        attrs,
+                        ..Live::default()
+                    },
+                )
             })
             .collect())
     }
 
     fn api_calls(&self) -> u64 {
-        self.cluster.get().and_then(|c| c.as_ref().ok()).map_or(0, |c| c.calls())
+        self.cluster
+            .get()
+            .and_then(|c| c.as_ref().ok())
+            .map_or(0, |c| c.calls())
     }
 
     /// The release's history from the cluster, newest last (manifests left out).
@@ -344,7 +565,11 @@ impl Provider for PlatformProvider {
             return Ok(Vec::new());
         }
         let cluster = self.cluster().await?;
-        let namespace = rec.attrs.get("namespace").and_then(Value::as_str).unwrap_or("default");
+        let namespace = rec
+            .attrs
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         let revs = super::history::load(cluster, namespace, addr.name()).await?;
         Ok(revs
             .into_iter()
@@ -360,33 +585,111 @@ impl Provider for PlatformProvider {
 
     /// Apply revision `to` (default: the last good one before the current) as
     /// a new revision, exactly as it was applied then.
-    async fn revert(&self, addr: &Address, rec: &Record, to: Option<u64>) -> Result<Live, ProviderError> {
+    async fn revert(
+        &self,
+        addr: &Address,
+        rec: &Record,
+        to: Option<u64>,
+    ) -> Result<Live, ProviderError> {
         let cluster = self.cluster().await?;
-        let namespace = rec.attrs.get("namespace").and_then(Value::as_str).unwrap_or("default");
+        let namespace = rec
+            .attrs
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         let revs = super::history::load(cluster, namespace, addr.name()).await?;
-        let current = revs.iter().rev().find(|r| r.status == super::history::RevStatus::Deployed).map(|r| r.revision);
+        let current = revs
+            .iter()
+            .rev()
+            .find(|r| r.status == super::history::RevStatus::Deployed)
+            .map(|r| r.revision);
         let target = match to {
             Some(n) => revs.iter().find(|r| r.revision == n),
-            None => revs.iter().rev().find(|r| Some(r.revision) < current && matches!(r.status, super::history::RevStatus::Superseded | super::history::RevStatus::Deployed)),
+            None => revs.iter().rev().find(|r| {
+                Some(r.revision) < current
+                    && matches!(
+                        r.status,
+                        super::history::RevStatus::Superseded | super::history::RevStatus::Deployed
+                    )
+            }),
         }
-        .ok_or_else(|| ProviderError::fatal(format!("{addr}: no revision {} in the cluster's history (revisions: {})", to.map_or("before the current one".into(), |n| n.to_string()), revs.iter().map(|r| r.revision.to_string()).collect::<Vec<_>>().join(", "))))?;
-        let token_objects = target.attrs.get("objects").and_then(Value::as_object).cloned().unwrap_or_default();
+        .ok_or_else(|| {
+            ProviderError::fatal(format!(
+                "{addr}: no revision {} in the cluster's history (revisions: {})",
+                to.map_or("before the current one".into(), |n| n.to_string()),
+                revs.iter()
+                    .map(|r| r.revision.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let token_objects = target
+            .attrs
+            .get("objects")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         let mut items = Vec::new();
         for body in &target.manifest {
-            let key = body.pointer("/metadata/name").and_then(Value::as_str).map(|name| {
-                let av = body.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-                let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
-                let ns = body.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned);
-                ObjectId { group: crate::charts::object::group_of(av).to_owned(), kind: kind.to_owned(), namespace: ns, name: name.to_owned() }
-            });
+            let key = body
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(|name| {
+                    let av = body
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
+                    let ns = body
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    ObjectId {
+                        group: crate::charts::object::group_of(av).to_owned(),
+                        kind: kind.to_owned(),
+                        namespace: ns,
+                        name: name.to_owned(),
+                    }
+                });
             let Some(id) = key else { continue };
-            let token_body = token_objects.get(&id.key()).cloned().unwrap_or_else(|| body.clone());
-            items.push(release::Item { id, token_body, body: body.clone() });
+            let token_body = token_objects
+                .get(&id.key())
+                .cloned()
+                .unwrap_or_else(|| body.clone());
+            items.push(release::Item {
+                id,
+                token_body,
+                body: body.clone(),
+            });
         }
-        items.sort_by_key(|i| (if i.id.kind == "CustomResourceDefinition" { 0 } else { 1 + crate::charts::object::order(&i.id.kind) }, i.id.key()));
-        let wait = self.env_wait && !self.no_wait && rec.attrs.get("wait").and_then(Value::as_bool).unwrap_or(true);
+        items.sort_by_key(|i| {
+            (
+                if i.id.kind == "CustomResourceDefinition" {
+                    0
+                } else {
+                    1 + crate::charts::object::order(&i.id.kind)
+                },
+                i.id.key(),
+            )
+        });
+        let wait = self.env_wait
+            && !self.no_wait
+            && rec
+                .attrs
+                .get("wait")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
         let description = format!("rollback to {}", target.revision);
-        let revision = self.release(cluster, addr.name(), namespace).deploy(&items, &objects(&rec.attrs), target.attrs.clone(), wait, &description).await?;
+        let revision = self
+            .release(cluster, addr.name(), namespace)
+            .deploy(
+                &items,
+                &objects(&rec.attrs),
+                target.attrs.clone(),
+                wait,
+                &description,
+            )
+            .await?;
         let mut attrs = rec.attrs.clone();
         for k in ["chart", "chart_version", "values", "objects"] {
             if let Some(v) = target.attrs.get(k) {
@@ -395,7 +698,15 @@ impl Provider for PlatformProvider {
         }
         let mut outputs = rec.outputs.clone();
         outputs.insert("revision".to_owned(), json!(revision));
-        outputs.insert("history".to_owned(), history_in_state(Some(rec), revision, &description, &attrs));
-        Ok(Live { id: rec.id.clone().unwrap_or_default(), attrs, outputs, ..Live::default() })
+        outputs.insert(
+            "history".to_owned(),
+            history_in_state(Some(rec), revision, &description, &attrs),
+        );
+        Ok(Live {
+            id: rec.id.clone().unwrap_or_default(),
+            attrs,
+            outputs,
+            ..Live::default()
+        })
     }
 }

@@ -19,7 +19,9 @@ fn marker(env: &str, addr: &Address) -> String {
 
 async fn server_port(cx: &Cx, server: &str) -> Result<String, ProviderError> {
     let ports = neutron::list(&cx.api, PORTS, &[("device_id", server.to_owned())]).await?;
-    let p = ports.first().ok_or_else(|| ProviderError::transient(format!("server {server} has no port yet")))?;
+    let p = ports
+        .first()
+        .ok_or_else(|| ProviderError::transient(format!("server {server} has no port yet")))?;
     Ok(neutron::id_of(p)?)
 }
 
@@ -41,30 +43,54 @@ async fn associate(cx: &Cx, id: &str, attrs: &Attrs) -> Result<Value, ProviderEr
 #[async_trait]
 impl Kind for FloatingIp {
     async fn read(&self, cx: &Cx, rec: &Record) -> Result<Option<Live>, ProviderError> {
-        let Some(f) = neutron::show(&cx.api, FLOATING_IPS, rec_id(rec)?).await? else { return Ok(None) };
+        let Some(f) = neutron::show(&cx.api, FLOATING_IPS, rec_id(rec)?).await? else {
+            return Ok(None);
+        };
         let mut attrs = rec.attrs.clone();
         if f.get("port_id").is_none_or(Value::is_null) {
             attrs.insert("server".into(), json!("(not associated)"));
         }
         Ok(Some(fip_live(&f, &attrs)?))
     }
-    async fn find(&self, cx: &Cx, addr: &Address, attrs: &Attrs, interrupted: bool) -> Result<Option<Live>, ProviderError> {
+    async fn find(
+        &self,
+        cx: &Cx,
+        addr: &Address,
+        attrs: &Attrs,
+        interrupted: bool,
+    ) -> Result<Option<Live>, ProviderError> {
         let mut hit = neutron::find(&cx.api, FLOATING_IPS, &cx.env, addr, None, false).await?;
         if hit.is_none() && interrupted {
-            let untagged = neutron::list(&cx.api, FLOATING_IPS, &[("description", marker(&cx.env, addr))]).await?;
+            let untagged = neutron::list(
+                &cx.api,
+                FLOATING_IPS,
+                &[("description", marker(&cx.env, addr))],
+            )
+            .await?;
             if let Some(f) = untagged.into_iter().next() {
-                neutron::set_tags(&cx.api, FLOATING_IPS, &neutron::id_of(&f)?, &cx.env, addr).await?;
+                neutron::set_tags(&cx.api, FLOATING_IPS, &neutron::id_of(&f)?, &cx.env, addr)
+                    .await?;
                 hit = Some(f);
             }
         }
         let Some(f) = hit else { return Ok(None) };
-        let f = if f.get("port_id").is_none_or(Value::is_null) { associate(cx, &neutron::id_of(&f)?, attrs).await? } else { f };
+        let f = if f.get("port_id").is_none_or(Value::is_null) {
+            associate(cx, &neutron::id_of(&f)?, attrs).await?
+        } else {
+            f
+        };
         Ok(Some(fip_live(&f, attrs)?))
     }
     async fn create(&self, cx: &Cx, addr: &Address, attrs: &Attrs) -> Result<Live, ProviderError> {
         let mut b = Map::new();
-        b.insert("floating_network_id".into(), json!(cx.external_network_id().await?));
-        b.insert("port_id".into(), json!(server_port(cx, str_attr(attrs, "server")).await?));
+        b.insert(
+            "floating_network_id".into(),
+            json!(cx.external_network_id().await?),
+        );
+        b.insert(
+            "port_id".into(),
+            json!(server_port(cx, str_attr(attrs, "server")).await?),
+        );
         b.insert("description".into(), json!(marker(&cx.env, addr)));
         let f = neutron::create(&cx.api, FLOATING_IPS, &cx.env, addr, b).await?;
         fip_live(&f, attrs)

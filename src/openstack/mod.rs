@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::env::model::Environment;
 use crate::core::Address;
+use crate::env::model::Environment;
 use crate::provider::{Live, Provider, ProviderError};
 use crate::state::Record;
 use client::Api;
@@ -64,30 +64,32 @@ impl Cx {
     }
 
     /// Poll `probe` until it answers Some, failing after `timeout`.
-    pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut probe: F) -> Result<T, ProviderError>
+    pub async fn wait_for<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        probe: F,
+    ) -> Result<T, ProviderError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>, ProviderError>>,
     {
-        let start = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(200);
-        loop {
-            if let Some(v) = probe().await? {
-                return Ok(v);
-            }
-            if start.elapsed() > timeout {
-                return Err(ProviderError::fatal(format!("{what}: not ready after {timeout:?}; raise timeouts.create if the cloud is slow")));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 3 / 2).min(Duration::from_secs(5));
-        }
+        crate::core::wait::until(timeout, Duration::from_secs(5), probe)
+            .await?
+            .ok_or_else(|| ProviderError::fatal(format!("{what}: not ready after {timeout:?}; raise timeouts.create if the cloud is slow")))
     }
 }
 
 #[async_trait]
 pub trait Kind: Send + Sync {
     async fn read(&self, cx: &Cx, rec: &Record) -> Result<Option<Live>, ProviderError>;
-    async fn find(&self, cx: &Cx, addr: &Address, attrs: &Attrs, interrupted: bool) -> Result<Option<Live>, ProviderError>;
+    async fn find(
+        &self,
+        cx: &Cx,
+        addr: &Address,
+        attrs: &Attrs,
+        interrupted: bool,
+    ) -> Result<Option<Live>, ProviderError>;
     async fn create(&self, cx: &Cx, addr: &Address, attrs: &Attrs) -> Result<Live, ProviderError>;
     async fn update(&self, cx: &Cx, rec: &Record, attrs: &Attrs) -> Result<Live, ProviderError>;
     async fn delete(&self, cx: &Cx, rec: &Record) -> Result<(), ProviderError>;
@@ -95,7 +97,11 @@ pub trait Kind: Send + Sync {
 }
 
 pub fn live(id: String, attrs: &Attrs) -> Live {
-    Live { id, attrs: attrs.clone(), ..Live::default() }
+    Live {
+        id,
+        attrs: attrs.clone(),
+        ..Live::default()
+    }
 }
 
 /// The recorded attributes with what the API reports overlaid (for drift).
@@ -112,7 +118,9 @@ pub fn observed(rec: &Record, fields: &[(&str, Option<Value>)]) -> Attrs {
 }
 
 pub fn rec_id(rec: &Record) -> Result<&str, ProviderError> {
-    rec.id.as_deref().ok_or_else(|| ProviderError::fatal("record has no id"))
+    rec.id
+        .as_deref()
+        .ok_or_else(|| ProviderError::fatal("record has no id"))
 }
 
 pub struct OpenStackProvider {
@@ -127,8 +135,18 @@ pub struct OpenStackProvider {
 }
 
 pub const KINDS: &[&str] = &[
-    "keypair", "network", "subnet", "router", "router_interface", "security_group", "security_group_rule", "server_group", "server", "volume",
-    "volume_attachment", "floating_ip",
+    "keypair",
+    "network",
+    "subnet",
+    "router",
+    "router_interface",
+    "security_group",
+    "security_group_rule",
+    "server_group",
+    "server",
+    "volume",
+    "volume_attachment",
+    "floating_ip",
 ];
 
 impl OpenStackProvider {
@@ -162,7 +180,9 @@ impl OpenStackProvider {
     pub async fn cx(&self) -> Result<&Cx, ProviderError> {
         self.cx
             .get_or_try_init(|| async {
-                let session = auth::session(self.cloud.as_deref(), &self.region).await.map_err(|e| ProviderError::fatal(e.to_string()))?;
+                let session = auth::session(self.cloud.as_deref(), &self.region)
+                    .await
+                    .map_err(|e| ProviderError::fatal(e.to_string()))?;
                 Ok::<Cx, ProviderError>(Cx {
                     cloud: openstack::Cloud::from(session.clone()),
                     api: Api::new(session),
@@ -177,7 +197,10 @@ impl OpenStackProvider {
     }
 
     fn kind(&self, k: &str) -> Result<&dyn Kind, ProviderError> {
-        self.kinds.get(k).map(|b| b.as_ref()).ok_or_else(|| ProviderError::fatal(format!("no OpenStack kind `{k}`")))
+        self.kinds
+            .get(k)
+            .map(|b| b.as_ref())
+            .ok_or_else(|| ProviderError::fatal(format!("no OpenStack kind `{k}`")))
     }
 }
 
@@ -187,9 +210,16 @@ impl Provider for OpenStackProvider {
         KINDS
     }
     /// Quotas, image, flavors, external network: all before the first create.
-    async fn preflight(&self, changes: &[&crate::plan::diff::Change], desired: &[crate::plan::resource::Desired]) -> Result<(), ProviderError> {
+    async fn preflight(
+        &self,
+        changes: &[&crate::plan::diff::Change],
+        desired: &[crate::plan::resource::Desired],
+    ) -> Result<(), ProviderError> {
         use crate::plan::diff::Action;
-        if !changes.iter().any(|c| matches!(c.action, Action::Create | Action::Replace)) {
+        if !changes
+            .iter()
+            .any(|c| matches!(c.action, Action::Create | Action::Replace))
+        {
             return Ok(());
         }
         let needs = preflight::check(self.cx().await?, changes, desired).await?;
@@ -203,14 +233,30 @@ impl Provider for OpenStackProvider {
     async fn read(&self, addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError> {
         self.kind(addr.kind())?.read(self.cx().await?, rec).await
     }
-    async fn find(&self, addr: &Address, attrs: &Attrs, interrupted: bool) -> Result<Option<Live>, ProviderError> {
-        self.kind(addr.kind())?.find(self.cx().await?, addr, attrs, interrupted).await
+    async fn find(
+        &self,
+        addr: &Address,
+        attrs: &Attrs,
+        interrupted: bool,
+    ) -> Result<Option<Live>, ProviderError> {
+        self.kind(addr.kind())?
+            .find(self.cx().await?, addr, attrs, interrupted)
+            .await
     }
     async fn create(&self, addr: &Address, attrs: &Attrs) -> Result<Live, ProviderError> {
-        self.kind(addr.kind())?.create(self.cx().await?, addr, attrs).await
+        self.kind(addr.kind())?
+            .create(self.cx().await?, addr, attrs)
+            .await
     }
-    async fn update(&self, addr: &Address, rec: &Record, attrs: &Attrs) -> Result<Live, ProviderError> {
-        self.kind(addr.kind())?.update(self.cx().await?, rec, attrs).await
+    async fn update(
+        &self,
+        addr: &Address,
+        rec: &Record,
+        attrs: &Attrs,
+    ) -> Result<Live, ProviderError> {
+        self.kind(addr.kind())?
+            .update(self.cx().await?, rec, attrs)
+            .await
     }
     async fn delete(&self, addr: &Address, rec: &Record) -> Result<(), ProviderError> {
         self.kind(addr.kind())?.delete(self.cx().await?, rec).await

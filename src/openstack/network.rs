@@ -2,4 +2,8 @@
 
 use super::neutron::{NETWORKS, Plain};
 
-pub const NETWORK: Plain = Plain { coll: NETWORKS, fields: &["name", "mtu"], clear_ports: true };
+pub const NETWORK: Plain = Plain {
+    coll: NETWORKS,
+    fields: &["name", "mtu"],
+    clear_ports: true,
+};

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::client::Svc;
 use super::{Cx, server};
-use crate::plan::diff::{Action, Change};
 use crate::core::Address;
+use crate::plan::diff::{Action, Change};
 use crate::plan::resource::Desired;
 use crate::provider::ProviderError;
 
@@ -23,10 +23,17 @@ pub struct Needs {
 }
 
 fn creates<'a>(changes: &'a [&'a Change], kind: &'a str) -> impl Iterator<Item = &'a Address> + 'a {
-    changes.iter().filter(move |c| c.kind == kind && matches!(c.action, Action::Create)).map(|c| &c.address)
+    changes
+        .iter()
+        .filter(move |c| c.kind == kind && matches!(c.action, Action::Create))
+        .map(|c| &c.address)
 }
 
-pub async fn check(cx: &Cx, changes: &[&Change], desired: &[Desired]) -> Result<Needs, ProviderError> {
+pub async fn check(
+    cx: &Cx,
+    changes: &[&Change],
+    desired: &[Desired],
+) -> Result<Needs, ProviderError> {
     let attrs = |a: &Address| desired.iter().find(|d| &d.address == a).map(|d| &d.attrs);
     let mut problems = Vec::new();
     let mut needs = Needs::default();
@@ -43,7 +50,11 @@ pub async fn check(cx: &Cx, changes: &[&Change], desired: &[Desired]) -> Result<
             }
             Err(e) => problems.push(format!("{a}: {}", e.message)),
         }
-        let image = at.get("image").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let image = at
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if !images_checked.contains(&image) {
             if let Err(e) = server::image_id(cx, &image).await {
                 problems.push(format!("{a}: {}", e.message));
@@ -57,42 +68,80 @@ pub async fn check(cx: &Cx, changes: &[&Change], desired: &[Desired]) -> Result<
     }
     for a in creates(changes, "volume") {
         needs.volumes += 1;
-        needs.gigabytes += attrs(a).and_then(|at| at.get("size_gb")).and_then(Value::as_i64).unwrap_or(0);
+        needs.gigabytes += attrs(a)
+            .and_then(|at| at.get("size_gb"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
     }
     needs.floating_ips = creates(changes, "floating_ip").count() as i64;
     needs.security_group_rules = creates(changes, "security_group_rule").count() as i64;
-    let needs_external = changes.iter().any(|c| matches!(c.action, Action::Create) && (c.kind == "router" || c.kind == "floating_ip"));
+    let needs_external = changes.iter().any(|c| {
+        matches!(c.action, Action::Create) && (c.kind == "router" || c.kind == "floating_ip")
+    });
     if needs_external && let Err(e) = cx.external_network_id().await {
         problems.push(e.message);
     }
 
     // Compute: absolute limits and usage of the token's project.
     let limits = cx.api.get(Svc::Compute, &["limits"], &[]).await?;
-    let abs = limits.pointer("/limits/absolute").cloned().unwrap_or(Value::Null);
+    let abs = limits
+        .pointer("/limits/absolute")
+        .cloned()
+        .unwrap_or(Value::Null);
     let room = |max: &str, used: &str| -> Option<i64> {
         let m = abs.get(max)?.as_i64()?;
         (m >= 0).then(|| m - abs.get(used).and_then(Value::as_i64).unwrap_or(0))
     };
     for (what, need, left) in [
-        ("instances", needs.instances, room("maxTotalInstances", "totalInstancesUsed")),
-        ("cores", needs.cores, room("maxTotalCores", "totalCoresUsed")),
-        ("RAM (MB)", needs.ram_mb, room("maxTotalRAMSize", "totalRAMUsed")),
+        (
+            "instances",
+            needs.instances,
+            room("maxTotalInstances", "totalInstancesUsed"),
+        ),
+        (
+            "cores",
+            needs.cores,
+            room("maxTotalCores", "totalCoresUsed"),
+        ),
+        (
+            "RAM (MB)",
+            needs.ram_mb,
+            room("maxTotalRAMSize", "totalRAMUsed"),
+        ),
     ] {
         if let Some(left) = left
             && need > left
         {
-            problems.push(format!("quota: the plan needs {need} {what}, the project has {left} left"));
+            problems.push(format!(
+                "quota: the plan needs {need} {what}, the project has {left} left"
+            ));
         }
     }
 
     // Neutron: quotas with usage (details), when the project id is known.
     if needs.floating_ips + needs.security_group_rules > 0
         && let Ok(project) = super::auth::project_id(&cx.api.session).await
-        && let Ok(q) = cx.api.get(Svc::Network, &["quotas", &project, "details"], &[]).await
+        && let Ok(q) = cx
+            .api
+            .get(Svc::Network, &["quotas", &project, "details"], &[])
+            .await
     {
-        for (what, key, need) in [("floating IPs", "floatingip", needs.floating_ips), ("security group rules", "security_group_rule", needs.security_group_rules)] {
-            let limit = q.pointer(&format!("/quota/{key}/limit")).and_then(Value::as_i64).unwrap_or(-1);
-            let used = q.pointer(&format!("/quota/{key}/used")).and_then(Value::as_i64).unwrap_or(0);
+        for (what, key, need) in [
+            ("floating IPs", "floatingip", needs.floating_ips),
+            (
+                "security group rules",
+                "security_group_rule",
+                needs.security_group_rules,
+            ),
+        ] {
+            let limit = q
+                .pointer(&format!("/quota/{key}/limit"))
+                .and_then(Value::as_i64)
+                .unwrap_or(-1);
+            let used = q
+                .pointer(&format!("/quota/{key}/used"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if limit >= 0 && need > limit - used {
                 problems.push(format!("quota: the plan needs {need} {what}, the project has {} left (limit {limit}, used {used})", limit - used));
             }
@@ -102,19 +151,45 @@ pub async fn check(cx: &Cx, changes: &[&Change], desired: &[Desired]) -> Result<
     if needs.volumes > 0
         && let Ok(l) = cx.api.get(Svc::Volume, &["limits"], &[]).await
     {
-        let abs = l.pointer("/limits/absolute").cloned().unwrap_or(Value::Null);
-        for (what, need, max, used) in [("volumes", needs.volumes, "maxTotalVolumes", "totalVolumesUsed"), ("GB of volumes", needs.gigabytes, "maxTotalVolumeGigabytes", "totalGigabytesUsed")] {
+        let abs = l
+            .pointer("/limits/absolute")
+            .cloned()
+            .unwrap_or(Value::Null);
+        for (what, need, max, used) in [
+            (
+                "volumes",
+                needs.volumes,
+                "maxTotalVolumes",
+                "totalVolumesUsed",
+            ),
+            (
+                "GB of volumes",
+                needs.gigabytes,
+                "maxTotalVolumeGigabytes",
+                "totalGigabytesUsed",
+            ),
+        ] {
             let m = abs.get(max).and_then(Value::as_i64).unwrap_or(-1);
             let u = abs.get(used).and_then(Value::as_i64).unwrap_or(0);
             if m >= 0 && need > m - u {
-                problems.push(format!("quota: the plan needs {need} {what}, the project has {} left", m - u));
+                problems.push(format!(
+                    "quota: the plan needs {need} {what}, the project has {} left",
+                    m - u
+                ));
             }
         }
     }
     if problems.is_empty() {
         return Ok(needs);
     }
-    let message = format!("preflight failed, nothing was created:\n    {}", problems.join("\n    "));
+    let message = format!(
+        "preflight failed, nothing was created:\n    {}",
+        problems.join("\n    ")
+    );
     // Quota problems alone are fixed by raising a quota; anything else by fixing the input.
-    Err(if problems.iter().all(|p| p.starts_with("quota:")) { ProviderError::quota(message) } else { ProviderError::fatal(message) })
+    Err(if problems.iter().all(|p| p.starts_with("quota:")) {
+        ProviderError::quota(message)
+    } else {
+        ProviderError::fatal(message)
+    })
 }

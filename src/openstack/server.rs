@@ -20,9 +20,15 @@ pub struct Server;
 /// A catalog lookup failure: missing or ambiguous is the user's to fix.
 pub fn lookup_error(what: &str, name: &str, e: openstack::Error) -> ProviderError {
     match e.kind() {
-        openstack::ErrorKind::ResourceNotFound => ProviderError::fatal(format!("{what} `{name}` does not exist in this cloud")),
-        openstack::ErrorKind::TooManyItems => ProviderError::fatal(format!("several {what}s are named `{name}`; use the id")),
-        openstack::ErrorKind::InternalServerError | openstack::ErrorKind::ProtocolError | openstack::ErrorKind::OperationTimedOut => {
+        openstack::ErrorKind::ResourceNotFound => {
+            ProviderError::fatal(format!("{what} `{name}` does not exist in this cloud"))
+        }
+        openstack::ErrorKind::TooManyItems => {
+            ProviderError::fatal(format!("several {what}s are named `{name}`; use the id"))
+        }
+        openstack::ErrorKind::InternalServerError
+        | openstack::ErrorKind::ProtocolError
+        | openstack::ErrorKind::OperationTimedOut => {
             ProviderError::transient(format!("looking up {what} `{name}`: {e}"))
         }
         _ => ProviderError::fatal(format!("looking up {what} `{name}`: {e}")),
@@ -31,7 +37,11 @@ pub fn lookup_error(what: &str, name: &str, e: openstack::Error) -> ProviderErro
 
 /// Flavor by name or id: (id, vCPUs, RAM MiB).
 pub async fn flavor(cx: &Cx, name: &str) -> Result<(String, u32, u64), ProviderError> {
-    let f = cx.cloud.get_flavor(name).await.map_err(|e| lookup_error("flavor", name, e))?;
+    let f = cx
+        .cloud
+        .get_flavor(name)
+        .await
+        .map_err(|e| lookup_error("flavor", name, e))?;
     Ok((f.id().clone(), f.vcpu_count(), f.ram_size()))
 }
 
@@ -41,12 +51,19 @@ pub async fn flavor_id(cx: &Cx, name: &str) -> Result<String, ProviderError> {
 
 /// Image id by name or id.
 pub async fn image_id(cx: &Cx, name: &str) -> Result<String, ProviderError> {
-    let i = cx.cloud.get_image(name).await.map_err(|e| lookup_error("image", name, e))?;
+    let i = cx
+        .cloud
+        .get_image(name)
+        .await
+        .map_err(|e| lookup_error("image", name, e))?;
     Ok(i.id().clone())
 }
 
 async fn show(cx: &Cx, id: &str) -> Result<Option<Value>, ProviderError> {
-    Ok(cx.api.show(Svc::Compute, &["servers", id], "server").await?)
+    Ok(cx
+        .api
+        .show(Svc::Compute, &["servers", id], "server")
+        .await?)
 }
 
 fn status(s: &Value) -> &str {
@@ -54,15 +71,26 @@ fn status(s: &Value) -> &str {
 }
 
 /// Wait for ACTIVE; ERROR is reported with Nova's fault message.
-async fn wait_active(cx: &Cx, addr: &(dyn std::fmt::Display + Sync), id: &str) -> Result<Value, ProviderError> {
+async fn wait_active(
+    cx: &Cx,
+    addr: &(dyn std::fmt::Display + Sync),
+    id: &str,
+) -> Result<Value, ProviderError> {
     let timeout = Duration::from_secs(cx.timeouts.create);
     cx.wait_for(&format!("{addr} to become ACTIVE"), timeout, || async {
-        let s = show(cx, id).await?.ok_or_else(|| ProviderError::transient(format!("{addr}: server {id} not visible yet")))?;
+        let s = show(cx, id).await?.ok_or_else(|| {
+            ProviderError::transient(format!("{addr}: server {id} not visible yet"))
+        })?;
         match status(&s) {
             "ACTIVE" => Ok(Some(s)),
             "ERROR" => {
-                let fault = s.pointer("/fault/message").and_then(Value::as_str).unwrap_or("no fault message");
-                Err(ProviderError::fatal(format!("{addr}: server {id} went to ERROR: {fault}")))
+                let fault = s
+                    .pointer("/fault/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no fault message");
+                Err(ProviderError::fatal(format!(
+                    "{addr}: server {id} went to ERROR: {fault}"
+                )))
             }
             _ => Ok(None),
         }
@@ -71,7 +99,13 @@ async fn wait_active(cx: &Cx, addr: &(dyn std::fmt::Display + Sync), id: &str) -
 }
 
 fn server_live(s: &Value, attrs: &Attrs) -> Live {
-    let mut l = super::live(s.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(), attrs);
+    let mut l = super::live(
+        s.get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        attrs,
+    );
     let ips: Vec<Value> = s
         .get("addresses")
         .and_then(Value::as_object)
@@ -86,35 +120,63 @@ fn server_live(s: &Value, attrs: &Attrs) -> Live {
 }
 
 async fn owned_by(cx: &Cx, query_tags: (&str, String)) -> Result<Vec<Value>, ProviderError> {
-    let v = cx.api.get(Svc::Compute, &["servers", "detail"], &[query_tags]).await?;
-    Ok(v.get("servers").and_then(Value::as_array).cloned().unwrap_or_default())
+    let v = cx
+        .api
+        .get(Svc::Compute, &["servers", "detail"], &[query_tags])
+        .await?;
+    Ok(v.get("servers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
 }
 
 async fn delete_and_wait(cx: &Cx, id: &str) -> Result<(), ProviderError> {
     cx.api.delete(Svc::Compute, &["servers", id]).await?;
     let timeout = Duration::from_secs(cx.timeouts.delete);
-    cx.wait_for(&format!("server {id} to be deleted"), timeout, || async { Ok(show(cx, id).await?.is_none().then_some(())) }).await
+    cx.wait_for(&format!("server {id} to be deleted"), timeout, || async {
+        Ok(show(cx, id).await?.is_none().then_some(()))
+    })
+    .await
 }
 
 #[async_trait]
 impl Kind for Server {
     async fn read(&self, cx: &Cx, rec: &Record) -> Result<Option<Live>, ProviderError> {
-        let Some(s) = show(cx, rec_id(rec)?).await? else { return Ok(None) };
+        let Some(s) = show(cx, rec_id(rec)?).await? else {
+            return Ok(None);
+        };
         if status(&s) == "ERROR" {
             return Ok(None); // replaced by the next apply
         }
         let flavor = s.pointer("/flavor/original_name").cloned();
-        let attrs = super::observed(rec, &[("name", s.get("name").cloned()), ("flavor", flavor), ("metadata", s.get("metadata").cloned())]);
+        let attrs = super::observed(
+            rec,
+            &[
+                ("name", s.get("name").cloned()),
+                ("flavor", flavor),
+                ("metadata", s.get("metadata").cloned()),
+            ],
+        );
         let mut l = server_live(&s, &attrs);
         l.id = rec_id(rec)?.to_owned();
         Ok(Some(l))
     }
 
-    async fn find(&self, cx: &Cx, addr: &Address, attrs: &Attrs, _interrupted: bool) -> Result<Option<Live>, ProviderError> {
+    async fn find(
+        &self,
+        cx: &Cx,
+        addr: &Address,
+        attrs: &Attrs,
+        _interrupted: bool,
+    ) -> Result<Option<Live>, ProviderError> {
         let hits = owned_by(cx, ("tags", tags(&cx.env, addr).join(","))).await?;
         let mut keep = None;
         for s in hits {
-            let id = s.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let id = s
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             if status(&s) == "ERROR" || keep.is_some() {
                 tracing::warn!(address = %addr, id, status = status(&s), "deleting a server this address owns that cannot be used");
                 delete_and_wait(cx, &id).await?;
@@ -129,19 +191,39 @@ impl Kind for Server {
     }
 
     async fn create(&self, cx: &Cx, addr: &Address, attrs: &Attrs) -> Result<Live, ProviderError> {
-        let subnet = neutron::show(&cx.api, SUBNETS, str_attr(attrs, "network")).await?.ok_or_else(|| ProviderError::fatal(format!("{addr}: its subnet is gone")))?;
-        let network_id = subnet.get("network_id").and_then(Value::as_str).unwrap_or_default();
+        let subnet = neutron::show(&cx.api, SUBNETS, str_attr(attrs, "network"))
+            .await?
+            .ok_or_else(|| ProviderError::fatal(format!("{addr}: its subnet is gone")))?;
+        let network_id = subnet
+            .get("network_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut b = Map::new();
         b.insert("name".into(), json!(str_attr(attrs, "name")));
-        b.insert("flavorRef".into(), json!(flavor_id(cx, str_attr(attrs, "flavor")).await?));
+        b.insert(
+            "flavorRef".into(),
+            json!(flavor_id(cx, str_attr(attrs, "flavor")).await?),
+        );
         b.insert("key_name".into(), json!(str_attr(attrs, "keypair")));
         b.insert("networks".into(), json!([{ "uuid": network_id }]));
-        let sgs: Vec<Value> = attrs.get("security_groups").and_then(Value::as_array).into_iter().flatten().map(|id| json!({ "name": id })).collect();
+        let sgs: Vec<Value> = attrs
+            .get("security_groups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|id| json!({ "name": id }))
+            .collect();
         b.insert("security_groups".into(), Value::Array(sgs));
         b.insert("tags".into(), json!(tags(&cx.env, addr)));
-        b.insert("metadata".into(), attrs.get("metadata").cloned().unwrap_or(json!({})));
+        b.insert(
+            "metadata".into(),
+            attrs.get("metadata").cloned().unwrap_or(json!({})),
+        );
         if let Some(ud) = attrs.get("user_data").and_then(Value::as_str) {
-            b.insert("user_data".into(), json!(base64::engine::general_purpose::STANDARD.encode(ud)));
+            b.insert(
+                "user_data".into(),
+                json!(base64::engine::general_purpose::STANDARD.encode(ud)),
+            );
         }
         let image = image_id(cx, str_attr(attrs, "image")).await?;
         match attrs.get("boot_volume_gb").and_then(Value::as_u64) {
@@ -160,7 +242,11 @@ impl Kind for Server {
             body["os:scheduler_hints"] = json!({ "group": g });
         }
         let v = cx.api.post(Svc::Compute, &["servers"], &body).await?;
-        let id = v.pointer("/server/id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let id = v
+            .pointer("/server/id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         match wait_active(cx, addr, &id).await {
             Ok(s) => Ok(server_live(&s, attrs)),
             Err(e) => {
@@ -174,28 +260,73 @@ impl Kind for Server {
     async fn update(&self, cx: &Cx, rec: &Record, attrs: &Attrs) -> Result<Live, ProviderError> {
         let id = rec_id(rec)?;
         if rec.attrs.get("name") != attrs.get("name") {
-            cx.api.put(Svc::Compute, &["servers", id], &json!({ "server": { "name": str_attr(attrs, "name") } })).await?;
+            cx.api
+                .put(
+                    Svc::Compute,
+                    &["servers", id],
+                    &json!({ "server": { "name": str_attr(attrs, "name") } }),
+                )
+                .await?;
         }
         if rec.attrs.get("metadata") != attrs.get("metadata") {
-            cx.api.put(Svc::Compute, &["servers", id, "metadata"], &json!({ "metadata": attrs.get("metadata").cloned().unwrap_or(json!({})) })).await?;
+            cx.api
+                .put(
+                    Svc::Compute,
+                    &["servers", id, "metadata"],
+                    &json!({ "metadata": attrs.get("metadata").cloned().unwrap_or(json!({})) }),
+                )
+                .await?;
         }
         if rec.attrs.get("flavor") != attrs.get("flavor") {
             let flavor = flavor_id(cx, str_attr(attrs, "flavor")).await?;
-            cx.api.post(Svc::Compute, &["servers", id, "action"], &json!({ "resize": { "flavorRef": flavor } })).await?;
+            cx.api
+                .post(
+                    Svc::Compute,
+                    &["servers", id, "action"],
+                    &json!({ "resize": { "flavorRef": flavor } }),
+                )
+                .await?;
             let timeout = Duration::from_secs(cx.timeouts.create);
             cx.wait_for(&format!("{id} to finish resizing"), timeout, || async {
-                Ok(show(cx, id).await?.filter(|s| status(s) == "VERIFY_RESIZE" || status(s) == "ACTIVE" && s.pointer("/flavor/original_name").and_then(Value::as_str) == Some(str_attr(attrs, "flavor"))))
+                Ok(show(cx, id).await?.filter(|s| {
+                    status(s) == "VERIFY_RESIZE"
+                        || status(s) == "ACTIVE"
+                            && s.pointer("/flavor/original_name").and_then(Value::as_str)
+                                == Some(str_attr(attrs, "flavor"))
+                }))
             })
             .await?;
-            if show(cx, id).await?.is_some_and(|s| status(&s) == "VERIFY_RESIZE") {
-                cx.api.post(Svc::Compute, &["servers", id, "action"], &json!({ "confirmResize": null })).await?;
+            if show(cx, id)
+                .await?
+                .is_some_and(|s| status(&s) == "VERIFY_RESIZE")
+            {
+                cx.api
+                    .post(
+                        Svc::Compute,
+                        &["servers", id, "action"],
+                        &json!({ "confirmResize": null }),
+                    )
+                    .await?;
             }
         }
-        let mut want_sg: Vec<&str> = attrs.get("security_groups").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let mut want_sg: Vec<&str> = attrs
+            .get("security_groups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         want_sg.sort_unstable();
         if rec.attrs.get("security_groups") != attrs.get("security_groups") {
             for sg in want_sg {
-                let r = cx.api.post(Svc::Compute, &["servers", id, "action"], &json!({ "addSecurityGroup": { "name": sg } })).await;
+                let r = cx
+                    .api
+                    .post(
+                        Svc::Compute,
+                        &["servers", id, "action"],
+                        &json!({ "addSecurityGroup": { "name": sg } }),
+                    )
+                    .await;
                 if let Err(e) = r
                     && e.status != Some(400)
                 {

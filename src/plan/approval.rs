@@ -32,7 +32,13 @@ pub enum DataLossConsent {
 impl DataLossConsent {
     /// From the values of repeated `--allow-data-loss` flags (`all` anywhere means all).
     pub fn from_flags(values: &[String]) -> Self {
-        let items: Vec<String> = values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let items: Vec<String> = values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
         if items.iter().any(|s| s == "all") {
             Self::All
         } else if items.is_empty() {
@@ -102,15 +108,29 @@ pub enum Refusal {
         changes.iter().map(|c| format!("    {} {:?}: {}", c.address, c.action, c.reason)).collect::<Vec<_>>().join("\n"),
         changes.iter().map(|c| c.address.to_string()).collect::<Vec<_>>().join(","))]
     DataLoss { changes: Vec<Flagged> },
-    #[error("refused: `{operation}` changes things and stdin is not a terminal, so nobody can approve the plan\n  hint: in CI, review `provisioner plan {environment} --out FILE` and apply it with `provisioner up {environment} --plan FILE`, or pass --auto-approve; nothing was changed")]
-    NoTerminal { operation: String, environment: String },
+    #[error(
+        "refused: `{operation}` changes things and stdin is not a terminal, so nobody can approve the plan\n  hint: in CI, review `provisioner plan {environment} --out FILE` and apply it with `provisioner up {environment} --plan FILE`, or pass --auto-approve; nothing was changed"
+    )]
+    NoTerminal {
+        operation: String,
+        environment: String,
+    },
     #[error("declined: the answer was not `{expected}`; nothing was changed")]
     Declined { expected: String },
 }
 
 /// Decide, asking `who` if needed. Ok means: go ahead.
-pub fn decide(operation: Operation, environment: &str, changes: &[Change], approval: &Approval, who: &dyn Confirm) -> Result<(), Refusal> {
-    let work: Vec<&Change> = changes.iter().filter(|c| c.action != Action::NoOp).collect();
+pub fn decide(
+    operation: Operation,
+    environment: &str,
+    changes: &[Change],
+    approval: &Approval,
+    who: &dyn Confirm,
+) -> Result<(), Refusal> {
+    let work: Vec<&Change> = changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
     if work.is_empty() {
         return Ok(());
     }
@@ -121,9 +141,22 @@ pub fn decide(operation: Operation, environment: &str, changes: &[Change], appro
             .iter()
             .filter(|c| !approval.allow_data_loss.covers(&c.address))
             .map(|c| {
-                let lost: Vec<String> = c.objects.iter().filter(|o| o.data_loss).map(|o| format!("{} {:?}", o.key, o.action).to_lowercase()).collect();
-                let reason = if lost.is_empty() { c.reason.clone().unwrap_or_else(|| "it holds data".into()) } else { format!("loses the data of {}", lost.join(", ")) };
-                Flagged { address: c.address.clone(), action: c.action, reason }
+                let lost: Vec<String> = c
+                    .objects
+                    .iter()
+                    .filter(|o| o.data_loss)
+                    .map(|o| format!("{} {:?}", o.key, o.action).to_lowercase())
+                    .collect();
+                let reason = if lost.is_empty() {
+                    c.reason.clone().unwrap_or_else(|| "it holds data".into())
+                } else {
+                    format!("loses the data of {}", lost.join(", "))
+                };
+                Flagged {
+                    address: c.address.clone(),
+                    action: c.action,
+                    reason,
+                }
             })
             .collect();
         if !refused.is_empty() {
@@ -134,13 +167,26 @@ pub fn decide(operation: Operation, environment: &str, changes: &[Change], appro
         return Ok(());
     }
     if !who.interactive() {
-        return Err(Refusal::NoTerminal { operation: operation.as_str().to_owned(), environment: environment.to_owned() });
+        return Err(Refusal::NoTerminal {
+            operation: operation.as_str().to_owned(),
+            environment: environment.to_owned(),
+        });
     }
-    let question = if operation == Operation::Destroy || !flagged.is_empty() { Question::Name(environment.to_owned()) } else { Question::Yes };
+    let question = if operation == Operation::Destroy || !flagged.is_empty() {
+        Question::Name(environment.to_owned())
+    } else {
+        Question::Yes
+    };
     let prompt = match &question {
-        Question::Yes => format!("Apply these changes to `{environment}`? Only `yes` is accepted: "),
-        Question::Name(n) if operation == Operation::Destroy => format!("Destroy everything `{n}` owns? Type the environment's name to confirm: "),
-        Question::Name(n) => format!("This plan loses data. Type the environment's name (`{n}`) to apply it: "),
+        Question::Yes => {
+            format!("Apply these changes to `{environment}`? Only `yes` is accepted: ")
+        }
+        Question::Name(n) if operation == Operation::Destroy => {
+            format!("Destroy everything `{n}` owns? Type the environment's name to confirm: ")
+        }
+        Question::Name(n) => {
+            format!("This plan loses data. Type the environment's name (`{n}`) to apply it: ")
+        }
     };
     match who.ask(&prompt) {
         Some(a) if question.accepts(&a) => Ok(()),
@@ -176,18 +222,40 @@ mod tests {
     }
 
     fn person(tty: bool, answer: Option<&'static str>) -> Person {
-        Person { tty, answer, asked: RefCell::new(Vec::new()) }
+        Person {
+            tty,
+            answer,
+            asked: RefCell::new(Vec::new()),
+        }
     }
 
     fn change(addr: &str, action: Action, data_loss: bool) -> Change {
         let address = Address::parse(addr).unwrap();
-        Change { kind: address.kind().to_owned(), address, layer: Layer::Cloud, action, reason: None, fields: vec![], depends_on: vec![], data_loss, basis: None, objects: vec![] }
+        Change {
+            kind: address.kind().to_owned(),
+            address,
+            layer: Layer::Cloud,
+            action,
+            reason: None,
+            fields: vec![],
+            depends_on: vec![],
+            data_loss,
+            basis: None,
+            objects: vec![],
+        }
     }
 
     #[test]
     fn no_changes_ask_nothing() {
         let p = person(false, None);
-        decide(Operation::Up, "e", &[change("network.main", Action::NoOp, false)], &Approval::default(), &p).unwrap();
+        decide(
+            Operation::Up,
+            "e",
+            &[change("network.main", Action::NoOp, false)],
+            &Approval::default(),
+            &p,
+        )
+        .unwrap();
         assert!(p.asked.borrow().is_empty());
     }
 
@@ -195,16 +263,47 @@ mod tests {
     fn without_a_terminal_only_auto_approve_or_a_saved_plan_go_ahead() {
         let plan = [change("network.main", Action::Create, false)];
         let p = person(false, None);
-        assert!(matches!(decide(Operation::Up, "e", &plan, &Approval::default(), &p), Err(Refusal::NoTerminal { .. })));
-        decide(Operation::Up, "e", &plan, &Approval { auto_approve: true, ..Default::default() }, &p).unwrap();
-        decide(Operation::Up, "e", &plan, &Approval { saved_plan: true, ..Default::default() }, &p).unwrap();
+        assert!(matches!(
+            decide(Operation::Up, "e", &plan, &Approval::default(), &p),
+            Err(Refusal::NoTerminal { .. })
+        ));
+        decide(
+            Operation::Up,
+            "e",
+            &plan,
+            &Approval {
+                auto_approve: true,
+                ..Default::default()
+            },
+            &p,
+        )
+        .unwrap();
+        decide(
+            Operation::Up,
+            "e",
+            &plan,
+            &Approval {
+                saved_plan: true,
+                ..Default::default()
+            },
+            &p,
+        )
+        .unwrap();
         assert!(p.asked.borrow().is_empty());
     }
 
     #[test]
     fn data_loss_needs_consent_even_with_auto_approve() {
-        let plan = [change("server.worker[1]", Action::Replace, true), change("volume.data[0]", Action::Delete, true), change("network.main", Action::Update, false)];
-        let auto = |c: DataLossConsent| Approval { auto_approve: true, allow_data_loss: c, saved_plan: false };
+        let plan = [
+            change("server.worker[1]", Action::Replace, true),
+            change("volume.data[0]", Action::Delete, true),
+            change("network.main", Action::Update, false),
+        ];
+        let auto = |c: DataLossConsent| Approval {
+            auto_approve: true,
+            allow_data_loss: c,
+            saved_plan: false,
+        };
         let p = person(false, None);
         match decide(Operation::Up, "e", &plan, &auto(DataLossConsent::None), &p) {
             Err(Refusal::DataLoss { changes }) => assert_eq!(changes.len(), 2),
@@ -213,28 +312,99 @@ mod tests {
         // Naming one is not enough; naming both (a base and a kind) is.
         let one = DataLossConsent::from_flags(&["server.worker".into()]);
         match decide(Operation::Up, "e", &plan, &auto(one), &p) {
-            Err(Refusal::DataLoss { changes }) => assert_eq!(changes[0].address.as_str(), "volume.data[0]"),
+            Err(Refusal::DataLoss { changes }) => {
+                assert_eq!(changes[0].address.as_str(), "volume.data[0]")
+            }
             other => panic!("{other:?}"),
         }
-        decide(Operation::Up, "e", &plan, &auto(DataLossConsent::from_flags(&["server.worker,volume".into()])), &p).unwrap();
-        decide(Operation::Up, "e", &plan, &auto(DataLossConsent::from_flags(&["all".into()])), &p).unwrap();
+        decide(
+            Operation::Up,
+            "e",
+            &plan,
+            &auto(DataLossConsent::from_flags(
+                &["server.worker,volume".into()],
+            )),
+            &p,
+        )
+        .unwrap();
+        decide(
+            Operation::Up,
+            "e",
+            &plan,
+            &auto(DataLossConsent::from_flags(&["all".into()])),
+            &p,
+        )
+        .unwrap();
     }
 
     #[test]
     fn a_terminal_answers_yes_or_the_name() {
         let plan = [change("network.main", Action::Create, false)];
-        decide(Operation::Up, "e", &plan, &Approval::default(), &person(true, Some("yes\n"))).unwrap();
-        assert!(matches!(decide(Operation::Up, "e", &plan, &Approval::default(), &person(true, Some("y"))), Err(Refusal::Declined { .. })));
-        assert!(matches!(decide(Operation::Up, "e", &plan, &Approval::default(), &person(true, None)), Err(Refusal::Declined { .. })));
+        decide(
+            Operation::Up,
+            "e",
+            &plan,
+            &Approval::default(),
+            &person(true, Some("yes\n")),
+        )
+        .unwrap();
+        assert!(matches!(
+            decide(
+                Operation::Up,
+                "e",
+                &plan,
+                &Approval::default(),
+                &person(true, Some("y"))
+            ),
+            Err(Refusal::Declined { .. })
+        ));
+        assert!(matches!(
+            decide(
+                Operation::Up,
+                "e",
+                &plan,
+                &Approval::default(),
+                &person(true, None)
+            ),
+            Err(Refusal::Declined { .. })
+        ));
         // destroy: the name, and destroying counts as consent for the data.
         let gone = [change("volume.data[0]", Action::Delete, true)];
         let p = person(true, Some("prod"));
         decide(Operation::Destroy, "prod", &gone, &Approval::default(), &p).unwrap();
         assert!(p.asked.borrow()[0].contains("Type the environment's name"));
-        assert!(matches!(decide(Operation::Destroy, "prod", &gone, &Approval::default(), &person(true, Some("yes"))), Err(Refusal::Declined { .. })));
+        assert!(matches!(
+            decide(
+                Operation::Destroy,
+                "prod",
+                &gone,
+                &Approval::default(),
+                &person(true, Some("yes"))
+            ),
+            Err(Refusal::Declined { .. })
+        ));
         // up with consented data loss: the name too.
-        let consent = Approval { allow_data_loss: DataLossConsent::All, ..Default::default() };
-        assert!(matches!(decide(Operation::Up, "prod", &gone, &consent, &person(true, Some("yes"))), Err(Refusal::Declined { .. })));
-        decide(Operation::Up, "prod", &gone, &consent, &person(true, Some("prod"))).unwrap();
+        let consent = Approval {
+            allow_data_loss: DataLossConsent::All,
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(
+                Operation::Up,
+                "prod",
+                &gone,
+                &consent,
+                &person(true, Some("yes"))
+            ),
+            Err(Refusal::Declined { .. })
+        ));
+        decide(
+            Operation::Up,
+            "prod",
+            &gone,
+            &consent,
+            &person(true, Some("prod")),
+        )
+        .unwrap();
     }
 }

@@ -72,15 +72,24 @@ pub enum Observed {
     Gone,
 }
 
-pub fn diff(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Address, Observed>) -> Vec<Change> {
-    let mut changes: Vec<Change> = desired.iter().map(|d| diff_one(d, state, observed.get(&d.address))).collect();
+pub fn diff(
+    desired: &[Desired],
+    state: &StateFile,
+    observed: &BTreeMap<Address, Observed>,
+) -> Vec<Change> {
+    let mut changes: Vec<Change> = desired
+        .iter()
+        .map(|d| diff_one(d, state, observed.get(&d.address)))
+        .collect();
     propagate_replacements(desired, &mut changes);
     let wanted: BTreeSet<&Address> = desired.iter().map(|d| &d.address).collect();
     for (addr, rec) in &state.resources {
         if !wanted.contains(addr) {
             let spec = kind_spec(&rec.kind);
             let nested = spec.and_then(|s| s.nested);
-            let objects = nested.map(|n| sub_changes(n, rec.attrs.get(n.attr), None)).unwrap_or_default();
+            let objects = nested
+                .map(|n| sub_changes(n, rec.attrs.get(n.attr), None))
+                .unwrap_or_default();
             changes.push(Change {
                 address: addr.clone(),
                 kind: rec.kind.clone(),
@@ -89,7 +98,8 @@ pub fn diff(desired: &[Desired], state: &StateFile, observed: &BTreeMap<Address,
                 reason: Some("no longer in the environment".into()),
                 fields: Vec::new(),
                 depends_on: rec.deps.clone(),
-                data_loss: spec.is_some_and(|s| s.holds_data) || objects.iter().any(|o| o.data_loss),
+                data_loss: spec.is_some_and(|s| s.holds_data)
+                    || objects.iter().any(|o| o.data_loss),
                 basis: None,
                 objects,
             });
@@ -120,8 +130,20 @@ fn diff_one(d: &Desired, state: &StateFile, observed: Option<&Observed>) -> Chan
     let is_nested = |name: &str| nested.is_some_and(|n| n.attr == name);
     let Some(rec) = state.resources.get(&d.address) else {
         c.action = Action::Create;
-        c.fields = d.attrs.iter().filter(|(k, _)| !is_nested(k)).map(|(k, v)| FieldChange { name: k.clone(), before: None, after: Some(v.clone()), forces_replacement: false }).collect();
-        c.objects = nested.map(|n| sub_changes(n, None, d.attrs.get(n.attr))).unwrap_or_default();
+        c.fields = d
+            .attrs
+            .iter()
+            .filter(|(k, _)| !is_nested(k))
+            .map(|(k, v)| FieldChange {
+                name: k.clone(),
+                before: None,
+                after: Some(v.clone()),
+                forces_replacement: false,
+            })
+            .collect();
+        c.objects = nested
+            .map(|n| sub_changes(n, None, d.attrs.get(n.attr)))
+            .unwrap_or_default();
         return c;
     };
     match (rec.status, observed) {
@@ -153,7 +175,13 @@ fn diff_one(d: &Desired, state: &StateFile, observed: Option<&Observed>) -> Chan
         let (b, a) = (before.get(name), d.attrs.get(name));
         if b != a {
             drifted |= b != rec.attrs.get(name);
-            field_changes(name, b, a, d.spec.on_change(name) == OnChange::Replace, &mut c.fields);
+            field_changes(
+                name,
+                b,
+                a,
+                d.spec.on_change(name) == OnChange::Replace,
+                &mut c.fields,
+            );
         }
     }
     if let Some(n) = nested {
@@ -162,8 +190,16 @@ fn diff_one(d: &Desired, state: &StateFile, observed: Option<&Observed>) -> Chan
     }
     if c.fields.iter().any(|f| f.forces_replacement) {
         c.action = Action::Replace;
-        let why: BTreeSet<&str> = c.fields.iter().filter(|f| f.forces_replacement).map(|f| top_field(&f.name)).collect();
-        c.reason = Some(format!("{} cannot change in place", why.into_iter().collect::<Vec<_>>().join(", ")));
+        let why: BTreeSet<&str> = c
+            .fields
+            .iter()
+            .filter(|f| f.forces_replacement)
+            .map(|f| top_field(&f.name))
+            .collect();
+        c.reason = Some(format!(
+            "{} cannot change in place",
+            why.into_iter().collect::<Vec<_>>().join(", ")
+        ));
         c.data_loss = d.spec.holds_data || c.objects.iter().any(|o| o.data_loss);
     } else if !c.fields.is_empty() || !c.objects.is_empty() {
         c.action = Action::Update;
@@ -185,7 +221,13 @@ fn top_field(path: &str) -> &str {
 /// Field changes between two values, by path: maps are followed key by key
 /// and lists of equal length item by item, so a change reads
 /// `spec.template.spec.containers[0].image: "a" -> "b"`.
-fn field_changes(path: &str, before: Option<&Value>, after: Option<&Value>, forces: bool, out: &mut Vec<FieldChange>) {
+fn field_changes(
+    path: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    forces: bool,
+    out: &mut Vec<FieldChange>,
+) {
     match (before, after) {
         (Some(Value::Object(b)), Some(Value::Object(a))) => {
             let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
@@ -202,7 +244,12 @@ fn field_changes(path: &str, before: Option<&Value>, after: Option<&Value>, forc
                 }
             }
         }
-        _ => out.push(FieldChange { name: path.to_owned(), before: before.cloned(), after: after.cloned(), forces_replacement: forces }),
+        _ => out.push(FieldChange {
+            name: path.to_owned(),
+            before: before.cloned(),
+            after: after.cloned(),
+            forces_replacement: forces,
+        }),
     }
 }
 
@@ -212,11 +259,20 @@ fn sub_changes(n: &Nested, before: Option<&Value>, after: Option<&Value>) -> Vec
     let b = before.and_then(Value::as_object).unwrap_or(&empty);
     let a = after.and_then(Value::as_object).unwrap_or(&empty);
     // In the order the objects are applied (the desired map's), then the pruned ones.
-    let keys: Vec<&String> = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))).collect();
+    let keys: Vec<&String> = a
+        .keys()
+        .chain(b.keys().filter(|k| !a.contains_key(*k)))
+        .collect();
     let mut out = Vec::new();
     for key in keys {
         let (x, y) = (b.get(key), a.get(key));
-        let mut s = SubChange { key: key.clone(), action: Action::NoOp, reason: None, fields: Vec::new(), data_loss: false };
+        let mut s = SubChange {
+            key: key.clone(),
+            action: Action::NoOp,
+            reason: None,
+            fields: Vec::new(),
+            data_loss: false,
+        };
         match (x, y) {
             (None, Some(_)) => s.action = Action::Create,
             (Some(_), None) => {
@@ -231,12 +287,19 @@ fn sub_changes(n: &Nested, before: Option<&Value>, after: Option<&Value>) -> Vec
                     f.name = f.name.trim_start_matches('.').to_owned();
                     f.forces_replacement = (n.replaces)(key, &f.name);
                 }
-                let why: BTreeSet<&str> = fields.iter().filter(|f| f.forces_replacement).map(|f| f.name.as_str()).collect();
+                let why: BTreeSet<&str> = fields
+                    .iter()
+                    .filter(|f| f.forces_replacement)
+                    .map(|f| f.name.as_str())
+                    .collect();
                 if why.is_empty() {
                     s.action = Action::Update;
                 } else {
                     s.action = Action::Replace;
-                    s.reason = Some(format!("{} cannot change in place", why.into_iter().collect::<Vec<_>>().join(", ")));
+                    s.reason = Some(format!(
+                        "{} cannot change in place",
+                        why.into_iter().collect::<Vec<_>>().join(", ")
+                    ));
                     s.data_loss = (n.holds_data)(key);
                 }
                 s.fields = fields;
@@ -251,11 +314,16 @@ fn sub_changes(n: &Nested, before: Option<&Value>, after: Option<&Value>) -> Vec
 /// `2 objects to create, 1 to update`.
 fn summarise(objects: &[SubChange]) -> String {
     let count = |a: Action| objects.iter().filter(|o| o.action == a).count();
-    let parts: Vec<String> = [(Action::Create, "create"), (Action::Update, "update"), (Action::Replace, "replace"), (Action::Delete, "delete")]
-        .into_iter()
-        .filter(|(a, _)| count(*a) > 0)
-        .map(|(a, w)| format!("{} to {w}", count(a)))
-        .collect();
+    let parts: Vec<String> = [
+        (Action::Create, "create"),
+        (Action::Update, "update"),
+        (Action::Replace, "replace"),
+        (Action::Delete, "delete"),
+    ]
+    .into_iter()
+    .filter(|(a, _)| count(*a) > 0)
+    .map(|(a, w)| format!("{} to {w}", count(a)))
+    .collect();
     format!("objects: {}", parts.join(", "))
 }
 
@@ -263,7 +331,11 @@ fn summarise(objects: &[SubChange]) -> String {
 /// replaced too; one that refers to it from an updatable field is updated.
 fn propagate_replacements(desired: &[Desired], changes: &mut [Change]) {
     loop {
-        let replaced: BTreeSet<Address> = changes.iter().filter(|c| c.action == Action::Replace).map(|c| c.address.clone()).collect();
+        let replaced: BTreeSet<Address> = changes
+            .iter()
+            .filter(|c| c.action == Action::Replace)
+            .map(|c| c.address.clone())
+            .collect();
         let mut changed = false;
         for (d, c) in desired.iter().zip(changes.iter_mut()) {
             if matches!(c.action, Action::Replace | Action::Create) {
@@ -271,9 +343,16 @@ fn propagate_replacements(desired: &[Desired], changes: &mut [Change]) {
             }
             for (field, v) in &d.attrs {
                 let refs: Vec<Address> = Ref::all_in(v).into_iter().map(|r| r.address).collect();
-                let Some(target) = refs.iter().find(|a| replaced.contains(*a)) else { continue };
+                let Some(target) = refs.iter().find(|a| replaced.contains(*a)) else {
+                    continue;
+                };
                 let forces = d.spec.on_change(field) == OnChange::Replace;
-                c.fields.push(FieldChange { name: field.clone(), before: Some(v.clone()), after: Some(Value::String("(known after apply)".into())), forces_replacement: forces });
+                c.fields.push(FieldChange {
+                    name: field.clone(),
+                    before: Some(v.clone()),
+                    after: Some(Value::String("(known after apply)".into())),
+                    forces_replacement: forces,
+                });
                 if forces {
                     c.action = Action::Replace;
                     c.reason = Some(format!("{field} refers to {target}, which is replaced"));
@@ -298,7 +377,11 @@ pub fn restrict(changes: Vec<Change>, targets: &[String]) -> Vec<Change> {
     if targets.is_empty() {
         return changes;
     }
-    let mut keep: BTreeSet<Address> = changes.iter().filter(|c| targets.iter().any(|t| c.address.matches(t))).map(|c| c.address.clone()).collect();
+    let mut keep: BTreeSet<Address> = changes
+        .iter()
+        .filter(|c| targets.iter().any(|t| c.address.matches(t)))
+        .map(|c| c.address.clone())
+        .collect();
     loop {
         let before = keep.len();
         for c in &changes {
@@ -313,7 +396,10 @@ pub fn restrict(changes: Vec<Change>, targets: &[String]) -> Vec<Change> {
             break;
         }
     }
-    changes.into_iter().filter(|c| keep.contains(&c.address)).collect()
+    changes
+        .into_iter()
+        .filter(|c| keep.contains(&c.address))
+        .collect()
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -372,18 +458,40 @@ mod tests {
     fn create_update_replace_delete_and_propagation() {
         let desired = vec![
             Desired::new(net(), json!({"name": "new-name"})),
-            Desired::new(Address::new("subnet", "main"), json!({"network": Ref::id(&net()), "cidr": "10.0.1.0/24"})),
-            Desired::new(Address::new("keypair", "deploy"), json!({"name": "k", "public_key_file": "a"})),
+            Desired::new(
+                Address::new("subnet", "main"),
+                json!({"network": Ref::id(&net()), "cidr": "10.0.1.0/24"}),
+            ),
+            Desired::new(
+                Address::new("keypair", "deploy"),
+                json!({"name": "k", "public_key_file": "a"}),
+            ),
         ];
         let mut st = StateFile::new("t");
-        st.resources.insert(net(), rec("network", json!({"name": "old"})));
-        st.resources.insert(Address::new("subnet", "main"), rec("subnet", json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"})));
-        st.resources.insert(Address::new("volume", "gone[0]"), rec("volume", json!({"size_gb": 1})));
+        st.resources
+            .insert(net(), rec("network", json!({"name": "old"})));
+        st.resources.insert(
+            Address::new("subnet", "main"),
+            rec(
+                "subnet",
+                json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"}),
+            ),
+        );
+        st.resources.insert(
+            Address::new("volume", "gone[0]"),
+            rec("volume", json!({"size_gb": 1})),
+        );
         let ch = diff(&desired, &st, &BTreeMap::new());
         let by = |a: &str| ch.iter().find(|c| c.address.as_str() == a).unwrap();
         assert_eq!(by("network.main").action, Action::Update);
         assert_eq!(by("subnet.main").action, Action::Replace);
-        assert!(by("subnet.main").reason.as_deref().unwrap().contains("cidr"));
+        assert!(
+            by("subnet.main")
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("cidr")
+        );
         assert_eq!(by("keypair.deploy").action, Action::Create);
         let gone = by("volume.gone[0]");
         assert_eq!(gone.action, Action::Delete);
@@ -394,13 +502,32 @@ mod tests {
     fn replacing_a_dependency_replaces_dependents() {
         let desired = vec![
             Desired::new(net(), json!({"name": "n", "mtu": 1400})),
-            Desired::new(Address::new("subnet", "main"), json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"})),
+            Desired::new(
+                Address::new("subnet", "main"),
+                json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"}),
+            ),
         ];
         let mut st = StateFile::new("t");
-        st.resources.insert(net(), rec("network", json!({"name": "n", "mtu": 1400, "identity": "old"})));
-        st.resources.insert(Address::new("subnet", "main"), rec("subnet", json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"})));
+        st.resources.insert(
+            net(),
+            rec(
+                "network",
+                json!({"name": "n", "mtu": 1400, "identity": "old"}),
+            ),
+        );
+        st.resources.insert(
+            Address::new("subnet", "main"),
+            rec(
+                "subnet",
+                json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"}),
+            ),
+        );
         let ch = diff(&desired, &st, &BTreeMap::new());
-        assert_eq!(ch[0].action, Action::Replace, "unknown field removed => replace");
+        assert_eq!(
+            ch[0].action,
+            Action::Replace,
+            "unknown field removed => replace"
+        );
         assert_eq!(ch[1].action, Action::Replace);
         assert!(ch[1].reason.as_deref().unwrap().contains("network.main"));
     }
@@ -409,23 +536,46 @@ mod tests {
     fn drift_and_gone() {
         let desired = vec![Desired::new(net(), json!({"name": "n"}))];
         let mut st = StateFile::new("t");
-        st.resources.insert(net(), rec("network", json!({"name": "n"})));
+        st.resources
+            .insert(net(), rec("network", json!({"name": "n"})));
         let mut obs = BTreeMap::new();
-        obs.insert(net(), Observed::Live(json!({"name": "changed-by-hand"}).as_object().unwrap().clone().into_iter().collect()));
+        obs.insert(
+            net(),
+            Observed::Live(
+                json!({"name": "changed-by-hand"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+                    .into_iter()
+                    .collect(),
+            ),
+        );
         assert_eq!(diff(&desired, &st, &obs)[0].action, Action::Update);
         obs.insert(net(), Observed::Gone);
         assert_eq!(diff(&desired, &st, &obs)[0].action, Action::Create);
-        assert_eq!(diff(&desired, &st, &BTreeMap::new())[0].action, Action::NoOp);
+        assert_eq!(
+            diff(&desired, &st, &BTreeMap::new())[0].action,
+            Action::NoOp
+        );
     }
 
     #[test]
     fn restrict_keeps_dependencies() {
         let desired = vec![
             Desired::new(net(), json!({"name": "n"})),
-            Desired::new(Address::new("subnet", "main"), json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"})),
-            Desired::new(Address::new("keypair", "deploy"), json!({"name": "k", "public_key_file": "a"})),
+            Desired::new(
+                Address::new("subnet", "main"),
+                json!({"network": Ref::id(&net()), "cidr": "10.0.0.0/24"}),
+            ),
+            Desired::new(
+                Address::new("keypair", "deploy"),
+                json!({"name": "k", "public_key_file": "a"}),
+            ),
         ];
-        let ch = restrict(diff(&desired, &StateFile::new("t"), &BTreeMap::new()), &["subnet".into()]);
+        let ch = restrict(
+            diff(&desired, &StateFile::new("t"), &BTreeMap::new()),
+            &["subnet".into()],
+        );
         let a: Vec<&str> = ch.iter().map(|c| c.address.as_str()).collect();
         assert_eq!(a, vec!["network.main", "subnet.main"]);
     }

@@ -42,7 +42,9 @@ impl ApplyError {
     pub fn class(&self) -> Class {
         match self {
             ApplyError::Resource { source, .. } => source.class,
-            ApplyError::State(StateError::Locked { .. } | StateError::LockLost { .. }) => Class::Conflict,
+            ApplyError::State(StateError::Locked { .. } | StateError::LockLost { .. }) => {
+                Class::Conflict
+            }
             _ => Class::Fatal,
         }
     }
@@ -83,24 +85,60 @@ impl Executor<'_> {
     pub async fn run(&self, state: StateFile, changes: &[Change]) -> (StateFile, Report) {
         let state = Mutex::new(state);
         let report = Mutex::new(Report::default());
-        let work: Vec<&Change> = changes.iter().filter(|c| c.action != Action::NoOp).collect();
-        let deletes: Vec<&Change> = work.iter().copied().filter(|c| matches!(c.action, Action::Delete | Action::Replace)).collect();
-        let applies: Vec<&Change> = work.iter().copied().filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace)).collect();
+        let work: Vec<&Change> = changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .collect();
+        let deletes: Vec<&Change> = work
+            .iter()
+            .copied()
+            .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+            .collect();
+        let applies: Vec<&Change> = work
+            .iter()
+            .copied()
+            .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
+            .collect();
 
-        self.progress.set_length((deletes.len() + applies.len()) as u64);
+        self.progress
+            .set_length((deletes.len() + applies.len()) as u64);
         // A resource is deleted only after everything that depends on it.
         let delete_set: BTreeSet<&Address> = deletes.iter().map(|c| &c.address).collect();
         let snapshot = state.lock().await.clone();
         let dependents = |a: &Address| -> Vec<Address> {
-            snapshot.resources.iter().filter(|(k, r)| r.deps.contains(a) && delete_set.contains(k)).map(|(k, _)| k.clone()).collect()
+            snapshot
+                .resources
+                .iter()
+                .filter(|(k, r)| r.deps.contains(a) && delete_set.contains(k))
+                .map(|(k, _)| k.clone())
+                .collect()
         };
-        let delete_waits: Vec<Vec<Address>> = deletes.iter().map(|c| dependents(&c.address)).collect();
-        let failed = self.walk(Op::Delete, &deletes, &delete_waits, &state, &report, &BTreeSet::new()).await;
+        let delete_waits: Vec<Vec<Address>> =
+            deletes.iter().map(|c| dependents(&c.address)).collect();
+        let failed = self
+            .walk(
+                Op::Delete,
+                &deletes,
+                &delete_waits,
+                &state,
+                &report,
+                &BTreeSet::new(),
+            )
+            .await;
 
         let apply_set: BTreeSet<&Address> = applies.iter().map(|c| &c.address).collect();
-        let apply_waits: Vec<Vec<Address>> =
-            applies.iter().map(|c| c.depends_on.iter().filter(|d| apply_set.contains(d)).cloned().collect()).collect();
-        self.walk(Op::Apply, &applies, &apply_waits, &state, &report, &failed).await;
+        let apply_waits: Vec<Vec<Address>> = applies
+            .iter()
+            .map(|c| {
+                c.depends_on
+                    .iter()
+                    .filter(|d| apply_set.contains(d))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        self.walk(Op::Apply, &applies, &apply_waits, &state, &report, &failed)
+            .await;
 
         self.progress.finish_and_clear();
         (state.into_inner(), report.into_inner())
@@ -129,16 +167,23 @@ impl Executor<'_> {
                 if let Some(cause) = waits[i].iter().find(|w| failed.contains(*w)).cloned() {
                     started[i] = true;
                     failed.insert(c.address.clone());
-                    report.lock().await.errors.push(ApplyError::Skipped { address: c.address.clone(), cause });
+                    report.lock().await.errors.push(ApplyError::Skipped {
+                        address: c.address.clone(),
+                        cause,
+                    });
                     continue;
                 }
                 if waits[i].iter().all(|w| done.contains(w)) {
                     started[i] = true;
                     let c: &Change = c;
-                    running.push(async move { (c.address.clone(), self.one(op, c, state, report).await) });
+                    running.push(async move {
+                        (c.address.clone(), self.one(op, c, state, report).await)
+                    });
                 }
             }
-            let Some((addr, result)) = running.next().await else { break };
+            let Some((addr, result)) = running.next().await else {
+                break;
+            };
             self.progress.inc(1);
             match result {
                 Ok(()) => {
@@ -154,13 +199,24 @@ impl Executor<'_> {
         failed
     }
 
-    async fn one(&self, op: Op, c: &Change, state: &Mutex<StateFile>, report: &Mutex<Report>) -> Result<(), ApplyError> {
+    async fn one(
+        &self,
+        op: Op,
+        c: &Change,
+        state: &Mutex<StateFile>,
+        report: &Mutex<Report>,
+    ) -> Result<(), ApplyError> {
         let addr = &c.address;
-        let fail = |source: ProviderError| ApplyError::Resource { address: addr.clone(), source };
-        let provider = self
-            .providers
-            .get(&c.kind)
-            .ok_or_else(|| fail(ProviderError::fatal(format!("no provider for kind `{}` (its layer is not implemented yet)", c.kind))))?;
+        let fail = |source: ProviderError| ApplyError::Resource {
+            address: addr.clone(),
+            source,
+        };
+        let provider = self.providers.get(&c.kind).ok_or_else(|| {
+            fail(ProviderError::fatal(format!(
+                "no provider for kind `{}` (its layer is not implemented yet)",
+                c.kind
+            )))
+        })?;
         self.progress.set_message(format!("{addr}"));
         match op {
             Op::Delete => {
@@ -171,7 +227,15 @@ impl Executor<'_> {
                     // resource. Look it up by ownership; if nothing is there, forget it.
                     let attrs = resolve_attrs(&rec.attrs, &*state.lock().await);
                     let found = match attrs {
-                        Ok(a) => self.retry.run(addr.as_str(), Duration::from_secs(self.timeouts.delete), || provider.find(addr, &a, true)).await.map_err(fail)?,
+                        Ok(a) => self
+                            .retry
+                            .run(
+                                addr.as_str(),
+                                Duration::from_secs(self.timeouts.delete),
+                                || provider.find(addr, &a, true),
+                            )
+                            .await
+                            .map_err(fail)?,
                         Err(_) => None,
                     };
                     match found {
@@ -191,21 +255,38 @@ impl Executor<'_> {
                 self.pause().await;
                 tracing::info!(address = %addr, "deleting");
                 let deadline = Duration::from_secs(self.timeouts.delete);
-                self.retry.run(addr.as_str(), deadline, || provider.delete(addr, &rec)).await.map_err(fail)?;
+                self.retry
+                    .run(addr.as_str(), deadline, || provider.delete(addr, &rec))
+                    .await
+                    .map_err(fail)?;
                 self.pause().await;
                 self.forget(state, addr).await?;
                 report.lock().await.deleted.push(addr.clone());
                 Ok(())
             }
             Op::Apply => {
-                let Some(d) = self.desired.get(addr) else { return Err(fail(ProviderError::fatal("not in the desired model"))) };
-                let resolved = self.resolve(d, state).await.map_err(|message| ApplyError::Unresolved { address: addr.clone(), message })?;
+                let Some(d) = self.desired.get(addr) else {
+                    return Err(fail(ProviderError::fatal("not in the desired model")));
+                };
+                let resolved =
+                    self.resolve(d, state)
+                        .await
+                        .map_err(|message| ApplyError::Unresolved {
+                            address: addr.clone(),
+                            message,
+                        })?;
                 let existing = state.lock().await.resources.get(addr).cloned();
                 match (c.action, existing) {
                     (Action::Update, Some(rec)) if rec.status == Status::Ready => {
                         tracing::info!(address = %addr, "updating");
                         let deadline = Duration::from_secs(self.timeouts.create);
-                        let live = self.retry.run(addr.as_str(), deadline, || provider.update(addr, &rec, &resolved)).await.map_err(fail)?;
+                        let live = self
+                            .retry
+                            .run(addr.as_str(), deadline, || {
+                                provider.update(addr, &rec, &resolved)
+                            })
+                            .await
+                            .map_err(fail)?;
                         self.record(state, addr, ready(d, live)).await?;
                         report.lock().await.updated.push(addr.clone());
                     }
@@ -214,7 +295,16 @@ impl Executor<'_> {
                         // Intent first: a crash from here on leaves `creating`, and the next run adopts.
                         self.record(state, addr, intent(d)).await?;
                         self.pause().await;
-                        let live = self.create_or_adopt(provider.as_ref(), addr, &resolved, interrupted, report).await.map_err(fail)?;
+                        let live = self
+                            .create_or_adopt(
+                                provider.as_ref(),
+                                addr,
+                                &resolved,
+                                interrupted,
+                                report,
+                            )
+                            .await
+                            .map_err(fail)?;
                         self.pause().await;
                         self.record(state, addr, ready(d, live)).await?;
                     }
@@ -233,13 +323,22 @@ impl Executor<'_> {
         report: &Mutex<Report>,
     ) -> Result<Live, ProviderError> {
         let deadline = Duration::from_secs(self.timeouts.create);
-        if let Some(found) = self.retry.run(addr.as_str(), deadline, || provider.find(addr, attrs, interrupted)).await? {
+        if let Some(found) = self
+            .retry
+            .run(addr.as_str(), deadline, || {
+                provider.find(addr, attrs, interrupted)
+            })
+            .await?
+        {
             tracing::info!(address = %addr, id = %found.id, "adopted an existing resource owned by this environment");
             report.lock().await.adopted.push(addr.clone());
             return Ok(found);
         }
         tracing::info!(address = %addr, "creating");
-        let live = self.retry.run(addr.as_str(), deadline, || provider.create(addr, attrs)).await?;
+        let live = self
+            .retry
+            .run(addr.as_str(), deadline, || provider.create(addr, attrs))
+            .await?;
         report.lock().await.created.push(addr.clone());
         Ok(live)
     }
@@ -252,11 +351,20 @@ impl Executor<'_> {
     }
 
     /// Desired attributes with references replaced by what they select.
-    async fn resolve(&self, d: &Desired, state: &Mutex<StateFile>) -> Result<BTreeMap<String, Value>, String> {
+    async fn resolve(
+        &self,
+        d: &Desired,
+        state: &Mutex<StateFile>,
+    ) -> Result<BTreeMap<String, Value>, String> {
         resolve_attrs(&d.attrs, &*state.lock().await)
     }
 
-    async fn record(&self, state: &Mutex<StateFile>, addr: &Address, rec: Record) -> Result<(), StateError> {
+    async fn record(
+        &self,
+        state: &Mutex<StateFile>,
+        addr: &Address,
+        rec: Record,
+    ) -> Result<(), StateError> {
         let mut st = state.lock().await;
         st.resources.insert(addr.clone(), rec);
         self.store.save(&mut st, self.lock).await
@@ -269,8 +377,14 @@ impl Executor<'_> {
     }
 }
 
-fn resolve_attrs(attrs: &BTreeMap<String, Value>, st: &StateFile) -> Result<BTreeMap<String, Value>, String> {
-    attrs.iter().map(|(k, v)| Ok((k.clone(), resolve_value(v, st)?))).collect()
+fn resolve_attrs(
+    attrs: &BTreeMap<String, Value>,
+    st: &StateFile,
+) -> Result<BTreeMap<String, Value>, String> {
+    attrs
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), resolve_value(v, st)?)))
+        .collect()
 }
 
 /// A reference becomes the id, an output, or (in memory only, for the
@@ -283,18 +397,39 @@ fn resolve_value(v: &Value, st: &StateFile) -> Result<Value, String> {
             _ => return Err(format!("{a} is not created yet")),
         };
         return match &r.select {
-            Select::Id => rec.id.clone().map(Value::String).ok_or_else(|| format!("{a} has no id in state")),
-            Select::Output(o) => rec.outputs.get(o).cloned().ok_or_else(|| format!("{a} has no output `{o}` in state")),
+            Select::Id => rec
+                .id
+                .clone()
+                .map(Value::String)
+                .ok_or_else(|| format!("{a} has no id in state")),
+            Select::Output(o) => rec
+                .outputs
+                .get(o)
+                .cloned()
+                .ok_or_else(|| format!("{a} has no output `{o}` in state")),
             Select::Secret(s) => match rec.secrets.get(s) {
                 Some(v) => Ok(Value::String(v.expose().to_owned())),
-                None if rec.sealed.is_some() => Err(format!("{a} is sealed and the state key was not loaded")),
-                None => Err(format!("{a} holds no secret `{s}`; `provisioner state rm` it so `up` makes it again")),
+                None if rec.sealed.is_some() => {
+                    Err(format!("{a} is sealed and the state key was not loaded"))
+                }
+                None => Err(format!(
+                    "{a} holds no secret `{s}`; `provisioner state rm` it so `up` makes it again"
+                )),
             },
         };
     }
     Ok(match v {
-        Value::Array(items) => Value::Array(items.iter().map(|i| resolve_value(i, st)).collect::<Result<_, _>>()?),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, i)| Ok((k.clone(), resolve_value(i, st)?))).collect::<Result<_, String>>()?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| resolve_value(i, st))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, i)| Ok((k.clone(), resolve_value(i, st)?)))
+                .collect::<Result<_, String>>()?,
+        ),
         other => other.clone(),
     })
 }

@@ -52,21 +52,34 @@ fn fields(out: &mut String, indent: usize, fields: &[super::diff::FieldChange]) 
     for f in fields {
         let b = f.before.as_ref().map_or("(none)".into(), show);
         let a = f.after.as_ref().map_or("(none)".into(), show);
-        let forces = if f.forces_replacement { "  # forces replacement" } else { "" };
+        let forces = if f.forces_replacement {
+            "  # forces replacement"
+        } else {
+            ""
+        };
         let _ = writeln!(out, "{:indent$}{}: {b} -> {a}{forces}", "", f.name);
     }
 }
 
 pub fn human(doc: &PlanDoc) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{} plan for `{}` (state: {})", doc.operation, doc.environment, doc.state);
+    let _ = writeln!(
+        out,
+        "{} plan for `{}` (state: {})",
+        doc.operation, doc.environment, doc.state
+    );
     for w in doc.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
     for n in doc.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    let width = doc.changes.iter().map(|c| c.address.as_str().len()).max().unwrap_or(0);
+    let width = doc
+        .changes
+        .iter()
+        .map(|c| c.address.as_str().len())
+        .max()
+        .unwrap_or(0);
     for c in doc.changes.iter().filter(|c| c.action != Action::NoOp) {
         let (sym, word) = symbol(c.action);
         let _ = write!(out, "  {sym:>3} {:<width$}  {word}", c.address.as_str());
@@ -74,7 +87,15 @@ pub fn human(doc: &PlanDoc) -> String {
             let _ = write!(out, " ({r})");
         }
         if c.data_loss {
-            let _ = write!(out, "{}", if c.objects.iter().any(|o| o.data_loss) { "  !! DATA IS LOST (below)" } else { "  !! DATA ON IT IS LOST" });
+            let _ = write!(
+                out,
+                "{}",
+                if c.objects.iter().any(|o| o.data_loss) {
+                    "  !! DATA IS LOST (below)"
+                } else {
+                    "  !! DATA ON IT IS LOST"
+                }
+            );
         }
         out.push('\n');
         if let Some(b) = &c.basis {
@@ -98,9 +119,17 @@ pub fn human(doc: &PlanDoc) -> String {
     }
     let s = doc.summary;
     if s.has_changes() {
-        let _ = writeln!(out, "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.", s.create, s.update, s.replace, s.delete, s.no_op);
+        let _ = writeln!(
+            out,
+            "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+            s.create, s.update, s.replace, s.delete, s.no_op
+        );
     } else {
-        let _ = writeln!(out, "No changes: `{}` matches its environment file ({} resources).", doc.environment, s.no_op);
+        let _ = writeln!(
+            out,
+            "No changes: `{}` matches its environment file ({} resources).",
+            doc.environment, s.no_op
+        );
     }
     out
 }

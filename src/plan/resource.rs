@@ -25,10 +25,16 @@ pub struct Field {
 }
 
 const fn upd(name: &'static str) -> Field {
-    Field { name, on_change: OnChange::Update }
+    Field {
+        name,
+        on_change: OnChange::Update,
+    }
 }
 const fn rep(name: &'static str) -> Field {
-    Field { name, on_change: OnChange::Replace }
+    Field {
+        name,
+        on_change: OnChange::Replace,
+    }
 }
 
 /// A kind whose attribute `attr` is a map of sub-objects (a release's
@@ -43,7 +49,11 @@ pub struct Nested {
 }
 
 /// A release's objects: Kubernetes immutability and data rules (charts::object).
-pub static RELEASE_OBJECTS: Nested = Nested { attr: "objects", replaces: crate::charts::object::replaces, holds_data: crate::charts::object::holds_data };
+pub static RELEASE_OBJECTS: Nested = Nested {
+    attr: "objects",
+    replaces: crate::charts::object::replaces,
+    holds_data: crate::charts::object::holds_data,
+};
 
 /// The layer a kind belongs to; shown in plans and used to say what is not implemented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +80,10 @@ pub struct KindSpec {
 impl KindSpec {
     pub fn on_change(&self, field: &str) -> OnChange {
         // Fields not listed are identity-defining: changing them replaces.
-        self.fields.iter().find(|f| f.name == field).map_or(OnChange::Replace, |f| f.on_change)
+        self.fields
+            .iter()
+            .find(|f| f.name == field)
+            .map_or(OnChange::Replace, |f| f.on_change)
     }
 }
 
@@ -78,30 +91,103 @@ impl KindSpec {
 /// Cloud kinds follow Neutron/Nova/Cinder semantics: what the API cannot change in
 /// place is a replace (image, user data, CIDR, rule fields).
 pub static KINDS: &[KindSpec] = &[
-    KindSpec { kind: "secret", layer: Layer::Local, fields: &[rep("length"), rep("charset")], holds_data: false, nested: None },
+    KindSpec {
+        kind: "secret",
+        layer: Layer::Local,
+        fields: &[rep("length"), rep("charset")],
+        holds_data: false,
+        nested: None,
+    },
     // A certificate due for renewal is issued again (replaced): what uses it follows.
     KindSpec {
         kind: "certificate",
         layer: Layer::Local,
-        fields: &[rep("common_name"), rep("dns_names"), rep("validity_days"), rep("key"), rep("renewal_due"), upd("renew_before_days")],
+        fields: &[
+            rep("common_name"),
+            rep("dns_names"),
+            rep("validity_days"),
+            rep("key"),
+            rep("renewal_due"),
+            upd("renew_before_days"),
+        ],
         holds_data: false,
         nested: None,
     },
-    KindSpec { kind: "bucket", layer: Layer::Storage, fields: &[rep("bucket"), rep("endpoint"), upd("force_destroy"), upd("tags")], holds_data: true, nested: None },
-    KindSpec { kind: "keypair", layer: Layer::Cloud, fields: &[rep("name"), rep("public_key_file")], holds_data: false, nested: None },
-    KindSpec { kind: "network", layer: Layer::Cloud, fields: &[upd("name"), upd("mtu")], holds_data: false, nested: None },
-    KindSpec { kind: "subnet", layer: Layer::Cloud, fields: &[upd("name"), rep("network"), rep("cidr"), upd("dns")], holds_data: false, nested: None },
-    KindSpec { kind: "router", layer: Layer::Cloud, fields: &[upd("name"), upd("external_network")], holds_data: false, nested: None },
-    KindSpec { kind: "router_interface", layer: Layer::Cloud, fields: &[rep("router"), rep("subnet")], holds_data: false, nested: None },
-    KindSpec { kind: "security_group", layer: Layer::Cloud, fields: &[upd("name"), upd("description")], holds_data: false, nested: None },
+    KindSpec {
+        kind: "bucket",
+        layer: Layer::Storage,
+        fields: &[
+            rep("bucket"),
+            rep("endpoint"),
+            upd("force_destroy"),
+            upd("tags"),
+        ],
+        holds_data: true,
+        nested: None,
+    },
+    KindSpec {
+        kind: "keypair",
+        layer: Layer::Cloud,
+        fields: &[rep("name"), rep("public_key_file")],
+        holds_data: false,
+        nested: None,
+    },
+    KindSpec {
+        kind: "network",
+        layer: Layer::Cloud,
+        fields: &[upd("name"), upd("mtu")],
+        holds_data: false,
+        nested: None,
+    },
+    KindSpec {
+        kind: "subnet",
+        layer: Layer::Cloud,
+        fields: &[upd("name"), rep("network"), rep("cidr"), upd("dns")],
+        holds_data: false,
+        nested: None,
+    },
+    KindSpec {
+        kind: "router",
+        layer: Layer::Cloud,
+        fields: &[upd("name"), upd("external_network")],
+        holds_data: false,
+        nested: None,
+    },
+    KindSpec {
+        kind: "router_interface",
+        layer: Layer::Cloud,
+        fields: &[rep("router"), rep("subnet")],
+        holds_data: false,
+        nested: None,
+    },
+    KindSpec {
+        kind: "security_group",
+        layer: Layer::Cloud,
+        fields: &[upd("name"), upd("description")],
+        holds_data: false,
+        nested: None,
+    },
     KindSpec {
         kind: "security_group_rule",
         layer: Layer::Cloud,
-        fields: &[rep("security_group"), rep("direction"), rep("protocol"), rep("port_min"), rep("port_max"), rep("remote")],
+        fields: &[
+            rep("security_group"),
+            rep("direction"),
+            rep("protocol"),
+            rep("port_min"),
+            rep("port_max"),
+            rep("remote"),
+        ],
         holds_data: false,
         nested: None,
     },
-    KindSpec { kind: "server_group", layer: Layer::Cloud, fields: &[rep("name"), rep("policy")], holds_data: false, nested: None },
+    KindSpec {
+        kind: "server_group",
+        layer: Layer::Cloud,
+        fields: &[rep("name"), rep("policy")],
+        holds_data: false,
+        nested: None,
+    },
     KindSpec {
         kind: "server",
         layer: Layer::Cloud,
@@ -120,16 +206,50 @@ pub static KINDS: &[KindSpec] = &[
         holds_data: true,
         nested: None,
     },
-    KindSpec { kind: "volume", layer: Layer::Cloud, fields: &[upd("name"), upd("size_gb"), rep("volume_type")], holds_data: true, nested: None },
-    KindSpec { kind: "volume_attachment", layer: Layer::Cloud, fields: &[rep("server"), rep("volume")], holds_data: false, nested: None },
-    KindSpec { kind: "floating_ip", layer: Layer::Cloud, fields: &[rep("network"), upd("server")], holds_data: false, nested: None },
+    KindSpec {
+        kind: "volume",
+        layer: Layer::Cloud,
+        fields: &[upd("name"), upd("size_gb"), rep("volume_type")],
+        holds_data: true,
+        nested: None,
+    },
+    KindSpec {
+        kind: "volume_attachment",
+        layer: Layer::Cloud,
+        fields: &[rep("server"), rep("volume")],
+        holds_data: false,
+        nested: None,
+    },
+    KindSpec {
+        kind: "floating_ip",
+        layer: Layer::Cloud,
+        fields: &[rep("network"), upd("server")],
+        holds_data: false,
+        nested: None,
+    },
     // Platform: deleting a namespace deletes everything in it.
-    KindSpec { kind: "namespace", layer: Layer::Platform, fields: &[rep("name"), upd("environment")], holds_data: true, nested: None },
+    KindSpec {
+        kind: "namespace",
+        layer: Layer::Platform,
+        fields: &[rep("name"), upd("environment")],
+        holds_data: true,
+        nested: None,
+    },
     // A release is updated in place; its objects carry their own replace and data rules.
     KindSpec {
         kind: "release",
         layer: Layer::Platform,
-        fields: &[upd("chart"), upd("chart_version"), rep("namespace"), upd("needs"), upd("values"), upd("secrets"), upd("outputs"), upd("wait"), upd("objects")],
+        fields: &[
+            upd("chart"),
+            upd("chart_version"),
+            rep("namespace"),
+            upd("needs"),
+            upd("values"),
+            upd("secrets"),
+            upd("outputs"),
+            upd("wait"),
+            upd("objects"),
+        ],
         holds_data: false,
         nested: Some(&RELEASE_OBJECTS),
     },
@@ -157,10 +277,19 @@ impl Desired {
             Value::Object(m) => m.into_iter().collect(),
             _ => BTreeMap::new(),
         };
-        let mut deps: Vec<Address> = attrs.values().flat_map(Ref::all_in).map(|r| r.address).collect();
+        let mut deps: Vec<Address> = attrs
+            .values()
+            .flat_map(Ref::all_in)
+            .map(|r| r.address)
+            .collect();
         deps.sort();
         deps.dedup();
-        Self { address, spec, attrs, deps }
+        Self {
+            address,
+            spec,
+            attrs,
+            deps,
+        }
     }
 }
 

@@ -17,13 +17,21 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { first_delay: Duration::from_millis(500), max_delay: Duration::from_secs(30) }
+        Self {
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
     }
 }
 
 impl RetryPolicy {
     /// Run `op` until it succeeds, fails fatally, or `deadline` passes.
-    pub async fn run<T, F, Fut>(&self, what: &str, deadline: Duration, mut op: F) -> Result<T, ProviderError>
+    pub async fn run<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        mut op: F,
+    ) -> Result<T, ProviderError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
@@ -43,7 +51,11 @@ impl RetryPolicy {
             };
             if start.elapsed() + wait > deadline {
                 // The class stays: a give-up on a transient failure is still "retry later".
-                let message = format!("{} (gave up after {attempt} attempts in {:.0?}; raise `timeouts` in the environment file if the cloud is slow)", err.message, start.elapsed());
+                let message = format!(
+                    "{} (gave up after {attempt} attempts in {:.0?}; raise `timeouts` in the environment file if the cloud is slow)",
+                    err.message,
+                    start.elapsed()
+                );
                 return Err(ProviderError { message, ..err });
             }
             tracing::warn!(what, attempt, wait_ms = wait.as_millis() as u64, error = %err.message, "retrying");
@@ -66,7 +78,10 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn fast() -> RetryPolicy {
-        RetryPolicy { first_delay: Duration::from_millis(1), max_delay: Duration::from_millis(4) }
+        RetryPolicy {
+            first_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(4),
+        }
     }
 
     #[tokio::test]
@@ -74,7 +89,11 @@ mod tests {
         let n = AtomicU32::new(0);
         let r = fast()
             .run("t", Duration::from_secs(5), || async {
-                if n.fetch_add(1, Ordering::SeqCst) < 3 { Err(ProviderError::transient("503")) } else { Ok(7) }
+                if n.fetch_add(1, Ordering::SeqCst) < 3 {
+                    Err(ProviderError::transient("503"))
+                } else {
+                    Ok(7)
+                }
             })
             .await;
         assert_eq!(r.unwrap(), 7);
@@ -97,7 +116,9 @@ mod tests {
     #[tokio::test]
     async fn in_use_gives_up_at_deadline() {
         let r: Result<(), _> = fast()
-            .run("t", Duration::from_millis(30), || async { Err(ProviderError::new(Class::InUse, "409 in use")) })
+            .run("t", Duration::from_millis(30), || async {
+                Err(ProviderError::new(Class::InUse, "409 in use"))
+            })
             .await;
         let e = r.unwrap_err();
         assert!(e.message.contains("gave up after"), "{}", e.message);
@@ -111,7 +132,12 @@ mod tests {
         fast()
             .run("t", Duration::from_secs(5), || async {
                 if n.fetch_add(1, Ordering::SeqCst) == 0 {
-                    Err(ProviderError::new(Class::Transient { after: Some(Duration::from_millis(120)) }, "429"))
+                    Err(ProviderError::new(
+                        Class::Transient {
+                            after: Some(Duration::from_millis(120)),
+                        },
+                        "429",
+                    ))
                 } else {
                     Ok(())
                 }

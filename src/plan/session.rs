@@ -23,7 +23,7 @@ use crate::Error;
 use crate::charts::Catalog;
 use crate::core::Address;
 use crate::env::load::Loaded;
-use crate::provider::{Options, Facts, Live, Registry};
+use crate::provider::{Facts, Live, Options, Registry};
 use crate::state::{LockHandle, Record, StateFile, Status, Store};
 
 /// What a run does to the environment.
@@ -114,17 +114,34 @@ pub enum Source<'a> {
     /// Plan now, against the state read under the lock.
     Fresh(&'a Request),
     /// A plan written by `plan --out`, verified against the state and inputs.
-    Saved { plan: Box<SavedPlan>, path: &'a Path },
+    Saved {
+        plan: Box<SavedPlan>,
+        path: &'a Path,
+    },
 }
 
 impl Session {
     /// Nothing authenticates here: providers connect on first use.
-    pub async fn open(loaded: Loaded, state_dir: Option<&Path>, conn: &Options) -> Result<Self, Error> {
+    pub async fn open(
+        loaded: Loaded,
+        state_dir: Option<&Path>,
+        conn: &Options,
+    ) -> Result<Self, Error> {
         let backend = crate::state::backend_for(&loaded.env, state_dir).await?;
         let store = Store::new(backend, &loaded.env)?;
         let registry = Registry::for_env(&loaded.env, conn);
-        let catalog = if loaded.env.stacks.is_empty() { None } else { Some(Catalog::discover()?) };
-        Ok(Self { loaded, store, registry, catalog, sets: Vec::new() })
+        let catalog = if loaded.env.stacks.is_empty() {
+            None
+        } else {
+            Some(Catalog::discover()?)
+        };
+        Ok(Self {
+            loaded,
+            store,
+            registry,
+            catalog,
+            sets: Vec::new(),
+        })
     }
 
     /// The desired model; `facts` from the providers when they could be read,
@@ -136,13 +153,24 @@ impl Session {
             .filter(|(a, _)| a.kind() == "release")
             .filter_map(|(a, r)| Some((a.name().to_owned(), r.outputs.get("revision")?.as_u64()?)))
             .collect();
-        let inputs = Inputs { catalog: self.catalog.as_ref(), capabilities: facts.capabilities.as_ref(), sets: &self.sets, revisions };
+        let inputs = Inputs {
+            catalog: self.catalog.as_ref(),
+            capabilities: facts.capabilities.as_ref(),
+            sets: &self.sets,
+            revisions,
+        };
         Ok(desired(&self.loaded.env, &inputs)?)
     }
 
     /// Every input file (environment files, then charts and stacks) with its digest.
     pub fn inputs(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = self.loaded.files.iter().zip(&self.loaded.digests).map(|(f, d)| (f.display().to_string(), d.clone())).collect();
+        let mut out: Vec<(String, String)> = self
+            .loaded
+            .files
+            .iter()
+            .zip(&self.loaded.digests)
+            .map(|(f, d)| (f.display().to_string(), d.clone()))
+            .collect();
         out.extend(self.catalog.iter().flat_map(|c| c.files.iter().cloned()));
         out
     }
@@ -153,29 +181,49 @@ impl Session {
 
     /// Read every ready record whose kind has a provider (read calls only), at
     /// most `apply.parallelism` at a time.
-    pub async fn refresh(&self, state: &StateFile) -> Result<(BTreeMap<Address, Observed>, BTreeMap<Address, String>), Error> {
+    pub async fn refresh(
+        &self,
+        state: &StateFile,
+    ) -> Result<(BTreeMap<Address, Observed>, BTreeMap<Address, String>), Error> {
         // Interrupted records (creating/deleting) are not read: the diff already
         // plans them, and a create that never returned has no id to read.
-        let reads = state.resources.iter().filter(|(_, r)| r.status == Status::Ready).filter_map(|(addr, rec)| {
-            let p = self.registry.get(&rec.kind)?;
-            // A provider reads with the outputs its record refers to filled in (a
-            // release compares objects that carry a certificate's CA bundle).
-            let mut filled = rec.clone();
-            for v in filled.attrs.values_mut() {
-                fill_output_refs(v, state);
-            }
-            Some(async move {
-                let mut live = p.read(addr, &filled).await.map_err(|source| Error::Provider { context: format!("refreshing {addr}"), source })?;
-                // Report the filled fields as recorded (references), so they diff as such.
-                if let Some(l) = live.as_mut() {
-                    for (k, v) in rec.attrs.iter().filter(|(k, v)| filled.attrs.get(*k) != Some(*v)) {
-                        l.attrs.insert(k.clone(), v.clone());
-                    }
+        let reads = state
+            .resources
+            .iter()
+            .filter(|(_, r)| r.status == Status::Ready)
+            .filter_map(|(addr, rec)| {
+                let p = self.registry.get(&rec.kind)?;
+                // A provider reads with the outputs its record refers to filled in (a
+                // release compares objects that carry a certificate's CA bundle).
+                let mut filled = rec.clone();
+                for v in filled.attrs.values_mut() {
+                    fill_output_refs(v, state);
                 }
-                Ok::<_, Error>((addr.clone(), live))
-            })
-        });
-        let results: Vec<Result<(Address, Option<Live>), Error>> = futures::stream::iter(reads).buffer_unordered(self.loaded.env.apply.parallelism.max(1)).collect().await;
+                Some(async move {
+                    let mut live =
+                        p.read(addr, &filled)
+                            .await
+                            .map_err(|source| Error::Provider {
+                                context: format!("refreshing {addr}"),
+                                source,
+                            })?;
+                    // Report the filled fields as recorded (references), so they diff as such.
+                    if let Some(l) = live.as_mut() {
+                        for (k, v) in rec
+                            .attrs
+                            .iter()
+                            .filter(|(k, v)| filled.attrs.get(*k) != Some(*v))
+                        {
+                            l.attrs.insert(k.clone(), v.clone());
+                        }
+                    }
+                    Ok::<_, Error>((addr.clone(), live))
+                })
+            });
+        let results: Vec<Result<(Address, Option<Live>), Error>> = futures::stream::iter(reads)
+            .buffer_unordered(self.loaded.env.apply.parallelism.max(1))
+            .collect()
+            .await;
         let mut observed = BTreeMap::new();
         let mut bases = BTreeMap::new();
         for r in results {
@@ -183,7 +231,10 @@ impl Session {
             if let Some(b) = live.as_ref().and_then(|l| l.basis.clone()) {
                 bases.insert(addr.clone(), b);
             }
-            observed.insert(addr, live.map_or(Observed::Gone, |l| Observed::Live(l.attrs)));
+            observed.insert(
+                addr,
+                live.map_or(Observed::Gone, |l| Observed::Live(l.attrs)),
+            );
         }
         Ok((observed, bases))
     }
@@ -192,16 +243,29 @@ impl Session {
     /// `targets`, as state records: dependencies and attributes come from the
     /// environment file where it still names the address, so `destroy` deletes
     /// in order and a rebuilt state diffs cleanly.
-    pub async fn discover_owned(&self, targets: &[String]) -> Result<Vec<(Address, Record)>, Error> {
+    pub async fn discover_owned(
+        &self,
+        targets: &[String],
+    ) -> Result<Vec<(Address, Record)>, Error> {
         // The platform layer discovers nothing by tags; the other layers' model suffices.
         let desired = desired(&self.loaded.env, &Inputs::default())?;
         let mut out = Vec::new();
-        for provider in self.registry.providers().filter(|p| p.kinds().iter().any(|k| kind_targeted(targets, k))) {
+        for provider in self
+            .registry
+            .providers()
+            .filter(|p| p.kinds().iter().any(|k| kind_targeted(targets, k)))
+        {
             let found = provider
                 .discover()
                 .await
-                .map_err(|source| Error::Provider { context: format!("discovering {} resources", provider.kinds().join("/")), source })?;
-            for (addr, live) in found.into_iter().filter(|(a, _)| kind_targeted(targets, a.kind())) {
+                .map_err(|source| Error::Provider {
+                    context: format!("discovering {} resources", provider.kinds().join("/")),
+                    source,
+                })?;
+            for (addr, live) in found
+                .into_iter()
+                .filter(|(a, _)| kind_targeted(targets, a.kind()))
+            {
                 let d = desired.iter().find(|d| d.address == addr);
                 let rec = Record {
                     kind: addr.kind().to_owned(),
@@ -229,20 +293,34 @@ impl Session {
             Operation::Destroy => {
                 if req.refresh {
                     for (addr, rec) in self.discover_owned(&req.targets).await? {
-                        if let std::collections::btree_map::Entry::Vacant(slot) = state.resources.entry(addr.clone()) {
+                        if let std::collections::btree_map::Entry::Vacant(slot) =
+                            state.resources.entry(addr.clone())
+                        {
                             tracing::info!(address = %addr, id = rec.id.as_deref().unwrap_or("-"), "found an owned resource missing from state; it is deleted too");
                             swept.insert(addr, rec.clone());
                             slot.insert(rec);
                         }
                     }
                 }
-                (Vec::new(), diff::restrict(diff::destroy(&state), &req.targets))
+                (
+                    Vec::new(),
+                    diff::restrict(diff::destroy(&state), &req.targets),
+                )
             }
             Operation::Up | Operation::Deploy => {
-                let (observed, bases) = if req.refresh { self.refresh(&state).await? } else { Default::default() };
-                let facts = if self.catalog.is_some() { self.registry.facts().await } else { Facts::default() };
+                let (observed, bases) = if req.refresh {
+                    self.refresh(&state).await?
+                } else {
+                    Default::default()
+                };
+                let facts = if self.catalog.is_some() {
+                    self.registry.facts().await
+                } else {
+                    Facts::default()
+                };
                 let desired = self.desired(&facts, &state)?;
-                let mut changes = diff::restrict(diff::diff(&desired, &state, &observed), &req.targets);
+                let mut changes =
+                    diff::restrict(diff::diff(&desired, &state, &observed), &req.targets);
                 for c in &mut changes {
                     c.basis = bases.get(&c.address).cloned();
                 }
@@ -256,14 +334,25 @@ impl Session {
                             self.env_name()
                         )));
                     }
-                    let n = changes.iter().filter(|c| c.layer == Layer::Platform).count();
+                    let n = changes
+                        .iter()
+                        .filter(|c| c.layer == Layer::Platform)
+                        .count();
                     changes.retain(|c| c.layer != Layer::Platform);
                     notes.push(format!("the platform layer ({n} releases and namespaces) is left out: no cluster is configured (platform.kubeconfig, --kubeconfig or KUBECONFIG); `provisioner deploy` installs it once there is one"));
                 }
                 (desired, changes)
             }
         };
-        Ok(Plan { operation: req.operation, targets: req.targets.clone(), state, swept, desired, changes, notes })
+        Ok(Plan {
+            operation: req.operation,
+            targets: req.targets.clone(),
+            state,
+            swept,
+            desired,
+            changes,
+            notes,
+        })
     }
 
     /// The plan as a document, for people (`render::human`) and machines.
@@ -281,11 +370,21 @@ impl Session {
     }
 
     /// Preflight, then walk the plan with state saved after every step.
-    pub async fn apply(&mut self, lock: &dyn LockHandle, plan: Plan, progress: ProgressBar) -> Result<Applied, Error> {
+    pub async fn apply(
+        &mut self,
+        lock: &dyn LockHandle,
+        plan: Plan,
+        progress: ProgressBar,
+    ) -> Result<Applied, Error> {
         let (summary, operation) = (plan.summary(), plan.operation);
-        self.registry.preflight(&plan.changes, &plan.desired).await.map_err(Error::Preflight)?;
+        self.registry
+            .preflight(&plan.changes, &plan.desired)
+            .await
+            .map_err(Error::Preflight)?;
         let mut state = plan.state;
-        if plan.changes.iter().any(|c| c.kind == "secret" && c.action != diff::Action::Delete && c.action != diff::Action::NoOp) {
+        if plan.changes.iter().any(|c| {
+            c.kind == "secret" && c.action != diff::Action::Delete && c.action != diff::Action::NoOp
+        }) {
             self.store.ensure_key(&state)?;
         }
         // References may select sealed secrets: open them in memory for the run.
@@ -294,12 +393,19 @@ impl Session {
         {
             state.unseal(k)?;
         }
-        let delay = std::env::var("PROVISIONER_APPLY_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+        let delay = std::env::var("PROVISIONER_APPLY_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis);
         let exec = Executor {
             store: &self.store,
             lock,
             providers: &self.registry,
-            desired: plan.desired.into_iter().map(|d| (d.address.clone(), d)).collect(),
+            desired: plan
+                .desired
+                .into_iter()
+                .map(|d| (d.address.clone(), d))
+                .collect(),
             parallelism: self.loaded.env.apply.parallelism,
             retry: RetryPolicy::default(),
             timeouts: self.loaded.env.timeouts.clone(),
@@ -307,12 +413,23 @@ impl Session {
             delay,
         };
         let (_state, report) = exec.run(state, &plan.changes).await;
-        Ok(Applied { operation, summary, report, api_calls: self.registry.api_calls() })
+        Ok(Applied {
+            operation,
+            summary,
+            report,
+            api_calls: self.registry.api_calls(),
+        })
     }
 
     /// `up`, `destroy`, `deploy`: take the lock, plan (or verify a saved plan),
     /// show it, get approval, apply, release the lock — whatever happens.
-    pub async fn converge(&mut self, source: Source<'_>, approval: &Approval, lock_timeout: Duration, ui: &dyn Ui) -> Result<Applied, Error> {
+    pub async fn converge(
+        &mut self,
+        source: Source<'_>,
+        approval: &Approval,
+        lock_timeout: Duration,
+        ui: &dyn Ui,
+    ) -> Result<Applied, Error> {
         let operation = match &source {
             Source::Fresh(r) => r.operation,
             Source::Saved { plan, .. } => plan.operation,
@@ -323,7 +440,9 @@ impl Session {
             self.store.check_key(&state)?;
             let plan = match source {
                 Source::Fresh(req) => self.plan(state, req).await?,
-                Source::Saved { plan, path } => (*plan).into_plan(path, &self.loaded.env.name, self.inputs(), state)?,
+                Source::Saved { plan, path } => {
+                    (*plan).into_plan(path, &self.loaded.env.name, self.inputs(), state)?
+                }
             };
             ui.show_plan(&self.doc(&plan));
             approval::decide(plan.operation, self.env_name(), &plan.changes, approval, ui)?;
@@ -337,10 +456,23 @@ impl Session {
 
 impl Session {
     /// Every recorded release and, when the cluster answers, its history.
-    pub async fn releases(&self) -> Result<Vec<(Address, Record, Result<Vec<serde_json::Value>, crate::provider::ProviderError>)>, Error> {
+    pub async fn releases(
+        &self,
+    ) -> Result<
+        Vec<(
+            Address,
+            Record,
+            Result<Vec<serde_json::Value>, crate::provider::ProviderError>,
+        )>,
+        Error,
+    > {
         let state = self.store.load().await?;
         let mut out = Vec::new();
-        for (addr, rec) in state.resources.into_iter().filter(|(a, _)| a.kind() == "release") {
+        for (addr, rec) in state
+            .resources
+            .into_iter()
+            .filter(|(a, _)| a.kind() == "release")
+        {
             let history = match self.registry.get("release") {
                 Some(p) => p.revisions(&addr, &rec).await,
                 None => Ok(Vec::new()),
@@ -352,7 +484,14 @@ impl Session {
 
     /// `rollback ENV RELEASE [--to N]`: show what going back changes, get
     /// approval, re-apply that revision as a new one, record it in state.
-    pub async fn rollback(&mut self, release: &str, to: Option<u64>, approval: &Approval, lock_timeout: Duration, ui: &dyn Ui) -> Result<Applied, Error> {
+    pub async fn rollback(
+        &mut self,
+        release: &str,
+        to: Option<u64>,
+        approval: &Approval,
+        lock_timeout: Duration,
+        ui: &dyn Ui,
+    ) -> Result<Applied, Error> {
         let addr = Address::new("release", release);
         let lock = self.store.lock("rollback", lock_timeout).await?;
         let result = async {
@@ -406,7 +545,10 @@ impl Session {
 fn fill_output_refs(v: &mut serde_json::Value, state: &StateFile) {
     if let Some(r) = crate::core::Ref::parse(v) {
         if let crate::core::Select::Output(o) = &r.select
-            && let Some(val) = state.resources.get(&r.address).and_then(|rec| rec.outputs.get(o))
+            && let Some(val) = state
+                .resources
+                .get(&r.address)
+                .and_then(|rec| rec.outputs.get(o))
         {
             *v = val.clone();
         }
@@ -421,5 +563,8 @@ fn fill_output_refs(v: &mut serde_json::Value, state: &StateFile) {
 
 /// Whether `--target` values (empty = everything) reach resources of `kind`.
 pub fn kind_targeted(targets: &[String], kind: &str) -> bool {
-    targets.is_empty() || targets.iter().any(|t| t == kind || t.starts_with(&format!("{kind}.")))
+    targets.is_empty()
+        || targets
+            .iter()
+            .any(|t| t == kind || t.starts_with(&format!("{kind}.")))
 }

@@ -82,7 +82,11 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn new(class: Class, message: impl Into<String>) -> Self {
-        Self { class, message: message.into(), source: None }
+        Self {
+            class,
+            message: message.into(),
+            source: None,
+        }
     }
     pub fn fatal(message: impl Into<String>) -> Self {
         Self::new(Class::Fatal, message)
@@ -127,7 +131,11 @@ pub trait Provider: Send + Sync {
     fn kinds(&self) -> &'static [&'static str];
     /// Checks before the first change (quotas, images, reachability), given the
     /// changes of this provider's kinds. Nothing may be mutated here.
-    async fn preflight(&self, _changes: &[&Change], _desired: &[Desired]) -> Result<(), ProviderError> {
+    async fn preflight(
+        &self,
+        _changes: &[&Change],
+        _desired: &[Desired],
+    ) -> Result<(), ProviderError> {
         Ok(())
     }
     /// Current state of a recorded resource; None when it no longer exists.
@@ -135,9 +143,23 @@ pub trait Provider: Send + Sync {
     /// An existing resource this environment owns at `addr` (ownership tags),
     /// so a create interrupted before state was saved is adopted, not duplicated.
     /// `interrupted` is true when state says a create was started.
-    async fn find(&self, addr: &Address, attrs: &BTreeMap<String, Value>, interrupted: bool) -> Result<Option<Live>, ProviderError>;
-    async fn create(&self, addr: &Address, attrs: &BTreeMap<String, Value>) -> Result<Live, ProviderError>;
-    async fn update(&self, addr: &Address, rec: &Record, attrs: &BTreeMap<String, Value>) -> Result<Live, ProviderError>;
+    async fn find(
+        &self,
+        addr: &Address,
+        attrs: &BTreeMap<String, Value>,
+        interrupted: bool,
+    ) -> Result<Option<Live>, ProviderError>;
+    async fn create(
+        &self,
+        addr: &Address,
+        attrs: &BTreeMap<String, Value>,
+    ) -> Result<Live, ProviderError>;
+    async fn update(
+        &self,
+        addr: &Address,
+        rec: &Record,
+        attrs: &BTreeMap<String, Value>,
+    ) -> Result<Live, ProviderError>;
     /// Deleting something already gone is success.
     async fn delete(&self, addr: &Address, rec: &Record) -> Result<(), ProviderError>;
     /// Every resource of this provider's kinds the environment owns (for `state rebuild` and sweeps).
@@ -153,8 +175,15 @@ pub trait Provider: Send + Sync {
     }
     /// Go back to revision `to` (default: the one before the current), as a
     /// new revision; returns the resource as it now is.
-    async fn revert(&self, addr: &Address, _rec: &Record, _to: Option<u64>) -> Result<Live, ProviderError> {
-        Err(ProviderError::fatal(format!("{addr}: its kind keeps no revisions to go back to")))
+    async fn revert(
+        &self,
+        addr: &Address,
+        _rec: &Record,
+        _to: Option<u64>,
+    ) -> Result<Live, ProviderError> {
+        Err(ProviderError::fatal(format!(
+            "{addr}: its kind keeps no revisions to go back to"
+        )))
     }
     /// Facts about the system this provider manages that the desired model
     /// needs (the cluster's version and served APIs); None when unknown or
@@ -200,7 +229,10 @@ impl Registry {
             Arc::new(secret::SecretProvider),
             Arc::new(certificate::CertificateProvider),
             Arc::new(bucket::BucketProvider::new(env)),
-            Arc::new(crate::openstack::OpenStackProvider::new(env, conn.cloud.as_deref())),
+            Arc::new(crate::openstack::OpenStackProvider::new(
+                env,
+                conn.cloud.as_deref(),
+            )),
             Arc::new(crate::k8s::provider::PlatformProvider::new(env, conn)),
         ])
     }
@@ -219,9 +251,16 @@ impl Registry {
     }
 
     /// Every provider's preflight, each given the changes of its own kinds.
-    pub async fn preflight(&self, changes: &[Change], desired: &[Desired]) -> Result<(), ProviderError> {
+    pub async fn preflight(
+        &self,
+        changes: &[Change],
+        desired: &[Desired],
+    ) -> Result<(), ProviderError> {
         for p in &self.providers {
-            let mine: Vec<&Change> = changes.iter().filter(|c| p.kinds().contains(&c.kind.as_str())).collect();
+            let mine: Vec<&Change> = changes
+                .iter()
+                .filter(|c| p.kinds().contains(&c.kind.as_str()))
+                .collect();
             if !mine.is_empty() {
                 p.preflight(&mine, desired).await?;
             }
@@ -253,15 +292,23 @@ mod tests {
 
     #[test]
     fn every_kind_has_exactly_one_provider() {
-        let env = crate::env::load::load(&crate::env::load::Source::Embedded, "staging").unwrap().env;
+        let env = crate::env::load::load(&crate::env::load::Source::Embedded, "staging")
+            .unwrap()
+            .env;
         let reg = Registry::for_env(&env, &Options::default());
         for spec in KINDS {
-            let n = reg.providers().filter(|p| p.kinds().contains(&spec.kind)).count();
+            let n = reg
+                .providers()
+                .filter(|p| p.kinds().contains(&spec.kind))
+                .count();
             assert_eq!(n, 1, "kind `{}` has {n} providers", spec.kind);
         }
         for p in reg.providers() {
             for k in p.kinds() {
-                assert!(KINDS.iter().any(|s| s.kind == *k), "a provider serves `{k}`, which KINDS does not declare");
+                assert!(
+                    KINDS.iter().any(|s| s.kind == *k),
+                    "a provider serves `{k}`, which KINDS does not declare"
+                );
             }
         }
     }

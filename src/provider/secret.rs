@@ -9,8 +9,8 @@ use rand::Rng;
 use serde_json::Value;
 
 use super::{Live, Provider, ProviderError};
-use crate::env::secret::{Charset, Secret};
 use crate::core::Address;
+use crate::env::secret::{Charset, Secret};
 use crate::state::Record;
 
 pub struct SecretProvider;
@@ -26,8 +26,12 @@ fn generate(attrs: &BTreeMap<String, Value>) -> Result<Secret, ProviderError> {
         .unwrap_or_default();
     let mut rng = rand::rng();
     let value = match charset {
-        Charset::Alphanumeric => (0..length).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect(),
-        Charset::Hex => (0..length).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect(),
+        Charset::Alphanumeric => (0..length)
+            .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
+            .collect(),
+        Charset::Hex => (0..length)
+            .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+            .collect(),
         Charset::Base64 => {
             let mut bytes = vec![0u8; length];
             rng.fill(bytes.as_mut_slice());
@@ -45,20 +49,43 @@ impl Provider for SecretProvider {
 
     async fn read(&self, _addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError> {
         // The state record is the secret: it exists as long as it is recorded.
-        Ok(Some(Live { id: rec.id.clone().unwrap_or_default(), attrs: rec.attrs.clone(), ..Live::default() }))
+        Ok(Some(Live {
+            id: rec.id.clone().unwrap_or_default(),
+            attrs: rec.attrs.clone(),
+            ..Live::default()
+        }))
     }
 
-    async fn find(&self, _: &Address, _: &BTreeMap<String, Value>, _: bool) -> Result<Option<Live>, ProviderError> {
+    async fn find(
+        &self,
+        _: &Address,
+        _: &BTreeMap<String, Value>,
+        _: bool,
+    ) -> Result<Option<Live>, ProviderError> {
         Ok(None)
     }
 
-    async fn create(&self, addr: &Address, attrs: &BTreeMap<String, Value>) -> Result<Live, ProviderError> {
+    async fn create(
+        &self,
+        addr: &Address,
+        attrs: &BTreeMap<String, Value>,
+    ) -> Result<Live, ProviderError> {
         let mut secrets = BTreeMap::new();
         secrets.insert("value".to_owned(), generate(attrs)?);
-        Ok(Live { id: addr.to_string(), attrs: attrs.clone(), secrets, ..Live::default() })
+        Ok(Live {
+            id: addr.to_string(),
+            attrs: attrs.clone(),
+            secrets,
+            ..Live::default()
+        })
     }
 
-    async fn update(&self, addr: &Address, _rec: &Record, attrs: &BTreeMap<String, Value>) -> Result<Live, ProviderError> {
+    async fn update(
+        &self,
+        addr: &Address,
+        _rec: &Record,
+        attrs: &BTreeMap<String, Value>,
+    ) -> Result<Live, ProviderError> {
         self.create(addr, attrs).await
     }
 
@@ -78,7 +105,13 @@ mod tests {
 
     #[test]
     fn lengths_and_charsets() {
-        let a = |v: Value| v.as_object().unwrap().clone().into_iter().collect::<BTreeMap<_, _>>();
+        let a = |v: Value| {
+            v.as_object()
+                .unwrap()
+                .clone()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>()
+        };
         let s = generate(&a(json!({"length": 40, "charset": "hex"}))).unwrap();
         assert_eq!(s.expose().len(), 40);
         assert!(s.expose().chars().all(|c| c.is_ascii_hexdigit()));

@@ -39,8 +39,12 @@ pub const KEY_ENV: &str = "PROVISIONER_STATE_KEY";
 
 impl Key {
     pub fn from_base64(text: &str, origin: String) -> Result<Key, StateError> {
-        let raw = B64.decode(text.trim()).map_err(|_| StateError::BadKey { origin: origin.clone() })?;
-        let bytes: [u8; 32] = raw.try_into().map_err(|_| StateError::BadKey { origin: origin.clone() })?;
+        let raw = B64.decode(text.trim()).map_err(|_| StateError::BadKey {
+            origin: origin.clone(),
+        })?;
+        let bytes: [u8; 32] = raw.try_into().map_err(|_| StateError::BadKey {
+            origin: origin.clone(),
+        })?;
         let digest = Sha256::digest(bytes);
         let id = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         Ok(Key { bytes, id, origin })
@@ -57,50 +61,106 @@ impl Key {
         let mut nonce = [0u8; 24];
         rand::fill(&mut nonce);
         let ct = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: aad.as_bytes() })
-            .map_err(|_| StateError::Crypto { address: aad.into(), message: "encryption failed".into() })?;
-        Ok(Sealed { alg: "xchacha20poly1305".into(), key_id: self.id.clone(), nonce: B64.encode(nonce), ciphertext: B64.encode(ct) })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| StateError::Crypto {
+                address: aad.into(),
+                message: "encryption failed".into(),
+            })?;
+        Ok(Sealed {
+            alg: "xchacha20poly1305".into(),
+            key_id: self.id.clone(),
+            nonce: B64.encode(nonce),
+            ciphertext: B64.encode(ct),
+        })
     }
 
     pub fn open(&self, s: &Sealed, aad: &str) -> Result<Vec<u8>, StateError> {
         if s.key_id != self.id {
-            return Err(StateError::WrongKey { address: aad.into(), want: s.key_id.clone(), have: self.id.clone(), origin: self.origin.clone() });
+            return Err(StateError::WrongKey {
+                address: aad.into(),
+                want: s.key_id.clone(),
+                have: self.id.clone(),
+                origin: self.origin.clone(),
+            });
         }
         let cipher = XChaCha20Poly1305::new((&self.bytes).into());
-        let bad = |m: &str| StateError::Crypto { address: aad.into(), message: m.into() };
-        let nonce = B64.decode(&s.nonce).map_err(|_| bad("nonce is not base64"))?;
+        let bad = |m: &str| StateError::Crypto {
+            address: aad.into(),
+            message: m.into(),
+        };
+        let nonce = B64
+            .decode(&s.nonce)
+            .map_err(|_| bad("nonce is not base64"))?;
         if nonce.len() != 24 {
             return Err(bad("nonce has the wrong length"));
         }
-        let ct = B64.decode(&s.ciphertext).map_err(|_| bad("ciphertext is not base64"))?;
+        let ct = B64
+            .decode(&s.ciphertext)
+            .map_err(|_| bad("ciphertext is not base64"))?;
         cipher
-            .decrypt(XNonce::from_slice(&nonce), Payload { msg: &ct, aad: aad.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| bad("authentication failed: the sealed value was modified or moved"))
     }
 }
 
 /// Default key file for an environment when nothing else is configured.
 pub fn default_key_file(env: &str) -> PathBuf {
-    let base = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).unwrap_or_else(|| expand_home("~/.config"));
-    base.join("provisioner").join("keys").join(format!("{env}.key"))
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| expand_home("~/.config"));
+    base.join("provisioner")
+        .join("keys")
+        .join(format!("{env}.key"))
 }
 
 /// Find the state key: the environment's `state.encryption_key`, else
 /// `$PROVISIONER_STATE_KEY`, else the default key file. `create` makes a new
 /// key file when none exists (first apply that has a secret to store).
-pub fn resolve_key(configured: Option<&SecretRef>, env: &str, create: bool) -> Result<Option<Key>, StateError> {
+pub fn resolve_key(
+    configured: Option<&SecretRef>,
+    env: &str,
+    create: bool,
+) -> Result<Option<Key>, StateError> {
     if let Some(r) = configured {
         let origin = r.to_string();
-        let v = r.resolve("state.encryption_key").map_err(|e| StateError::KeyUnavailable { message: e.to_string() })?;
+        let v = r
+            .resolve("state.encryption_key")
+            .map_err(|e| StateError::KeyUnavailable {
+                message: e.to_string(),
+            })?;
         return Key::from_base64(v.expose(), origin).map(Some);
     }
     // An empty variable counts as unset (a common CI templating result).
-    if let Ok(v) = std::env::var(KEY_ENV).map(|v| v.trim().to_owned()).and_then(|v| if v.is_empty() { Err(std::env::VarError::NotPresent) } else { Ok(v) }) {
+    if let Ok(v) = std::env::var(KEY_ENV)
+        .map(|v| v.trim().to_owned())
+        .and_then(|v| {
+            if v.is_empty() {
+                Err(std::env::VarError::NotPresent)
+            } else {
+                Ok(v)
+            }
+        })
+    {
         return Key::from_base64(&v, format!("env:{KEY_ENV}")).map(Some);
     }
     let path = default_key_file(env);
     if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| StateError::Io { path: path.clone(), source: e })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| StateError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
         return Key::from_base64(&text, format!("file:{}", path.display())).map(Some);
     }
     if !create {
@@ -115,11 +175,19 @@ pub fn resolve_key(configured: Option<&SecretRef>, env: &str, create: bool) -> R
 fn write_key_file(path: &Path) -> Result<String, StateError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |e| StateError::Io { path: path.to_path_buf(), source: e };
+    let io = |e| StateError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
     let text = Key::generate_base64();
     f.write_all(text.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;

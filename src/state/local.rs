@@ -16,7 +16,10 @@ pub struct LocalBackend {
 
 impl LocalBackend {
     pub fn new(dir: PathBuf, env: &str) -> Self {
-        Self { dir, env: env.to_owned() }
+        Self {
+            dir,
+            env: env.to_owned(),
+        }
     }
     fn state_path(&self) -> PathBuf {
         self.dir.join(format!("{}.state.json", self.env))
@@ -25,14 +28,20 @@ impl LocalBackend {
         self.dir.join(format!("{}.lock", self.env))
     }
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-        move |source| StateError::Io { path: path.to_path_buf(), source }
+        move |source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
     fn read_lock(&self) -> Result<Option<LockInfo>, StateError> {
         let p = self.lock_path();
         match std::fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)
-                .map_err(|e| StateError::Corrupt { what: p.display().to_string(), message: e.to_string() }),
+                .map_err(|e| StateError::Corrupt {
+                    what: p.display().to_string(),
+                    message: e.to_string(),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Self::io(&p)(e)),
         }
@@ -46,7 +55,10 @@ fn proc_stat(pid: u32) -> Option<(char, u64)> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // Field 3 (state) is fields[0]; field 22 (starttime) is fields[19].
-    Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(19)?.parse().ok()?,
+    ))
 }
 
 /// When `pid` started, for telling a holder from a process that reused its pid.
@@ -66,7 +78,9 @@ fn holder_is_dead(info: &LockInfo) -> bool {
         Some(('Z' | 'X', _)) => true,
         Some((_, start)) => info.pid_start.is_some_and(|s| s != start),
         None => {
-            let Ok(pid) = libc::pid_t::try_from(info.pid) else { return false };
+            let Ok(pid) = libc::pid_t::try_from(info.pid) else {
+                return false;
+            };
             // No /proc entry: ask the kernel. SAFETY: signal 0 only checks existence.
             let rc = unsafe { libc::kill(pid, 0) };
             rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
@@ -89,7 +103,9 @@ impl LockHandle for LocalLock {
     }
     async fn release(self: Box<Self>) -> Result<(), StateError> {
         match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LocalBackend::io(&self.path)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(LocalBackend::io(&self.path)(e))
+            }
             _ => Ok(()),
         }
     }
@@ -106,10 +122,20 @@ impl Backend for LocalBackend {
         let path = self.lock_path();
         let info = LockInfo::new(operation, None);
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
-                    let bytes = serde_json::to_vec_pretty(&info).map_err(|e| StateError::Corrupt { what: "lock".into(), message: e.to_string() })?;
-                    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(Self::io(&path))?;
+                    let bytes =
+                        serde_json::to_vec_pretty(&info).map_err(|e| StateError::Corrupt {
+                            what: "lock".into(),
+                            message: e.to_string(),
+                        })?;
+                    f.write_all(&bytes)
+                        .and_then(|()| f.sync_all())
+                        .map_err(Self::io(&path))?;
                     return Ok(Box::new(LocalLock { info, path }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -119,7 +145,12 @@ impl Backend for LocalBackend {
                             tracing::warn!(pid = h.pid, operation = %h.operation, "taking over the lock of a process that no longer runs");
                             std::fs::remove_file(&path).map_err(Self::io(&path))?;
                         }
-                        Some(h) => return Err(StateError::Locked { env: self.env.clone(), info: Box::new(h) }),
+                        Some(h) => {
+                            return Err(StateError::Locked {
+                                env: self.env.clone(),
+                                info: Box::new(h),
+                            });
+                        }
                         None => {} // released meanwhile: try again
                     }
                 }
@@ -127,8 +158,14 @@ impl Backend for LocalBackend {
             }
         }
         match self.read_lock()? {
-            Some(h) => Err(StateError::Locked { env: self.env.clone(), info: Box::new(h) }),
-            None => Err(StateError::Io { path, source: std::io::Error::other("lock file keeps changing") }),
+            Some(h) => Err(StateError::Locked {
+                env: self.env.clone(),
+                info: Box::new(h),
+            }),
+            None => Err(StateError::Io {
+                path,
+                source: std::io::Error::other("lock file keeps changing"),
+            }),
         }
     }
 
@@ -143,14 +180,22 @@ impl Backend for LocalBackend {
 
     async fn write(&self, bytes: &[u8], _lock: &dyn LockHandle) -> Result<(), StateError> {
         let path = self.state_path();
-        let tmp = self.dir.join(format!(".{}.state.json.tmp-{}", self.env, std::process::id()));
+        let tmp = self.dir.join(format!(
+            ".{}.state.json.tmp-{}",
+            self.env,
+            std::process::id()
+        ));
         {
             let mut f = std::fs::File::create(&tmp).map_err(Self::io(&tmp))?;
-            f.write_all(bytes).and_then(|()| f.sync_all()).map_err(Self::io(&tmp))?;
+            f.write_all(bytes)
+                .and_then(|()| f.sync_all())
+                .map_err(Self::io(&tmp))?;
         }
         std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
         // The rename is durable only once the folder entry is on disk.
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(Self::io(&self.dir))
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Self::io(&self.dir))
     }
 
     async fn lock_info(&self) -> Result<Option<LockInfo>, StateError> {
@@ -164,7 +209,11 @@ impl Backend for LocalBackend {
                 std::fs::remove_file(&p).map_err(Self::io(&p))?;
                 Ok(h)
             }
-            other => Err(StateError::LockMismatch { env: self.env.clone(), id: id.into(), current: other.map(|h| h.id) }),
+            other => Err(StateError::LockMismatch {
+                env: self.env.clone(),
+                id: id.into(),
+                current: other.map(|h| h.id),
+            }),
         }
     }
 
@@ -176,7 +225,12 @@ impl Backend for LocalBackend {
         };
         let mut v: Vec<String> = rd
             .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".state.json")).map(str::to_owned))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".state.json"))
+                    .map(str::to_owned)
+            })
             .filter(|n| !n.starts_with('.'))
             .collect();
         v.sort();
@@ -195,7 +249,10 @@ mod tests {
         let l = b.acquire("up").await.unwrap();
         let e = b.acquire("plan").await.err().unwrap();
         let msg = e.to_string();
-        assert!(msg.contains("locked by") && msg.contains(&l.info().id), "{msg}");
+        assert!(
+            msg.contains("locked by") && msg.contains(&l.info().id),
+            "{msg}"
+        );
         l.release().await.unwrap();
         b.acquire("plan").await.unwrap().release().await.unwrap();
     }
@@ -238,7 +295,10 @@ mod tests {
         // The live holder itself (this process) keeps its lock.
         let info = LockInfo::new("up", None);
         std::fs::write(b.lock_path(), serde_json::to_vec(&info).unwrap()).unwrap();
-        assert!(matches!(b.acquire("up").await, Err(StateError::Locked { .. })));
+        assert!(matches!(
+            b.acquire("up").await,
+            Err(StateError::Locked { .. })
+        ));
     }
 
     #[tokio::test]

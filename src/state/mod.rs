@@ -23,24 +23,47 @@ pub enum StateError {
         info.owner, info.host, info.pid, info.created_at, info.operation,
         info.expires_at.as_ref().map(|e| format!(", lease until {e}")).unwrap_or_default(), info.id)]
     Locked { env: String, info: Box<LockInfo> },
-    #[error("lost the state lock of `{env}`: {message}; stopped before writing state\n  hint: another run may have taken over an expired lease; re-run to converge")]
+    #[error(
+        "lost the state lock of `{env}`: {message}; stopped before writing state\n  hint: another run may have taken over an expired lease; re-run to converge"
+    )]
     LockLost { env: String, message: String },
     #[error("no lock with id {id} on `{env}`{}", current.as_ref().map(|c| format!(" (the current lock is {c})")).unwrap_or_default())]
-    LockMismatch { env: String, id: String, current: Option<String> },
-    #[error("{what} is not valid state: {message}\n  hint: restore it from the backend's previous version, or `provisioner state rebuild` from the cloud")]
+    LockMismatch {
+        env: String,
+        id: String,
+        current: Option<String>,
+    },
+    #[error(
+        "{what} is not valid state: {message}\n  hint: restore it from the backend's previous version, or `provisioner state rebuild` from the cloud"
+    )]
     Corrupt { what: String, message: String },
     #[error("{} at {}: {source}", "cannot access", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("S3 state backend ({what}): {message}")]
     S3 { what: String, message: String },
-    #[error("{address} holds a generated secret but no state encryption key is configured\n  hint: set {} or state.encryption_key", crypto::KEY_ENV)]
+    #[error(
+        "{address} holds a generated secret but no state encryption key is configured\n  hint: set {} or state.encryption_key",
+        crypto::KEY_ENV
+    )]
     NoKey { address: String },
-    #[error("the state encryption key from {origin} is not 32 bytes of base64\n  hint: generate one with `provisioner state new-key`")]
+    #[error(
+        "the state encryption key from {origin} is not 32 bytes of base64\n  hint: generate one with `provisioner state new-key`"
+    )]
     BadKey { origin: String },
     #[error("cannot read the state encryption key: {message}")]
     KeyUnavailable { message: String },
-    #[error("{address} was sealed with state key {want}, but the key from {origin} is {have}\n  hint: use the key this state was written with; if it is lost, `provisioner state rm <env> <address>` drops that record so the secret is generated again")]
-    WrongKey { address: String, want: String, have: String, origin: String },
+    #[error(
+        "{address} was sealed with state key {want}, but the key from {origin} is {have}\n  hint: use the key this state was written with; if it is lost, `provisioner state rm <env> <address>` drops that record so the secret is generated again"
+    )]
+    WrongKey {
+        address: String,
+        want: String,
+        have: String,
+        origin: String,
+    },
     #[error("cannot decrypt {address}: {message}")]
     Crypto { address: String, message: String },
 }
@@ -70,11 +93,14 @@ impl LockInfo {
         Self {
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
             operation: operation.to_owned(),
-            owner: std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()),
+            owner: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             pid: std::process::id(),
             created_at: model::now(),
-            expires_at: lease.map(|l| (now + l).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            expires_at: lease
+                .map(|l| (now + l).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
             pid_start: local::process_start(std::process::id()),
         }
     }
@@ -104,19 +130,32 @@ pub trait LockHandle: Send + Sync {
 }
 
 /// A backend for the environment's `state:` settings. `dir` overrides the local folder.
-pub async fn backend_for(env: &Environment, dir: Option<&std::path::Path>) -> Result<Box<dyn Backend>, crate::Error> {
+pub async fn backend_for(
+    env: &Environment,
+    dir: Option<&std::path::Path>,
+) -> Result<Box<dyn Backend>, crate::Error> {
     match env.state.backend {
         BackendKind::Local => {
-            let d = dir.map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env.state.path.as_deref().unwrap_or(".provisioner")));
+            let d = dir.map(PathBuf::from).unwrap_or_else(|| {
+                PathBuf::from(env.state.path.as_deref().unwrap_or(".provisioner"))
+            });
             Ok(Box::new(local::LocalBackend::new(d, &env.name)))
         }
         BackendKind::S3 => {
             let Some(loc) = &env.state.s3 else {
-                return Err(crate::Error::Usage("state.backend is s3 but state.s3 is missing".into()));
+                return Err(crate::Error::Usage(
+                    "state.backend is s3 but state.s3 is missing".into(),
+                ));
             };
             let client = crate::s3::client(loc, "state.s3").await?;
             let lease = Duration::from_secs(env.state.lease_seconds.unwrap_or(120));
-            Ok(Box::new(s3::S3Backend::new(client, loc.bucket.clone(), loc.prefix.clone(), &env.name, lease)))
+            Ok(Box::new(s3::S3Backend::new(
+                client,
+                loc.bucket.clone(),
+                loc.prefix.clone(),
+                &env.name,
+                lease,
+            )))
         }
     }
 }
@@ -135,11 +174,18 @@ pub struct Store {
 
 impl Store {
     pub fn new(backend: Box<dyn Backend>, env: &Environment) -> Result<Self, StateError> {
-        let (key, key_error) = match crypto::resolve_key(env.state.encryption_key.as_ref(), &env.name, false) {
-            Ok(k) => (k, None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        Ok(Self { backend, key, key_error, env: env.name.clone(), configured_key: env.state.encryption_key.clone() })
+        let (key, key_error) =
+            match crypto::resolve_key(env.state.encryption_key.as_ref(), &env.name, false) {
+                Ok(k) => (k, None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+        Ok(Self {
+            backend,
+            key,
+            key_error,
+            env: env.name.clone(),
+            configured_key: env.state.encryption_key.clone(),
+        })
     }
 
     /// Current state (empty if none). Sealed secrets stay sealed: nothing
@@ -168,13 +214,27 @@ impl Store {
         if let (Some(k), Some(want)) = (&self.key, state.sealed_key_id())
             && k.id != want
         {
-            let address = state.resources.iter().find(|(_, r)| r.sealed.is_some()).map(|(a, _)| a.to_string()).unwrap_or_default();
-            return Err(StateError::WrongKey { address, want: want.to_owned(), have: k.id.clone(), origin: k.origin.clone() });
+            let address = state
+                .resources
+                .iter()
+                .find(|(_, r)| r.sealed.is_some())
+                .map(|(a, _)| a.to_string())
+                .unwrap_or_default();
+            return Err(StateError::WrongKey {
+                address,
+                want: want.to_owned(),
+                have: k.id.clone(),
+                origin: k.origin.clone(),
+            });
         }
         Ok(())
     }
 
-    pub async fn save(&self, state: &mut StateFile, lock: &dyn LockHandle) -> Result<(), StateError> {
+    pub async fn save(
+        &self,
+        state: &mut StateFile,
+        lock: &dyn LockHandle,
+    ) -> Result<(), StateError> {
         lock.check()?;
         state.serial += 1;
         state.updated_at = model::now();
@@ -183,7 +243,11 @@ impl Store {
     }
 
     /// Take the lock, waiting up to `wait` for a holder to finish.
-    pub async fn lock(&self, operation: &str, wait: Duration) -> Result<Box<dyn LockHandle>, StateError> {
+    pub async fn lock(
+        &self,
+        operation: &str,
+        wait: Duration,
+    ) -> Result<Box<dyn LockHandle>, StateError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut delay = Duration::from_millis(250);
         loop {

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::crypto::{Key, Sealed};
 use super::StateError;
-use crate::env::secret::Secret;
+use super::crypto::{Key, Sealed};
 use crate::core::Address;
+use crate::env::secret::Secret;
 
 pub const FORMAT: u32 = 1;
 
@@ -75,11 +75,17 @@ impl StateFile {
     }
 
     pub fn from_json(bytes: &[u8], what: &str) -> Result<Self, StateError> {
-        let s: StateFile = serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt { what: what.into(), message: e.to_string() })?;
+        let s: StateFile = serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+            what: what.into(),
+            message: e.to_string(),
+        })?;
         if s.format > FORMAT {
             return Err(StateError::Corrupt {
                 what: what.into(),
-                message: format!("state format {} is newer than this provisioner understands ({FORMAT}); upgrade provisioner", s.format),
+                message: format!(
+                    "state format {} is newer than this provisioner understands ({FORMAT}); upgrade provisioner",
+                    s.format
+                ),
             });
         }
         Ok(s)
@@ -92,12 +98,24 @@ impl StateFile {
             if r.secrets.is_empty() {
                 continue;
             }
-            let key = key.ok_or_else(|| StateError::NoKey { address: addr.to_string() })?;
-            let plain: BTreeMap<&str, &str> = r.secrets.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
-            let bytes = serde_json::to_vec(&plain).map_err(|e| StateError::Corrupt { what: addr.to_string(), message: e.to_string() })?;
+            let key = key.ok_or_else(|| StateError::NoKey {
+                address: addr.to_string(),
+            })?;
+            let plain: BTreeMap<&str, &str> = r
+                .secrets
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.expose()))
+                .collect();
+            let bytes = serde_json::to_vec(&plain).map_err(|e| StateError::Corrupt {
+                what: addr.to_string(),
+                message: e.to_string(),
+            })?;
             r.sealed = Some(key.seal(&bytes, addr.as_str())?);
         }
-        serde_json::to_vec_pretty(&copy).map_err(|e| StateError::Corrupt { what: "state".into(), message: e.to_string() })
+        serde_json::to_vec_pretty(&copy).map_err(|e| StateError::Corrupt {
+            what: "state".into(),
+            message: e.to_string(),
+        })
     }
 
     /// Decrypt every sealed record into memory.
@@ -106,8 +124,14 @@ impl StateFile {
             if let Some(s) = &r.sealed {
                 let bytes = key.open(s, addr.as_str())?;
                 let plain: BTreeMap<String, String> =
-                    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt { what: addr.to_string(), message: e.to_string() })?;
-                r.secrets = plain.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
+                    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                        what: addr.to_string(),
+                        message: e.to_string(),
+                    })?;
+                r.secrets = plain
+                    .into_iter()
+                    .map(|(k, v)| (k, Secret::new(v)))
+                    .collect();
             }
         }
         Ok(())
@@ -119,7 +143,9 @@ impl StateFile {
 
     /// The key id sealed records were written with (all share one key).
     pub fn sealed_key_id(&self) -> Option<&str> {
-        self.resources.values().find_map(|r| r.sealed.as_ref().map(|s| s.key_id.as_str()))
+        self.resources
+            .values()
+            .find_map(|r| r.sealed.as_ref().map(|s| s.key_id.as_str()))
     }
 }
 

@@ -25,7 +25,13 @@ pub struct S3Backend {
 
 impl S3Backend {
     pub fn new(client: Client, bucket: String, prefix: String, env: &str, lease: Duration) -> Self {
-        Self { client, bucket, prefix, env: env.to_owned(), lease }
+        Self {
+            client,
+            bucket,
+            prefix,
+            env: env.to_owned(),
+            lease,
+        }
     }
     fn state_key(&self) -> String {
         format!("{}{}.state.json", self.prefix, self.env)
@@ -34,17 +40,35 @@ impl S3Backend {
         format!("{}{}.lock", self.prefix, self.env)
     }
     fn err(&self, what: &str, message: String) -> StateError {
-        StateError::S3 { what: format!("s3://{}/{}", self.bucket, what), message }
+        StateError::S3 {
+            what: format!("s3://{}/{}", self.bucket, what),
+            message,
+        }
     }
 
     /// The current lock and its ETag.
     async fn get_lock(&self) -> Result<Option<(LockInfo, String)>, StateError> {
         let key = self.lock_key();
-        match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
             Ok(o) => {
                 let etag = o.e_tag().unwrap_or_default().to_owned();
-                let body = o.body.collect().await.map_err(|e| self.err(&key, e.to_string()))?.into_bytes();
-                let info = serde_json::from_slice(&body).map_err(|e| StateError::Corrupt { what: format!("s3://{}/{key}", self.bucket), message: e.to_string() })?;
+                let body = o
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| self.err(&key, e.to_string()))?
+                    .into_bytes();
+                let info = serde_json::from_slice(&body).map_err(|e| StateError::Corrupt {
+                    what: format!("s3://{}/{key}", self.bucket),
+                    message: e.to_string(),
+                })?;
                 Ok(Some((info, etag)))
             }
             Err(e) if status_and_code(&e).0 == Some(404) => Ok(None),
@@ -53,10 +77,20 @@ impl S3Backend {
     }
 
     /// Conditional write of the lock object; Ok(None) when the condition failed.
-    async fn put_lock(&self, info: &LockInfo, condition: Condition<'_>) -> Result<Option<String>, StateError> {
+    async fn put_lock(
+        &self,
+        info: &LockInfo,
+        condition: Condition<'_>,
+    ) -> Result<Option<String>, StateError> {
         let key = self.lock_key();
         let body = serde_json::to_vec(info).map_err(|e| self.err(&key, e.to_string()))?;
-        let mut req = self.client.put_object().bucket(&self.bucket).key(&key).content_type("application/json").body(ByteStream::from(body));
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
         req = match condition {
             Condition::Absent => req.if_none_match("*"),
             Condition::Etag(e) => req.if_match(e),
@@ -102,8 +136,15 @@ impl LockHandle for S3Lock {
     }
     fn check(&self) -> Result<(), StateError> {
         if self.lost.load(Ordering::SeqCst) {
-            let message = self.lost_reason.lock().map(|m| m.clone()).unwrap_or_default();
-            return Err(StateError::LockLost { env: self.backend.inner.env.clone(), message });
+            let message = self
+                .lost_reason
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default();
+            return Err(StateError::LockLost {
+                env: self.backend.inner.env.clone(),
+                message,
+            });
         }
         Ok(())
     }
@@ -115,7 +156,13 @@ impl LockHandle for S3Lock {
             && current.id == self.info.id
         {
             let key = b.lock_key();
-            b.client.delete_object().bucket(&b.bucket).key(&key).send().await.map_err(|e| b.err(&key, describe(&e)))?;
+            b.client
+                .delete_object()
+                .bucket(&b.bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| b.err(&key, describe(&e)))?;
         }
         Ok(())
     }
@@ -140,17 +187,29 @@ impl Backend for S3Backend {
             None => {
                 let Some((held, held_etag)) = self.get_lock().await? else {
                     // Released between our write and read: let the caller retry.
-                    return Err(StateError::Locked { env: self.env.clone(), info: Box::new(LockInfo { operation: "(just released)".into(), ..info }) });
+                    return Err(StateError::Locked {
+                        env: self.env.clone(),
+                        info: Box::new(LockInfo {
+                            operation: "(just released)".into(),
+                            ..info
+                        }),
+                    });
                 };
                 if !expired(&held) {
-                    return Err(StateError::Locked { env: self.env.clone(), info: Box::new(held) });
+                    return Err(StateError::Locked {
+                        env: self.env.clone(),
+                        info: Box::new(held),
+                    });
                 }
                 tracing::warn!(holder = %held.owner, host = %held.host, expired = ?held.expires_at, "taking over an expired state lease");
                 match self.put_lock(&info, Condition::Etag(&held_etag)).await? {
                     Some(etag) => etag,
                     None => {
                         let now = self.get_lock().await?.map(|(i, _)| i).unwrap_or(held);
-                        return Err(StateError::Locked { env: self.env.clone(), info: Box::new(now) });
+                        return Err(StateError::Locked {
+                            env: self.env.clone(),
+                            info: Box::new(now),
+                        });
                     }
                 }
             }
@@ -158,23 +217,60 @@ impl Backend for S3Backend {
         // Read back: a server whose conditional create is not atomic (or is
         // ignored) can let two writers "win"; the one whose id is not there lost.
         match self.get_lock().await? {
-            Some((current, _)) if current.id != info.id => return Err(StateError::Locked { env: self.env.clone(), info: Box::new(current) }),
+            Some((current, _)) if current.id != info.id => {
+                return Err(StateError::Locked {
+                    env: self.env.clone(),
+                    info: Box::new(current),
+                });
+            }
             _ => {}
         }
         let parts = Arc::new(S3Parts {
-            inner: S3Backend { client: self.client.clone(), bucket: self.bucket.clone(), prefix: self.prefix.clone(), env: self.env.clone(), lease: self.lease },
+            inner: S3Backend {
+                client: self.client.clone(),
+                bucket: self.bucket.clone(),
+                prefix: self.prefix.clone(),
+                env: self.env.clone(),
+                lease: self.lease,
+            },
         });
         let lost = Arc::new(AtomicBool::new(false));
         let lost_reason = Arc::new(Mutex::new(String::new()));
         let etag = Arc::new(Mutex::new(etag));
-        let renewer = tokio::spawn(renew(parts.clone(), info.clone(), etag, lost.clone(), lost_reason.clone()));
-        Ok(Box::new(S3Lock { info, lost, lost_reason, renewer, backend: parts }))
+        let renewer = tokio::spawn(renew(
+            parts.clone(),
+            info.clone(),
+            etag,
+            lost.clone(),
+            lost_reason.clone(),
+        ));
+        Ok(Box::new(S3Lock {
+            info,
+            lost,
+            lost_reason,
+            renewer,
+            backend: parts,
+        }))
     }
 
     async fn read(&self) -> Result<Option<Vec<u8>>, StateError> {
         let key = self.state_key();
-        match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
-            Ok(o) => Ok(Some(o.body.collect().await.map_err(|e| self.err(&key, e.to_string()))?.into_bytes().to_vec())),
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(
+                o.body
+                    .collect()
+                    .await
+                    .map_err(|e| self.err(&key, e.to_string()))?
+                    .into_bytes()
+                    .to_vec(),
+            )),
             Err(e) if status_and_code(&e).0 == Some(404) => Ok(None),
             Err(e) => Err(self.err(&key, describe(&e))),
         }
@@ -203,20 +299,39 @@ impl Backend for S3Backend {
         match self.get_lock().await? {
             Some((h, _)) if h.id == id => {
                 let key = self.lock_key();
-                self.client.delete_object().bucket(&self.bucket).key(&key).send().await.map_err(|e| self.err(&key, describe(&e)))?;
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| self.err(&key, describe(&e)))?;
                 Ok(h)
             }
-            other => Err(StateError::LockMismatch { env: self.env.clone(), id: id.into(), current: other.map(|(h, _)| h.id) }),
+            other => Err(StateError::LockMismatch {
+                env: self.env.clone(),
+                id: id.into(),
+                current: other.map(|(h, _)| h.id),
+            }),
         }
     }
 
     async fn list(&self) -> Result<Vec<String>, StateError> {
         let mut out = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&self.prefix).into_paginator().send();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| self.err(&self.prefix, describe(&e)))?;
             for o in page.contents() {
-                if let Some(name) = o.key().and_then(|k| k.strip_prefix(&self.prefix)).and_then(|k| k.strip_suffix(".state.json"))
+                if let Some(name) = o
+                    .key()
+                    .and_then(|k| k.strip_prefix(&self.prefix))
+                    .and_then(|k| k.strip_suffix(".state.json"))
                     && !name.contains('/')
                 {
                     out.push(name.to_owned());
@@ -230,13 +345,21 @@ impl Backend for S3Backend {
 
 /// Renew the lease every third of its length; mark the lock lost when the
 /// object is no longer ours (expired and taken over) or cannot be renewed in time.
-async fn renew(parts: Arc<S3Parts>, mut info: LockInfo, etag: Arc<Mutex<String>>, lost: Arc<AtomicBool>, reason: Arc<Mutex<String>>) {
+async fn renew(
+    parts: Arc<S3Parts>,
+    mut info: LockInfo,
+    etag: Arc<Mutex<String>>,
+    lost: Arc<AtomicBool>,
+    reason: Arc<Mutex<String>>,
+) {
     let b = &parts.inner;
     let period = b.lease / 3;
     let mut last_ok = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(period).await;
-        info.expires_at = Some((chrono::Utc::now() + b.lease).to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        info.expires_at = Some(
+            (chrono::Utc::now() + b.lease).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        );
         let current = etag.lock().map(|e| e.clone()).unwrap_or_default();
         let fail = |m: String| {
             if let Ok(mut r) = reason.lock() {

@@ -18,14 +18,21 @@ use serde_json::{Map, Value, json};
 use super::eopf::{ArrayV2, Dtype, Product, fill_f64, parent};
 use super::geo::{Transform, Utm};
 use super::io::Sink;
-use super::zarr3::{self, NAN_FILL_ATTR, Tree, array_json, blosc_codec, bytes_codec, chunk_key, inner_chunk, shard_dim};
+use super::zarr3::{
+    self, NAN_FILL_ATTR, Tree, array_json, blosc_codec, bytes_codec, chunk_key, inner_chunk,
+    shard_dim,
+};
 use super::{Result, WorkloadError};
 
 pub const REFLECTANCE: &str = "measurements/reflectance";
 
 /// Source levels and the pyramid above them: (name, factor from the level it derives from, that level).
 const SOURCE_LEVELS: [(&str, u64); 3] = [("r10m", 1), ("r20m", 2), ("r60m", 6)];
-const PYRAMID: [(&str, u64, &str); 3] = [("r120m", 2, "r60m"), ("r360m", 3, "r120m"), ("r720m", 2, "r360m")];
+const PYRAMID: [(&str, u64, &str); 3] = [
+    ("r120m", 2, "r60m"),
+    ("r360m", 3, "r120m"),
+    ("r720m", 2, "r360m"),
+];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -103,14 +110,27 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         let y = p.coord(&format!("{group}/y"))?;
         let t = Transform::from_centres(&p.reader.describe(&group), &x, &y)?;
         let (h, w) = (y.len() as u64, x.len() as u64);
-        let bands: Vec<&ArrayV2> = p.arrays_in(&group).into_iter().filter(|a| is_band(a)).collect();
+        let bands: Vec<&ArrayV2> = p
+            .arrays_in(&group)
+            .into_iter()
+            .filter(|a| is_band(a))
+            .collect();
         for b in &bands {
             if b.shape != [h, w] {
-                return Err(WorkloadError::product(p.reader.describe(&b.path), format!("shape {:?} does not match the group's x/y ({h}×{w})", b.shape)));
+                return Err(WorkloadError::product(
+                    p.reader.describe(&b.path),
+                    format!(
+                        "shape {:?} does not match the group's x/y ({h}×{w})",
+                        b.shape
+                    ),
+                ));
             }
         }
         let inner = inner_chunk(h, w, opts.spatial_chunk);
-        let needs_b08 = |lvl: &str| p.arrays.contains_key(&format!("{REFLECTANCE}/r10m/b08")) && !p.arrays.contains_key(&format!("{REFLECTANCE}/{lvl}/b08"));
+        let needs_b08 = |lvl: &str| {
+            p.arrays.contains_key(&format!("{REFLECTANCE}/r10m/b08"))
+                && !p.arrays.contains_key(&format!("{REFLECTANCE}/{lvl}/b08"))
+        };
         let keep = name == "r60m";
         let results: Vec<BandResult> = bands
             .par_iter()
@@ -121,12 +141,33 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
                     for (lvl, f) in [("r20m", 2u64), ("r60m", 6)] {
                         if needs_b08(lvl) {
                             let (d, hh, ww) = coarsen_nanmean(&data, h, w, f);
-                            extra.push((lvl, Band { data: d, h: hh, w: ww }));
+                            extra.push((
+                                lvl,
+                                Band {
+                                    data: d,
+                                    h: hh,
+                                    w: ww,
+                                },
+                            ));
                         }
                     }
                 }
-                write_level_var(sink, &tree, &group, a.name(), &data, h, w, inner, Some(&a.attrs))?;
-                Ok((a.name().to_string(), keep.then_some(Band { data, h, w }), extra))
+                write_level_var(
+                    sink,
+                    &tree,
+                    &group,
+                    a.name(),
+                    &data,
+                    h,
+                    w,
+                    inner,
+                    Some(&a.attrs),
+                )?;
+                Ok((
+                    a.name().to_string(),
+                    keep.then_some(Band { data, h, w }),
+                    extra,
+                ))
             })
             .collect::<Result<_>>()?;
         let mut vars: Vec<String> = Vec::new();
@@ -141,9 +182,18 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         }
         if let Some(b) = injected.remove(name) {
             if b.h != h || b.w != w {
-                return Err(WorkloadError::product(p.reader.describe(&group), format!("r10m b08 averaged ×{factor} is {}×{}, but the level is {h}×{w}", b.h, b.w)));
+                return Err(WorkloadError::product(
+                    p.reader.describe(&group),
+                    format!(
+                        "r10m b08 averaged ×{factor} is {}×{}, but the level is {h}×{w}",
+                        b.h, b.w
+                    ),
+                ));
             }
-            let attrs = p.arrays.get(&format!("{REFLECTANCE}/r10m/b08")).map(|a| &a.attrs);
+            let attrs = p
+                .arrays
+                .get(&format!("{REFLECTANCE}/r10m/b08"))
+                .map(|a| &a.attrs);
             write_level_var(sink, &tree, &group, "b08", &b.data, h, w, inner, attrs)?;
             vars.push("b08".into());
             if keep {
@@ -153,8 +203,19 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         vars.sort();
         write_coords_source(p, sink, &tree, &group)?;
         write_level_meta(sink, &tree, &group, utm, &t, h, w)?;
-        tracing::info!(level = name, variables = vars.len(), seconds = t0.elapsed().as_secs_f64(), "level written");
-        levels.push(Level { name: name.into(), t, h, w, vars });
+        tracing::info!(
+            level = name,
+            variables = vars.len(),
+            seconds = t0.elapsed().as_secs_f64(),
+            "level written"
+        );
+        levels.push(Level {
+            name: name.into(),
+            t,
+            h,
+            w,
+            vars,
+        });
         bar.inc(1);
     }
 
@@ -163,7 +224,10 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
     let attrs_src: BTreeMap<String, Map<String, Value>> = kept
         .keys()
         .map(|n| {
-            let a = p.arrays.get(&format!("{REFLECTANCE}/r60m/{n}")).or_else(|| p.arrays.get(&format!("{REFLECTANCE}/r10m/{n}")));
+            let a = p
+                .arrays
+                .get(&format!("{REFLECTANCE}/r60m/{n}"))
+                .or_else(|| p.arrays.get(&format!("{REFLECTANCE}/r10m/{n}")));
             (n.clone(), a.map(|a| a.attrs.clone()).unwrap_or_default())
         })
         .collect();
@@ -172,7 +236,10 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         let group = format!("{REFLECTANCE}/{name}");
         bar.set_message(group.clone());
         let Some(below) = levels.iter().find(|l| l.name == from) else {
-            return Err(WorkloadError::product(p.reader.describe(REFLECTANCE), format!("level {from} is missing")));
+            return Err(WorkloadError::product(
+                p.reader.describe(REFLECTANCE),
+                format!("level {from} is missing"),
+            ));
         };
         let (h, w) = (below.h / f, below.w / f);
         if h == 0 || w == 0 {
@@ -185,14 +252,31 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
             .map(|(n, b)| {
                 let (d, hh, ww) = coarsen_nanmean(&b.data, b.h, b.w, f);
                 write_level_var(sink, &tree, &group, n, &d, hh, ww, inner, attrs_src.get(n))?;
-                Ok((n.clone(), Band { data: d, h: hh, w: ww }))
+                Ok((
+                    n.clone(),
+                    Band {
+                        data: d,
+                        h: hh,
+                        w: ww,
+                    },
+                ))
             })
             .collect::<Result<_>>()?;
         write_coords_derived(sink, &tree, &group, &t, h, w)?;
         write_level_meta(sink, &tree, &group, utm, &t, h, w)?;
-        tracing::info!(level = name, seconds = t0.elapsed().as_secs_f64(), "level written");
+        tracing::info!(
+            level = name,
+            seconds = t0.elapsed().as_secs_f64(),
+            "level written"
+        );
         // BTreeMap keys: already sorted.
-        levels.push(Level { name: name.into(), t, h, w, vars: next.keys().cloned().collect() });
+        levels.push(Level {
+            name: name.into(),
+            t,
+            h,
+            w,
+            vars: next.keys().cloned().collect(),
+        });
         kept = next;
         bar.inc(1);
     }
@@ -206,10 +290,20 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
     })?;
 
     tree.group(REFLECTANCE, multiscales_attrs(&levels, utm));
-    let mut bbox = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    let mut bbox = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
     for l in &levels {
         let b = utm.bbox_lonlat(l.t.bbox(l.h, l.w));
-        bbox = [bbox[0].min(b[0]), bbox[1].min(b[1]), bbox[2].max(b[2]), bbox[3].max(b[3])];
+        bbox = [
+            bbox[0].min(b[0]),
+            bbox[1].min(b[1]),
+            bbox[2].max(b[2]),
+            bbox[3].max(b[3]),
+        ];
     }
     let mut root = Map::new();
     root.insert("spatial:bbox".into(), json!(bbox));
@@ -240,17 +334,26 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
 
 /// A reflectance band: 2-D unsigned integer digital numbers over (y, x).
 pub fn is_band(a: &ArrayV2) -> bool {
-    a.shape.len() == 2 && matches!(a.dtype, Dtype::U2 | Dtype::U1 | Dtype::U4) && a.dims() == ["y", "x"] && a.name() != "spatial_ref"
+    a.shape.len() == 2
+        && matches!(a.dtype, Dtype::U2 | Dtype::U1 | Dtype::U4)
+        && a.dims() == ["y", "x"]
+        && a.name() != "spatial_ref"
 }
 
 /// Groups copied as they are: every group holding arrays outside the reflectance
 /// levels, minus the quicklooks (the reference dropped them: they cost time and
 /// storage and nothing reads them).
 pub fn copy_plan(p: &Product) -> Vec<String> {
-    let mut groups: Vec<String> = p.arrays.values().map(|a| parent(&a.path).to_string()).collect();
+    let mut groups: Vec<String> = p
+        .arrays
+        .values()
+        .map(|a| parent(&a.path).to_string())
+        .collect();
     groups.sort();
     groups.dedup();
-    groups.retain(|g| !(g.starts_with(REFLECTANCE) || g.starts_with("quality/") && g.contains("quicklook")));
+    groups.retain(|g| {
+        !(g.starts_with(REFLECTANCE) || g.starts_with("quality/") && g.contains("quicklook"))
+    });
     groups
 }
 
@@ -268,7 +371,11 @@ unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
 
 impl<'a, T> Disjoint<'a, T> {
     fn new(v: &'a mut [T]) -> Self {
-        Self { ptr: v.as_mut_ptr(), len: v.len(), _life: PhantomData }
+        Self {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+            _life: PhantomData,
+        }
     }
     /// SAFETY: callers must not request overlapping ranges from different threads.
     #[allow(clippy::mut_from_ref)]
@@ -285,48 +392,63 @@ fn read_reflectance(p: &Product, a: &ArrayV2) -> Result<Vec<f32>> {
     let num = |k: &str| a.attrs.get(k).and_then(Value::as_f64);
     let scale = num("scale_factor").unwrap_or(1.0);
     let offset = num("add_offset").unwrap_or(0.0);
-    let nodata = num("_FillValue").or_else(|| num("fill_value")).or_else(|| fill_f64(&a.fill)).unwrap_or(0.0);
+    let nodata = num("_FillValue")
+        .or_else(|| num("fill_value"))
+        .or_else(|| fill_f64(&a.fill))
+        .unwrap_or(0.0);
     let (h, w) = (a.shape[0] as usize, a.shape[1] as usize);
     let (ch, cw) = (a.chunks[0] as usize, a.chunks[1] as usize);
     // A lookup table turns the per-pixel float64 multiply-add into one load.
     let lut: Vec<f32> = match a.dtype {
         Dtype::U1 | Dtype::U2 => (0..=u16::MAX as u32)
-            .map(|dn| if f64::from(dn) == nodata { f32::NAN } else { (f64::from(dn) * scale + offset) as f32 })
+            .map(|dn| {
+                if f64::from(dn) == nodata {
+                    f32::NAN
+                } else {
+                    (f64::from(dn) * scale + offset) as f32
+                }
+            })
             .collect(),
         _ => Vec::new(),
     };
     let mut out = vec![0f32; h * w];
     let dest = Disjoint::new(&mut out);
-    a.chunk_indices().par_iter().try_for_each(|idx| -> Result<()> {
-        let raw = p.chunk(a, idx)?;
-        let (y0, x0) = (idx[0] as usize * ch, idx[1] as usize * cw);
-        let rows = ch.min(h - y0);
-        let cols = cw.min(w - x0);
-        for r in 0..rows {
-            // SAFETY: chunk (idx) owns rows y0..y0+rows × cols x0..x0+cols; no other task writes them.
-            let row = unsafe { dest.range((y0 + r) * w + x0, cols) };
-            let src = &raw[r * cw * a.dtype.size()..];
-            match a.dtype {
-                Dtype::U2 => {
-                    for (o, b) in row.iter_mut().zip(src.chunks_exact(2)) {
-                        *o = lut[u16::from_le_bytes([b[0], b[1]]) as usize];
+    a.chunk_indices()
+        .par_iter()
+        .try_for_each(|idx| -> Result<()> {
+            let raw = p.chunk(a, idx)?;
+            let (y0, x0) = (idx[0] as usize * ch, idx[1] as usize * cw);
+            let rows = ch.min(h - y0);
+            let cols = cw.min(w - x0);
+            for r in 0..rows {
+                // SAFETY: chunk (idx) owns rows y0..y0+rows × cols x0..x0+cols; no other task writes them.
+                let row = unsafe { dest.range((y0 + r) * w + x0, cols) };
+                let src = &raw[r * cw * a.dtype.size()..];
+                match a.dtype {
+                    Dtype::U2 => {
+                        for (o, b) in row.iter_mut().zip(src.chunks_exact(2)) {
+                            *o = lut[u16::from_le_bytes([b[0], b[1]]) as usize];
+                        }
                     }
-                }
-                Dtype::U1 => {
-                    for (o, b) in row.iter_mut().zip(src) {
-                        *o = lut[*b as usize];
+                    Dtype::U1 => {
+                        for (o, b) in row.iter_mut().zip(src) {
+                            *o = lut[*b as usize];
+                        }
                     }
-                }
-                _ => {
-                    for (o, b) in row.iter_mut().zip(src.chunks_exact(4)) {
-                        let dn = f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                        *o = if dn == nodata { f32::NAN } else { (dn * scale + offset) as f32 };
+                    _ => {
+                        for (o, b) in row.iter_mut().zip(src.chunks_exact(4)) {
+                            let dn = f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                            *o = if dn == nodata {
+                                f32::NAN
+                            } else {
+                                (dn * scale + offset) as f32
+                            };
+                        }
                     }
                 }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
     Ok(out)
 }
 
@@ -336,24 +458,30 @@ pub fn coarsen_nanmean(src: &[f32], h: u64, w: u64, f: u64) -> (Vec<f32>, u64, u
     let (h2, w2, f) = ((h / f) as usize, (w / f) as usize, f as usize);
     let w = w as usize;
     let mut out = vec![0f32; h2 * w2];
-    out.par_chunks_mut(w2.max(1)).enumerate().for_each(|(j, row)| {
-        let mut sum = vec![0f64; w2];
-        let mut cnt = vec![0u32; w2];
-        for dy in 0..f {
-            let line = &src[(j * f + dy) * w..(j * f + dy) * w + w2 * f];
-            for (i, win) in line.chunks_exact(f).enumerate() {
-                for v in win {
-                    if !v.is_nan() {
-                        sum[i] += f64::from(*v);
-                        cnt[i] += 1;
+    out.par_chunks_mut(w2.max(1))
+        .enumerate()
+        .for_each(|(j, row)| {
+            let mut sum = vec![0f64; w2];
+            let mut cnt = vec![0u32; w2];
+            for dy in 0..f {
+                let line = &src[(j * f + dy) * w..(j * f + dy) * w + w2 * f];
+                for (i, win) in line.chunks_exact(f).enumerate() {
+                    for v in win {
+                        if !v.is_nan() {
+                            sum[i] += f64::from(*v);
+                            cnt[i] += 1;
+                        }
                     }
                 }
             }
-        }
-        for (i, o) in row.iter_mut().enumerate() {
-            *o = if cnt[i] == 0 { f32::NAN } else { (sum[i] / f64::from(cnt[i])) as f32 };
-        }
-    });
+            for (i, o) in row.iter_mut().enumerate() {
+                *o = if cnt[i] == 0 {
+                    f32::NAN
+                } else {
+                    (sum[i] / f64::from(cnt[i])) as f32
+                };
+            }
+        });
     (out, h2 as u64, w2 as u64)
 }
 
@@ -363,13 +491,25 @@ pub fn coarsen_nanmean(src: &[f32], h: u64, w: u64, f: u64) -> (Vec<f32>, u64, u
 fn level_var_attrs(src: Option<&Map<String, Value>>) -> Map<String, Value> {
     let mut m = Map::new();
     for (k, v) in src.into_iter().flatten() {
-        let drop = matches!(k.as_str(), "_eopf_attrs" | "_ARRAY_DIMENSIONS" | "_FillValue" | "fill_value" | "dtype" | "scale_factor" | "add_offset" | "valid_min" | "valid_max" | "coordinates")
-            || k.starts_with("proj:");
+        let drop = matches!(
+            k.as_str(),
+            "_eopf_attrs"
+                | "_ARRAY_DIMENSIONS"
+                | "_FillValue"
+                | "fill_value"
+                | "dtype"
+                | "scale_factor"
+                | "add_offset"
+                | "valid_min"
+                | "valid_max"
+                | "coordinates"
+        ) || k.starts_with("proj:");
         if !drop {
             m.insert(k.clone(), v.clone());
         }
     }
-    if m.get("units").and_then(Value::as_str) == Some("digital_counts") || !m.contains_key("units") {
+    if m.get("units").and_then(Value::as_str) == Some("digital_counts") || !m.contains_key("units")
+    {
         m.insert("units".into(), json!("1"));
     }
     m.insert("_FillValue".into(), json!(NAN_FILL_ATTR));
@@ -381,24 +521,53 @@ fn level_var_attrs(src: Option<&Map<String, Value>>) -> Map<String, Value> {
 /// makes xarray load it as a coordinate, where rioxarray looks for the CRS.
 fn link_grid_mapping(m: &mut Map<String, Value>) {
     m.insert("grid_mapping".into(), json!("spatial_ref"));
-    let coords = m.get("coordinates").and_then(Value::as_str).unwrap_or("").to_string();
+    let coords = m
+        .get("coordinates")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !coords.split_whitespace().any(|c| c == "spatial_ref") {
-        let joined = if coords.is_empty() { "spatial_ref".to_string() } else { format!("{coords} spatial_ref") };
+        let joined = if coords.is_empty() {
+            "spatial_ref".to_string()
+        } else {
+            format!("{coords} spatial_ref")
+        };
         m.insert("coordinates".into(), json!(joined));
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_level_var(sink: &dyn Sink, tree: &Tree, group: &str, name: &str, data: &[f32], h: u64, w: u64, inner: u64, src_attrs: Option<&Map<String, Value>>) -> Result<()> {
+fn write_level_var(
+    sink: &dyn Sink,
+    tree: &Tree,
+    group: &str,
+    name: &str,
+    data: &[f32],
+    h: u64,
+    w: u64,
+    inner: u64,
+    src_attrs: Option<&Map<String, Value>>,
+) -> Result<()> {
     let path = format!("{group}/{name}");
     let shard = [shard_dim(h, inner), shard_dim(w, inner)];
     zarr3::write_sharded_f32(sink, &path, data, h, w, inner, shard)?;
-    let doc = array_json(&[h, w], &shard, json!("float32"), json!("NaN"), zarr3::sharded_codecs(inner), level_var_attrs(src_attrs), Some(&["y", "x"]));
+    let doc = array_json(
+        &[h, w],
+        &shard,
+        json!("float32"),
+        json!("NaN"),
+        zarr3::sharded_codecs(inner),
+        level_var_attrs(src_attrs),
+        Some(&["y", "x"]),
+    );
     tree.array(sink, &path, doc)
 }
 
 fn clean_attrs(src: &Map<String, Value>) -> Map<String, Value> {
-    src.iter().filter(|(k, _)| !matches!(k.as_str(), "_eopf_attrs" | "_ARRAY_DIMENSIONS")).map(|(k, v)| (k.clone(), v.clone())).collect()
+    src.iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "_eopf_attrs" | "_ARRAY_DIMENSIONS"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// x/y of a source level, copied (int64 pixel centres), uncompressed.
@@ -408,24 +577,67 @@ fn write_coords_source(p: &Product, sink: &dyn Sink, tree: &Tree, group: &str) -
         let raw = p.read_all(a)?;
         let path = format!("{group}/{dim}");
         sink.put(&chunk_key(&path, &[0]), raw)?;
-        let fill = if a.dtype.is_float() { json!("NaN") } else { json!(0) };
-        let doc = array_json(&a.shape, &a.shape, a.dtype.v3(), fill, json!([bytes_codec(a.dtype.size())]), clean_attrs(&a.attrs), Some(&[dim]));
+        let fill = if a.dtype.is_float() {
+            json!("NaN")
+        } else {
+            json!(0)
+        };
+        let doc = array_json(
+            &a.shape,
+            &a.shape,
+            a.dtype.v3(),
+            fill,
+            json!([bytes_codec(a.dtype.size())]),
+            clean_attrs(&a.attrs),
+            Some(&[dim]),
+        );
         tree.array(sink, &path, doc)?;
     }
     Ok(())
 }
 
 /// x/y of a derived level: float64 pixel centres (the mean of the fine centres).
-fn write_coords_derived(sink: &dyn Sink, tree: &Tree, group: &str, t: &Transform, h: u64, w: u64) -> Result<()> {
+fn write_coords_derived(
+    sink: &dyn Sink,
+    tree: &Tree,
+    group: &str,
+    t: &Transform,
+    h: u64,
+    w: u64,
+) -> Result<()> {
     for (dim, n) in [("x", w), ("y", h)] {
-        let vals: Vec<u8> = (0..n).flat_map(|i| if dim == "x" { t.x_centre(i) } else { t.y_centre(i) }.to_le_bytes()).collect();
+        let vals: Vec<u8> = (0..n)
+            .flat_map(|i| {
+                if dim == "x" {
+                    t.x_centre(i)
+                } else {
+                    t.y_centre(i)
+                }
+                .to_le_bytes()
+            })
+            .collect();
         let path = format!("{group}/{dim}");
         sink.put(&chunk_key(&path, &[0]), vals)?;
         let mut attrs = Map::new();
         attrs.insert("_FillValue".into(), json!(NAN_FILL_ATTR));
         attrs.insert("units".into(), json!("m"));
-        attrs.insert("standard_name".into(), json!(if dim == "x" { "projection_x_coordinate" } else { "projection_y_coordinate" }));
-        let doc = array_json(&[n], &[n], json!("float64"), json!("NaN"), json!([bytes_codec(8)]), attrs, Some(&[dim]));
+        attrs.insert(
+            "standard_name".into(),
+            json!(if dim == "x" {
+                "projection_x_coordinate"
+            } else {
+                "projection_y_coordinate"
+            }),
+        );
+        let doc = array_json(
+            &[n],
+            &[n],
+            json!("float64"),
+            json!("NaN"),
+            json!([bytes_codec(8)]),
+            attrs,
+            Some(&[dim]),
+        );
         tree.array(sink, &path, doc)?;
     }
     Ok(())
@@ -470,11 +682,31 @@ fn spatial_attrs(m: &mut Map<String, Value>, utm: Utm, t: &Transform, h: u64, w:
 
 /// The `spatial_ref` grid-mapping variable and the group's geo attributes.
 #[allow(clippy::too_many_arguments)]
-fn write_level_meta(sink: &dyn Sink, tree: &Tree, group: &str, utm: Utm, t: &Transform, h: u64, w: u64) -> Result<()> {
+fn write_level_meta(
+    sink: &dyn Sink,
+    tree: &Tree,
+    group: &str,
+    utm: Utm,
+    t: &Transform,
+    h: u64,
+    w: u64,
+) -> Result<()> {
     let path = format!("{group}/spatial_ref");
     sink.put(&chunk_key(&path, &[]), 0i64.to_le_bytes().to_vec())?;
     let attrs = utm.cf_attrs(t).as_object().cloned().unwrap_or_default();
-    tree.array(sink, &path, array_json(&[], &[], json!("int64"), json!(0), json!([bytes_codec(8)]), attrs, None))?;
+    tree.array(
+        sink,
+        &path,
+        array_json(
+            &[],
+            &[],
+            json!("int64"),
+            json!(0),
+            json!([bytes_codec(8)]),
+            attrs,
+            None,
+        ),
+    )?;
     let mut g = Map::new();
     g.insert("grid_mapping".into(), json!("spatial_ref"));
     spatial_attrs(&mut g, utm, t, h, w);
@@ -496,10 +728,15 @@ fn multiscales_attrs(levels: &[Level], utm: Utm) -> Map<String, Value> {
         .map(|l| {
             let mut e = Map::new();
             e.insert("asset".into(), json!(l.name));
-            if let Some(parent) = derived_from(&l.name).and_then(|d| levels.iter().find(|x| x.name == d)) {
+            if let Some(parent) =
+                derived_from(&l.name).and_then(|d| levels.iter().find(|x| x.name == d))
+            {
                 let scale = (parent.w as f64 / l.w as f64).max(parent.h as f64 / l.h as f64);
                 e.insert("derived_from".into(), json!(parent.name));
-                e.insert("transform".into(), json!({"scale": [scale, scale], "translation": [0.0, 0.0]}));
+                e.insert(
+                    "transform".into(),
+                    json!({"scale": [scale, scale], "translation": [0.0, 0.0]}),
+                );
             }
             e.insert("spatial:shape".into(), json!([l.h, l.w]));
             e.insert("spatial:transform".into(), json!(l.t.rasterio()));
@@ -508,7 +745,10 @@ fn multiscales_attrs(levels: &[Level], utm: Utm) -> Map<String, Value> {
         .collect();
     let mut m = Map::new();
     m.insert("zarr_conventions".into(), conventions(true));
-    m.insert("multiscales".into(), json!({"layout": layout, "resampling_method": "average"}));
+    m.insert(
+        "multiscales".into(),
+        json!({"layout": layout, "resampling_method": "average"}),
+    );
     if let Some(first) = levels.first() {
         spatial_attrs(&mut m, utm, &first.t, first.h, first.w);
     }
@@ -522,15 +762,25 @@ fn multiscales_attrs(levels: &[Level], utm: Utm) -> Map<String, Value> {
 fn copy_group(p: &Product, sink: &dyn Sink, tree: &Tree, group: &str, utm: Utm) -> Result<()> {
     let arrays = p.arrays_in(group);
     let dims_of_group: Vec<String> = arrays.iter().flat_map(|a| a.dims()).collect();
-    let georef = if (group.starts_with("quality/") || group.starts_with("conditions/mask/")) && p.arrays.contains_key(&format!("{group}/x")) && p.arrays.contains_key(&format!("{group}/y")) {
+    let georef = if (group.starts_with("quality/") || group.starts_with("conditions/mask/"))
+        && p.arrays.contains_key(&format!("{group}/x"))
+        && p.arrays.contains_key(&format!("{group}/y"))
+    {
         let x = p.coord(&format!("{group}/x"))?;
         let y = p.coord(&format!("{group}/y"))?;
-        Some((Transform::from_centres(&p.reader.describe(group), &x, &y)?, y.len() as u64, x.len() as u64))
+        Some((
+            Transform::from_centres(&p.reader.describe(group), &x, &y)?,
+            y.len() as u64,
+            x.len() as u64,
+        ))
     } else {
         None
     };
     for a in &arrays {
-        let is_coord = a.shape.len() <= 1 && (a.shape.is_empty() || dims_of_group.iter().any(|d| d == a.name()) || matches!(a.dtype, Dtype::Utf32(_)));
+        let is_coord = a.shape.len() <= 1
+            && (a.shape.is_empty()
+                || dims_of_group.iter().any(|d| d == a.name())
+                || matches!(a.dtype, Dtype::Utf32(_)));
         let mut attrs = clean_attrs(&a.attrs);
         let fill = out_fill(a, &mut attrs);
         let dims = a.dims();
@@ -538,23 +788,41 @@ fn copy_group(p: &Product, sink: &dyn Sink, tree: &Tree, group: &str, utm: Utm) 
             link_grid_mapping(&mut attrs);
         }
         let fill_elem = fill_bytes(a.dtype, &fill);
-        let codecs = if is_coord { json!([bytes_codec(a.dtype.size())]) } else { json!([bytes_codec(a.dtype.size()), blosc_codec(a.dtype.size())]) };
-        let encoder = if is_coord { None } else { Some(zarr3::Encoder::new(a.dtype.size())?) };
-        a.chunk_indices().par_iter().try_for_each(|idx| -> Result<()> {
-            let raw = p.chunk(a, idx)?;
-            if let Some(fe) = &fill_elem
-                && raw.chunks_exact(fe.len()).all(|e| e == fe.as_slice())
-            {
-                return Ok(()); // all fill: readers get the fill value without an object
-            }
-            let bytes = match &encoder {
-                Some(e) => e.encode(&raw)?,
-                None => raw,
-            };
-            sink.put(&chunk_key(&a.path, idx), bytes)
-        })?;
+        let codecs = if is_coord {
+            json!([bytes_codec(a.dtype.size())])
+        } else {
+            json!([bytes_codec(a.dtype.size()), blosc_codec(a.dtype.size())])
+        };
+        let encoder = if is_coord {
+            None
+        } else {
+            Some(zarr3::Encoder::new(a.dtype.size())?)
+        };
+        a.chunk_indices()
+            .par_iter()
+            .try_for_each(|idx| -> Result<()> {
+                let raw = p.chunk(a, idx)?;
+                if let Some(fe) = &fill_elem
+                    && raw.chunks_exact(fe.len()).all(|e| e == fe.as_slice())
+                {
+                    return Ok(()); // all fill: readers get the fill value without an object
+                }
+                let bytes = match &encoder {
+                    Some(e) => e.encode(&raw)?,
+                    None => raw,
+                };
+                sink.put(&chunk_key(&a.path, idx), bytes)
+            })?;
         let dim_refs: Vec<&str> = dims.iter().map(String::as_str).collect();
-        let doc = array_json(&a.shape, &a.chunks, a.dtype.v3(), fill, codecs, attrs, (!dim_refs.is_empty()).then_some(dim_refs.as_slice()));
+        let doc = array_json(
+            &a.shape,
+            &a.chunks,
+            a.dtype.v3(),
+            fill,
+            codecs,
+            attrs,
+            (!dim_refs.is_empty()).then_some(dim_refs.as_slice()),
+        );
         tree.array(sink, &a.path, doc)?;
     }
     if let Some((t, h, w)) = georef {
@@ -590,8 +858,12 @@ fn fill_bytes(d: Dtype, fill: &Value) -> Option<Vec<u8>> {
     match d {
         Dtype::F4 => fill.as_f64().map(|v| (v as f32).to_le_bytes().to_vec()),
         Dtype::F8 => fill.as_f64().map(|v| v.to_le_bytes().to_vec()),
-        Dtype::I1 | Dtype::I2 | Dtype::I4 | Dtype::I8 => fill.as_i64().map(|v| v.to_le_bytes()[..n].to_vec()),
-        Dtype::U1 | Dtype::U2 | Dtype::U4 | Dtype::U8 => fill.as_u64().map(|v| v.to_le_bytes()[..n].to_vec()),
+        Dtype::I1 | Dtype::I2 | Dtype::I4 | Dtype::I8 => {
+            fill.as_i64().map(|v| v.to_le_bytes()[..n].to_vec())
+        }
+        Dtype::U1 | Dtype::U2 | Dtype::U4 | Dtype::U8 => {
+            fill.as_u64().map(|v| v.to_le_bytes()[..n].to_vec())
+        }
         Dtype::Bool => Some(vec![0]),
         Dtype::Utf32(_) => Some(vec![0; n]),
     }

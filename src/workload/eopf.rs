@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 use zarrs::array::BytesRepresentation;
 use zarrs::array::codec::api::{BytesToBytesCodecTraits, CodecOptions};
-use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode, ZstdCodec};
+use zarrs::array::codec::{
+    BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode, ZstdCodec,
+};
 
 use super::io::Reader;
 use super::{Result, WorkloadError};
@@ -82,7 +84,9 @@ impl Dtype {
             Self::I8 => "int64",
             Self::F4 => "float32",
             Self::F8 => "float64",
-            Self::Utf32(n) => return serde_json::json!({"name": "fixed_length_utf32", "configuration": {"length_bytes": 4 * n}}),
+            Self::Utf32(n) => {
+                return serde_json::json!({"name": "fixed_length_utf32", "configuration": {"length_bytes": 4 * n}});
+            }
         };
         Value::from(name)
     }
@@ -115,7 +119,11 @@ impl ArrayV2 {
     }
     /// Chunks per dimension.
     pub fn grid(&self) -> Vec<u64> {
-        self.shape.iter().zip(&self.chunks).map(|(s, c)| s.div_ceil(*c)).collect()
+        self.shape
+            .iter()
+            .zip(&self.chunks)
+            .map(|(s, c)| s.div_ceil(*c))
+            .collect()
     }
     pub fn chunk_elems(&self) -> usize {
         self.chunks.iter().product::<u64>() as usize
@@ -133,7 +141,11 @@ impl ArrayV2 {
         self.attrs
             .get("_ARRAY_DIMENSIONS")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
     /// Every chunk index, row-major.
@@ -147,8 +159,12 @@ impl ArrayV2 {
         match self.dtype {
             Dtype::F4 => fill_f64(f).map_or(vec![0; 4], |v| (v as f32).to_le_bytes().to_vec()),
             Dtype::F8 => fill_f64(f).map_or(vec![0; 8], |v| v.to_le_bytes().to_vec()),
-            Dtype::I1 | Dtype::I2 | Dtype::I4 | Dtype::I8 => f.as_i64().map_or(vec![0; size], |v| v.to_le_bytes()[..size].to_vec()),
-            Dtype::Bool | Dtype::U1 | Dtype::U2 | Dtype::U4 | Dtype::U8 => f.as_u64().map_or(vec![0; size], |v| v.to_le_bytes()[..size].to_vec()),
+            Dtype::I1 | Dtype::I2 | Dtype::I4 | Dtype::I8 => f
+                .as_i64()
+                .map_or(vec![0; size], |v| v.to_le_bytes()[..size].to_vec()),
+            Dtype::Bool | Dtype::U1 | Dtype::U2 | Dtype::U4 | Dtype::U8 => f
+                .as_u64()
+                .map_or(vec![0; size], |v| v.to_le_bytes()[..size].to_vec()),
             Dtype::Utf32(_) => vec![0; size],
         }
     }
@@ -184,16 +200,29 @@ pub struct Product {
 }
 
 /// Groups a Sentinel-2 product must have for the conversion to make sense.
-pub const REQUIRED_GROUPS: [&str; 3] = ["measurements/reflectance/r10m", "measurements/reflectance/r20m", "measurements/reflectance/r60m"];
+pub const REQUIRED_GROUPS: [&str; 3] = [
+    "measurements/reflectance/r10m",
+    "measurements/reflectance/r20m",
+    "measurements/reflectance/r60m",
+];
 
 impl Product {
     pub fn open(reader: Arc<dyn Reader>) -> Result<Self> {
-        let raw = reader.get(".zmetadata")?.ok_or_else(|| WorkloadError::SourceNotFound(reader.describe(".zmetadata")))?;
-        let doc: Value = serde_json::from_slice(&raw).map_err(|e| WorkloadError::product(reader.describe(".zmetadata"), format!("not JSON: {e}")))?;
+        let raw = reader
+            .get(".zmetadata")?
+            .ok_or_else(|| WorkloadError::SourceNotFound(reader.describe(".zmetadata")))?;
+        let doc: Value = serde_json::from_slice(&raw).map_err(|e| {
+            WorkloadError::product(reader.describe(".zmetadata"), format!("not JSON: {e}"))
+        })?;
         let meta = doc
             .get("metadata")
             .and_then(Value::as_object)
-            .ok_or_else(|| WorkloadError::product(reader.describe(".zmetadata"), "no `metadata` map: not consolidated Zarr v2 metadata"))?;
+            .ok_or_else(|| {
+                WorkloadError::product(
+                    reader.describe(".zmetadata"),
+                    "no `metadata` map: not consolidated Zarr v2 metadata",
+                )
+            })?;
         let mut groups = BTreeMap::new();
         let mut arrays = BTreeMap::new();
         let mut attrs: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
@@ -224,23 +253,40 @@ impl Product {
             .get("stac_discovery")
             .and_then(|s| s.pointer("/properties/product:type"))
             .and_then(Value::as_str)
-            .ok_or_else(|| WorkloadError::product(reader.describe(".zattrs"), "no stac_discovery.properties.product:type: not an EOPF product"))?;
+            .ok_or_else(|| {
+                WorkloadError::product(
+                    reader.describe(".zattrs"),
+                    "no stac_discovery.properties.product:type: not an EOPF product",
+                )
+            })?;
         let product_type = match ptype {
             "S02MSIL2A" => ProductType::L2A,
             "S02MSIL1C" => ProductType::L1C,
             other => {
                 return Err(WorkloadError::product(
                     reader.describe(".zattrs"),
-                    format!("product type `{other}` (stac_discovery.properties.product:type) is not Sentinel-2 L1C/L2A; this converter handles S02MSIL1C and S02MSIL2A"),
+                    format!(
+                        "product type `{other}` (stac_discovery.properties.product:type) is not Sentinel-2 L1C/L2A; this converter handles S02MSIL1C and S02MSIL2A"
+                    ),
                 ));
             }
         };
         for g in REQUIRED_GROUPS {
             if !groups.contains_key(g) {
-                return Err(WorkloadError::product(reader.describe(g), "required group is missing; the product is incomplete"));
+                return Err(WorkloadError::product(
+                    reader.describe(g),
+                    "required group is missing; the product is incomplete",
+                ));
             }
         }
-        let mut p = Self { reader, groups, arrays, product_type, epsg: 0, root_attrs };
+        let mut p = Self {
+            reader,
+            groups,
+            arrays,
+            product_type,
+            epsg: 0,
+            root_attrs,
+        };
         p.epsg = p.find_epsg()?;
         Ok(p)
     }
@@ -248,7 +294,10 @@ impl Product {
     /// CRS: root `other_metadata.horizontal_CRS_code`, else a band's `proj:epsg`.
     fn find_epsg(&self) -> Result<u32> {
         let om = self.root_attrs.get("other_metadata");
-        let code = om.and_then(|o| o.get("horizontal_CRS_code").or_else(|| o.get("horizontal_crs_code")));
+        let code = om.and_then(|o| {
+            o.get("horizontal_CRS_code")
+                .or_else(|| o.get("horizontal_crs_code"))
+        });
         let parsed = match code {
             Some(Value::String(s)) => s.trim_start_matches("EPSG:").parse().ok(),
             Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()),
@@ -260,21 +309,42 @@ impl Product {
         self.arrays
             .values()
             .filter(|a| a.path.starts_with("measurements/reflectance/"))
-            .find_map(|a| a.attrs.get("proj:epsg").and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()))
-            .ok_or_else(|| WorkloadError::product(self.reader.describe(".zattrs"), "no CRS: neither other_metadata.horizontal_CRS_code nor proj:epsg on a band"))
+            .find_map(|a| {
+                a.attrs
+                    .get("proj:epsg")
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u32::try_from(v).ok())
+            })
+            .ok_or_else(|| {
+                WorkloadError::product(
+                    self.reader.describe(".zattrs"),
+                    "no CRS: neither other_metadata.horizontal_CRS_code nor proj:epsg on a band",
+                )
+            })
     }
 
     pub fn id(&self) -> Option<&str> {
-        self.root_attrs.get("stac_discovery").and_then(|s| s.get("id")).and_then(Value::as_str)
+        self.root_attrs
+            .get("stac_discovery")
+            .and_then(|s| s.get("id"))
+            .and_then(Value::as_str)
     }
 
     pub fn array(&self, path: &str) -> Result<&ArrayV2> {
-        self.arrays.get(path).ok_or_else(|| WorkloadError::product(self.reader.describe(path), "array is missing from .zmetadata"))
+        self.arrays.get(path).ok_or_else(|| {
+            WorkloadError::product(
+                self.reader.describe(path),
+                "array is missing from .zmetadata",
+            )
+        })
     }
 
     /// Arrays directly inside group `group`.
     pub fn arrays_in(&self, group: &str) -> Vec<&ArrayV2> {
-        self.arrays.values().filter(|a| parent(&a.path) == group).collect()
+        self.arrays
+            .values()
+            .filter(|a| parent(&a.path) == group)
+            .collect()
     }
 
     /// The decoded bytes of one chunk (full chunk shape, C order, little-endian);
@@ -285,9 +355,20 @@ impl Product {
         let Some(raw) = self.reader.get(&key)? else {
             return Ok(a.fill_bytes().repeat(a.chunk_elems()));
         };
-        let out = decode(&a.compressor, raw, expect).map_err(|msg| WorkloadError::Corrupt { path: self.reader.describe(&key), msg })?;
+        let out = decode(&a.compressor, raw, expect).map_err(|msg| WorkloadError::Corrupt {
+            path: self.reader.describe(&key),
+            msg,
+        })?;
         if out.len() != expect {
-            return Err(WorkloadError::Corrupt { path: self.reader.describe(&key), msg: format!("decoded {} bytes, expected {expect} ({:?} × {:?})", out.len(), a.chunks, a.dtype) });
+            return Err(WorkloadError::Corrupt {
+                path: self.reader.describe(&key),
+                msg: format!(
+                    "decoded {} bytes, expected {expect} ({:?} × {:?})",
+                    out.len(),
+                    a.chunks,
+                    a.dtype
+                ),
+            });
         }
         Ok(out)
     }
@@ -309,7 +390,12 @@ impl Product {
                     out[start * size..(start + len) * size].copy_from_slice(&c[..len * size]);
                 }
             }
-            _ => return Err(WorkloadError::product(self.reader.describe(&a.path), "read_all is for 0-D and 1-D arrays")),
+            _ => {
+                return Err(WorkloadError::product(
+                    self.reader.describe(&a.path),
+                    "read_all is for 0-D and 1-D arrays",
+                ));
+            }
         }
         Ok(out)
     }
@@ -319,11 +405,28 @@ impl Product {
         let a = self.array(path)?;
         let bytes = self.read_all(a)?;
         Ok(match a.dtype {
-            Dtype::I8 => bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()) as f64).collect(),
-            Dtype::F8 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or_default())).collect(),
-            Dtype::I4 => bytes.chunks_exact(4).map(|b| f64::from(i32::from_le_bytes(b.try_into().unwrap_or_default()))).collect(),
-            Dtype::F4 => bytes.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap_or_default()))).collect(),
-            other => return Err(WorkloadError::product(self.reader.describe(path), format!("coordinate of type {other:?}; expected int64 or float"))),
+            Dtype::I8 => bytes
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
+                .collect(),
+            Dtype::F8 => bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()))
+                .collect(),
+            Dtype::I4 => bytes
+                .chunks_exact(4)
+                .map(|b| f64::from(i32::from_le_bytes(b.try_into().unwrap_or_default())))
+                .collect(),
+            Dtype::F4 => bytes
+                .chunks_exact(4)
+                .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap_or_default())))
+                .collect(),
+            other => {
+                return Err(WorkloadError::product(
+                    self.reader.describe(path),
+                    format!("coordinate of type {other:?}; expected int64 or float"),
+                ));
+            }
         })
     }
 }
@@ -333,7 +436,10 @@ impl Product {
 pub fn grid_indices(grid: &[u64]) -> Vec<Vec<u64>> {
     let mut out = vec![Vec::new()];
     for &g in grid {
-        out = out.into_iter().flat_map(|p| (0..g).map(move |i| [p.clone(), vec![i]].concat())).collect();
+        out = out
+            .into_iter()
+            .flat_map(|p| (0..g).map(move |i| [p.clone(), vec![i]].concat()))
+            .collect();
     }
     out
 }
@@ -354,14 +460,20 @@ fn parse_zarray(what: &str, path: &str, v: &Value) -> Result<ArrayV2> {
     let shape = nums("shape")?;
     let chunks = nums("chunks")?;
     if shape.len() != chunks.len() || chunks.contains(&0) {
-        return Err(bad(format!("shape {shape:?} and chunks {chunks:?} do not match")));
+        return Err(bad(format!(
+            "shape {shape:?} and chunks {chunks:?} do not match"
+        )));
     }
-    let dts = v.get("dtype").and_then(Value::as_str).ok_or_else(|| bad("`dtype` is missing or structured; only simple dtypes are supported".into()))?;
+    let dts = v.get("dtype").and_then(Value::as_str).ok_or_else(|| {
+        bad("`dtype` is missing or structured; only simple dtypes are supported".into())
+    })?;
     let dtype = Dtype::parse(dts).ok_or_else(|| bad(format!("unsupported dtype `{dts}`")))?;
     if v.get("order").and_then(Value::as_str).unwrap_or("C") != "C" {
         return Err(bad("Fortran order is not supported".into()));
     }
-    if v.get("filters").is_some_and(|f| !f.is_null() && f.as_array().is_none_or(|a| !a.is_empty())) {
+    if v.get("filters")
+        .is_some_and(|f| !f.is_null() && f.as_array().is_none_or(|a| !a.is_empty()))
+    {
         return Err(bad(format!("filters {} are not supported", v["filters"])));
     }
     let compressor = match v.get("compressor") {
@@ -369,14 +481,27 @@ fn parse_zarray(what: &str, path: &str, v: &Value) -> Result<ArrayV2> {
         Some(c) => match c.get("id").and_then(Value::as_str) {
             Some("blosc") => Compressor::Blosc,
             Some("zstd") => Compressor::Zstd,
-            other => return Err(bad(format!("compressor {other:?} is not supported (blosc, zstd or none)"))),
+            other => {
+                return Err(bad(format!(
+                    "compressor {other:?} is not supported (blosc, zstd or none)"
+                )));
+            }
         },
     };
     let separator = match v.get("dimension_separator").and_then(Value::as_str) {
         Some("/") => '/',
         _ => '.',
     };
-    Ok(ArrayV2 { path: path.to_string(), shape, chunks, dtype, fill: v.get("fill_value").cloned().unwrap_or(Value::Null), compressor, separator, attrs: Map::new() })
+    Ok(ArrayV2 {
+        path: path.to_string(),
+        shape,
+        chunks,
+        dtype,
+        fill: v.get("fill_value").cloned().unwrap_or(Value::Null),
+        compressor,
+        separator,
+        attrs: Map::new(),
+    })
 }
 
 fn blosc_decoder() -> std::result::Result<&'static BloscCodec, String> {
@@ -384,14 +509,32 @@ fn blosc_decoder() -> std::result::Result<&'static BloscCodec, String> {
     // Decoding reads everything it needs from the blosc header; these settings
     // only satisfy the constructor.
     CODEC
-        .get_or_init(|| BloscCompressionLevel::try_from(5u8).ok().and_then(|l| BloscCodec::new(BloscCompressor::Zstd, l, None, BloscShuffleMode::NoShuffle, None).ok()))
+        .get_or_init(|| {
+            BloscCompressionLevel::try_from(5u8).ok().and_then(|l| {
+                BloscCodec::new(
+                    BloscCompressor::Zstd,
+                    l,
+                    None,
+                    BloscShuffleMode::NoShuffle,
+                    None,
+                )
+                .ok()
+            })
+        })
         .as_ref()
         .ok_or_else(|| "blosc is not available in this build".to_string())
 }
 
 /// Decompress one blosc frame (its header says everything needed).
 pub fn blosc_decompress(raw: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
-    blosc_decoder()?.decode(Cow::Owned(raw), &BytesRepresentation::UnboundedSize, &CodecOptions::default()).map(Cow::into_owned).map_err(|e| format!("blosc: {e}"))
+    blosc_decoder()?
+        .decode(
+            Cow::Owned(raw),
+            &BytesRepresentation::UnboundedSize,
+            &CodecOptions::default(),
+        )
+        .map(Cow::into_owned)
+        .map_err(|e| format!("blosc: {e}"))
 }
 
 fn decode(c: &Compressor, raw: Vec<u8>, expect: usize) -> std::result::Result<Vec<u8>, String> {
@@ -399,7 +542,13 @@ fn decode(c: &Compressor, raw: Vec<u8>, expect: usize) -> std::result::Result<Ve
     let opts = CodecOptions::default();
     match c {
         Compressor::None => Ok(raw),
-        Compressor::Blosc => blosc_decoder()?.decode(Cow::Owned(raw), &repr, &opts).map(Cow::into_owned).map_err(|e| format!("blosc: {e}")),
-        Compressor::Zstd => ZstdCodec::new(0, false).decode(Cow::Owned(raw), &repr, &opts).map(Cow::into_owned).map_err(|e| format!("zstd: {e}")),
+        Compressor::Blosc => blosc_decoder()?
+            .decode(Cow::Owned(raw), &repr, &opts)
+            .map(Cow::into_owned)
+            .map_err(|e| format!("blosc: {e}")),
+        Compressor::Zstd => ZstdCodec::new(0, false)
+            .decode(Cow::Owned(raw), &repr, &opts)
+            .map(Cow::into_owned)
+            .map_err(|e| format!("zstd: {e}")),
     }
 }

@@ -20,16 +20,32 @@ pub struct Utm {
 impl Utm {
     pub fn from_epsg(epsg: u32) -> Result<Self> {
         match epsg {
-            32601..=32660 => Ok(Self { zone: epsg - 32600, north: true }),
-            32701..=32760 => Ok(Self { zone: epsg - 32700, north: false }),
-            _ => Err(WorkloadError::Usage(format!("EPSG:{epsg} is not a WGS 84 / UTM zone; Sentinel-2 grids always are"))),
+            32601..=32660 => Ok(Self {
+                zone: epsg - 32600,
+                north: true,
+            }),
+            32701..=32760 => Ok(Self {
+                zone: epsg - 32700,
+                north: false,
+            }),
+            _ => Err(WorkloadError::Usage(format!(
+                "EPSG:{epsg} is not a WGS 84 / UTM zone; Sentinel-2 grids always are"
+            ))),
         }
     }
     pub fn epsg(self) -> u32 {
-        if self.north { 32600 + self.zone } else { 32700 + self.zone }
+        if self.north {
+            32600 + self.zone
+        } else {
+            32700 + self.zone
+        }
     }
     pub fn name(self) -> String {
-        format!("WGS 84 / UTM zone {}{}", self.zone, if self.north { "N" } else { "S" })
+        format!(
+            "WGS 84 / UTM zone {}{}",
+            self.zone,
+            if self.north { "N" } else { "S" }
+        )
     }
     fn central_meridian(self) -> f64 {
         f64::from(self.zone) * 6.0 - 183.0
@@ -89,8 +105,16 @@ impl Utm {
         let nn = f / (2.0 - f);
         let (n2, n3) = (nn * nn, nn * nn * nn);
         let big_a = A / (1.0 + nn) * (1.0 + n2 / 4.0 + n2 * n2 / 64.0);
-        let beta = [nn / 2.0 - 2.0 * n2 / 3.0 + 37.0 * n3 / 96.0, n2 / 48.0 + n3 / 15.0, 17.0 * n3 / 480.0];
-        let delta = [2.0 * nn - 2.0 * n2 / 3.0 - 2.0 * n3, 7.0 * n2 / 3.0 - 8.0 * n3 / 5.0, 56.0 * n3 / 15.0];
+        let beta = [
+            nn / 2.0 - 2.0 * n2 / 3.0 + 37.0 * n3 / 96.0,
+            n2 / 48.0 + n3 / 15.0,
+            17.0 * n3 / 480.0,
+        ];
+        let delta = [
+            2.0 * nn - 2.0 * n2 / 3.0 - 2.0 * n3,
+            7.0 * n2 / 3.0 - 8.0 * n3 / 5.0,
+            56.0 * n3 / 15.0,
+        ];
         let xi = (n - self.false_northing()) / (K0 * big_a);
         let eta = (e - 500_000.0) / (K0 * big_a);
         let (mut xi_p, mut eta_p) = (xi, eta);
@@ -113,12 +137,27 @@ impl Utm {
     pub fn bbox_lonlat(self, b: [f64; 4]) -> [f64; 4] {
         let [x0, y0, x1, y1] = b;
         let steps = 32;
-        let mut out = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+        let mut out = [
+            f64::INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NEG_INFINITY,
+        ];
         for i in 0..=steps {
             let t = f64::from(i) / f64::from(steps);
-            for (x, y) in [(x0 + t * (x1 - x0), y0), (x0 + t * (x1 - x0), y1), (x0, y0 + t * (y1 - y0)), (x1, y0 + t * (y1 - y0))] {
+            for (x, y) in [
+                (x0 + t * (x1 - x0), y0),
+                (x0 + t * (x1 - x0), y1),
+                (x0, y0 + t * (y1 - y0)),
+                (x1, y0 + t * (y1 - y0)),
+            ] {
                 let (lon, lat) = self.to_lonlat(x, y);
-                out = [out[0].min(lon), out[1].min(lat), out[2].max(lon), out[3].max(lat)];
+                out = [
+                    out[0].min(lon),
+                    out[1].min(lat),
+                    out[2].max(lon),
+                    out[3].max(lat),
+                ];
             }
         }
         out
@@ -139,26 +178,44 @@ impl Transform {
     pub fn from_centres(what: &str, x: &[f64], y: &[f64]) -> Result<Self> {
         let step = |v: &[f64], name: &str| -> Result<f64> {
             if v.len() < 2 {
-                return Err(WorkloadError::product(what, format!("coordinate {name} has {} value(s); need 2 or more", v.len())));
+                return Err(WorkloadError::product(
+                    what,
+                    format!("coordinate {name} has {} value(s); need 2 or more", v.len()),
+                ));
             }
             let d = v[1] - v[0];
             let tol = d.abs() * 1e-6;
             if d == 0.0 || v.windows(2).any(|w| ((w[1] - w[0]) - d).abs() > tol) {
-                return Err(WorkloadError::product(what, format!("coordinate {name} is not a regular grid")));
+                return Err(WorkloadError::product(
+                    what,
+                    format!("coordinate {name} is not a regular grid"),
+                ));
             }
             Ok(d)
         };
         let dx = step(x, "x")?;
         let dy = step(y, "y")?;
         if dx <= 0.0 || dy >= 0.0 {
-            return Err(WorkloadError::product(what, "expected x increasing and y decreasing (north-up)"));
+            return Err(WorkloadError::product(
+                what,
+                "expected x increasing and y decreasing (north-up)",
+            ));
         }
-        Ok(Self { a: dx, c: x[0] - dx / 2.0, e: dy, f: y[0] - dy / 2.0 })
+        Ok(Self {
+            a: dx,
+            c: x[0] - dx / 2.0,
+            e: dy,
+            f: y[0] - dy / 2.0,
+        })
     }
 
     /// The grid `factor` times coarser with the same top-left corner.
     pub fn coarsen(self, factor: f64) -> Self {
-        Self { a: self.a * factor, e: self.e * factor, ..self }
+        Self {
+            a: self.a * factor,
+            e: self.e * factor,
+            ..self
+        }
     }
 
     /// [a, 0, c, 0, e, f]: rasterio/Affine order, as `spatial:transform`.
@@ -173,7 +230,12 @@ impl Transform {
 
     /// [xmin, ymin, xmax, ymax] of the pixel edges of an `h`×`w` grid.
     pub fn bbox(&self, h: u64, w: u64) -> [f64; 4] {
-        [self.c, self.f + self.e * h as f64, self.c + self.a * w as f64, self.f]
+        [
+            self.c,
+            self.f + self.e * h as f64,
+            self.c + self.a * w as f64,
+            self.f,
+        ]
     }
 
     /// Pixel centres of column/row `i`.
@@ -192,7 +254,10 @@ mod tests {
     #[test]
     fn utm_inverse_matches_known_points() {
         // The origin of zone 32N's central meridian at the equator.
-        let z = Utm { zone: 32, north: true };
+        let z = Utm {
+            zone: 32,
+            north: true,
+        };
         let (lon, lat) = z.to_lonlat(500_000.0, 0.0);
         assert!((lon - 9.0).abs() < 1e-9 && lat.abs() < 1e-9);
         // EPSG:32632 (600000, 5100000) per pyproj 3 (always_xy): 10.292532035827, 46.046265455836.
@@ -200,7 +265,10 @@ mod tests {
         assert!((lon - 10.292_532_035_827).abs() < 1e-8, "{lon}");
         assert!((lat - 46.046_265_455_836).abs() < 1e-8, "{lat}");
         // Southern hemisphere uses a 10,000 km false northing.
-        let s = Utm { zone: 33, north: false };
+        let s = Utm {
+            zone: 33,
+            north: false,
+        };
         let (_, lat) = s.to_lonlat(500_000.0, 10_000_000.0);
         assert!(lat.abs() < 1e-9);
     }
@@ -210,8 +278,14 @@ mod tests {
         let x = [499_985.0, 499_995.0, 500_005.0];
         let y = [5_100_035.0, 5_100_025.0];
         let t = Transform::from_centres("t", &x, &y).unwrap();
-        assert_eq!(t.rasterio(), [10.0, 0.0, 499_980.0, 0.0, -10.0, 5_100_040.0]);
-        assert_eq!(t.bbox(2, 3), [499_980.0, 5_100_020.0, 500_010.0, 5_100_040.0]);
+        assert_eq!(
+            t.rasterio(),
+            [10.0, 0.0, 499_980.0, 0.0, -10.0, 5_100_040.0]
+        );
+        assert_eq!(
+            t.bbox(2, 3),
+            [499_980.0, 5_100_020.0, 500_010.0, 5_100_040.0]
+        );
         assert_eq!(t.coarsen(2.0).x_centre(0), 499_990.0);
         assert!(Transform::from_centres("t", &[1.0, 2.0, 4.0], &y).is_err());
     }

@@ -77,8 +77,14 @@ mod tests {
 
     #[test]
     fn fnmatch_semantics() {
-        assert!(matches("*/r60m/*", "measurements/reflectance/r60m/b01/c/0/0"));
-        assert!(!matches("*/r60m/*", "measurements/reflectance/r20m/b01/c/0/0"));
+        assert!(matches(
+            "*/r60m/*",
+            "measurements/reflectance/r60m/b01/c/0/0"
+        ));
+        assert!(!matches(
+            "*/r60m/*",
+            "measurements/reflectance/r20m/b01/c/0/0"
+        ));
         assert!(matches("*zarr.json", "a/b/zarr.json"));
         assert!(matches("b0?", "b08"));
         assert!(matches("b[0-9][!9]", "b08"));

@@ -31,15 +31,22 @@ impl Location {
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(WorkloadError::Usage(format!("`{s}` has no bucket; write s3://bucket/prefix")));
+                return Err(WorkloadError::Usage(format!(
+                    "`{s}` has no bucket; write s3://bucket/prefix"
+                )));
             }
-            return Ok(Self::S3 { bucket: bucket.into(), key: key.into() });
+            return Ok(Self::S3 {
+                bucket: bucket.into(),
+                key: key.into(),
+            });
         }
         if s.starts_with("http://") || s.starts_with("https://") {
             return Ok(Self::Http(s.into()));
         }
         if s.contains("://") {
-            return Err(WorkloadError::Usage(format!("`{s}`: only s3://, http(s):// and local paths are supported")));
+            return Err(WorkloadError::Usage(format!(
+                "`{s}`: only s3://, http(s):// and local paths are supported"
+            )));
         }
         Ok(Self::Dir(PathBuf::from(s)))
     }
@@ -48,7 +55,10 @@ impl Location {
     pub fn join(&self, child: &str) -> Self {
         match self {
             Self::Dir(p) => Self::Dir(p.join(child)),
-            Self::S3 { bucket, key } => Self::S3 { bucket: bucket.clone(), key: join_key(key, child) },
+            Self::S3 { bucket, key } => Self::S3 {
+                bucket: bucket.clone(),
+                key: join_key(key, child),
+            },
             Self::Http(u) => Self::Http(format!("{u}/{child}")),
         }
     }
@@ -64,7 +74,11 @@ impl Location {
 
 pub fn join_key(prefix: &str, child: &str) -> String {
     let p = prefix.trim_matches('/');
-    if p.is_empty() { child.to_string() } else { format!("{p}/{child}") }
+    if p.is_empty() {
+        child.to_string()
+    } else {
+        format!("{p}/{child}")
+    }
 }
 
 /// S3 connection settings shared by the workload commands.
@@ -92,7 +106,9 @@ impl S3Opts {
             create: false,
             force_destroy: false,
         };
-        crate::s3::client(&loc, "workload").await.map_err(|e| WorkloadError::Usage(e.to_string()))
+        crate::s3::client(&loc, "workload")
+            .await
+            .map_err(|e| WorkloadError::Usage(e.to_string()))
     }
 }
 
@@ -101,7 +117,10 @@ where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error,
     R: crate::s3::HttpStatus,
 {
-    WorkloadError::S3 { what, msg: crate::s3::describe(e) }
+    WorkloadError::S3 {
+        what,
+        msg: crate::s3::describe(e),
+    }
 }
 
 // ------------------------------------------------------------------ reading
@@ -147,18 +166,42 @@ impl Reader for HttpReader {
                     Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Ok(None),
                     Ok(r) if r.status().is_success() => match r.bytes().await {
                         Ok(b) => return Ok(Some(b.to_vec())),
-                        Err(e) if attempt < 4 => tracing::debug!(%url, error = %e, "body read failed; retrying"),
-                        Err(e) => return Err(WorkloadError::Http { what: url.clone(), msg: e.to_string() }),
+                        Err(e) if attempt < 4 => {
+                            tracing::debug!(%url, error = %e, "body read failed; retrying")
+                        }
+                        Err(e) => {
+                            return Err(WorkloadError::Http {
+                                what: url.clone(),
+                                msg: e.to_string(),
+                            });
+                        }
                     },
-                    Ok(r) if r.status().is_server_error() && attempt < 4 => tracing::debug!(%url, status = %r.status(), "retrying"),
-                    Ok(r) => return Err(WorkloadError::Http { what: url.clone(), msg: format!("status {}", r.status()) }),
-                    Err(e) if attempt < 4 => tracing::debug!(%url, error = %e, "request failed; retrying"),
-                    Err(e) => return Err(WorkloadError::Http { what: url.clone(), msg: e.to_string() }),
+                    Ok(r) if r.status().is_server_error() && attempt < 4 => {
+                        tracing::debug!(%url, status = %r.status(), "retrying")
+                    }
+                    Ok(r) => {
+                        return Err(WorkloadError::Http {
+                            what: url.clone(),
+                            msg: format!("status {}", r.status()),
+                        });
+                    }
+                    Err(e) if attempt < 4 => {
+                        tracing::debug!(%url, error = %e, "request failed; retrying")
+                    }
+                    Err(e) => {
+                        return Err(WorkloadError::Http {
+                            what: url.clone(),
+                            msg: e.to_string(),
+                        });
+                    }
                 }
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
-            Err(WorkloadError::Http { what: url.clone(), msg: "retries exhausted".into() })
+            Err(WorkloadError::Http {
+                what: url.clone(),
+                msg: "retries exhausted".into(),
+            })
         })
     }
     fn describe(&self, key: &str) -> String {
@@ -177,9 +220,19 @@ impl Reader for S3Reader {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let full = join_key(&self.key, key);
         self.rt.block_on(async {
-            match self.client.get_object().bucket(&self.bucket).key(&full).send().await {
+            match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send()
+                .await
+            {
                 Ok(o) => {
-                    let body = o.body.collect().await.map_err(|e| WorkloadError::S3 { what: format!("reading s3://{}/{full}", self.bucket), msg: e.to_string() })?;
+                    let body = o.body.collect().await.map_err(|e| WorkloadError::S3 {
+                        what: format!("reading s3://{}/{full}", self.bucket),
+                        msg: e.to_string(),
+                    })?;
                     Ok(Some(body.into_bytes().to_vec()))
                 }
                 Err(e) => {
@@ -202,8 +255,17 @@ impl Reader for S3Reader {
 pub async fn reader(loc: &Location, s3: &S3Opts) -> Result<Arc<dyn Reader>> {
     Ok(match loc {
         Location::Dir(p) => Arc::new(DirReader(p.clone())),
-        Location::Http(u) => Arc::new(HttpReader { base: u.clone(), client: http_client()?, rt: Handle::current() }),
-        Location::S3 { bucket, key } => Arc::new(S3Reader { client: s3.client(bucket).await?, bucket: bucket.clone(), key: key.clone(), rt: Handle::current() }),
+        Location::Http(u) => Arc::new(HttpReader {
+            base: u.clone(),
+            client: http_client()?,
+            rt: Handle::current(),
+        }),
+        Location::S3 { bucket, key } => Arc::new(S3Reader {
+            client: s3.client(bucket).await?,
+            bucket: bucket.clone(),
+            key: key.clone(),
+            rt: Handle::current(),
+        }),
     })
 }
 
@@ -212,7 +274,10 @@ pub fn http_client() -> Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
         .build()
-        .map_err(|e| WorkloadError::Http { what: "client".into(), msg: e.to_string() })
+        .map_err(|e| WorkloadError::Http {
+            what: "client".into(),
+            msg: e.to_string(),
+        })
 }
 
 // ------------------------------------------------------------------ writing
@@ -248,7 +313,10 @@ impl Counters {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
     fn get(&self) -> (u64, u64) {
-        (self.objects.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+        (
+            self.objects.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -259,12 +327,16 @@ pub struct DirSink {
 
 impl DirSink {
     pub fn new(root: PathBuf) -> Self {
-        Self { root, counters: Arc::default() }
+        Self {
+            root,
+            counters: Arc::default(),
+        }
     }
     fn path(&self, key: &str) -> Result<PathBuf> {
         let p = self.root.join(key);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| WorkloadError::io(format!("creating {}", parent.display()), e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| WorkloadError::io(format!("creating {}", parent.display()), e))?;
         }
         Ok(p)
     }
@@ -280,14 +352,17 @@ struct DirObject {
 impl ObjectWrite for DirObject {
     fn write(&mut self, buf: &[u8]) -> Result<()> {
         use std::io::Write;
-        self.file.write_all(buf).map_err(|e| WorkloadError::io(format!("writing {}", self.path.display()), e))?;
+        self.file
+            .write_all(buf)
+            .map_err(|e| WorkloadError::io(format!("writing {}", self.path.display()), e))?;
         self.len += buf.len() as u64;
         Ok(())
     }
     fn finish(self: Box<Self>) -> Result<()> {
         use std::io::Write;
         let mut file = self.file;
-        file.flush().map_err(|e| WorkloadError::io(format!("writing {}", self.path.display()), e))?;
+        file.flush()
+            .map_err(|e| WorkloadError::io(format!("writing {}", self.path.display()), e))?;
         self.counters.add(self.len);
         Ok(())
     }
@@ -296,14 +371,21 @@ impl ObjectWrite for DirObject {
 impl Sink for DirSink {
     fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         let p = self.path(key)?;
-        std::fs::write(&p, &bytes).map_err(|e| WorkloadError::io(format!("writing {}", p.display()), e))?;
+        std::fs::write(&p, &bytes)
+            .map_err(|e| WorkloadError::io(format!("writing {}", p.display()), e))?;
         self.counters.add(bytes.len() as u64);
         Ok(())
     }
     fn open(&self, key: &str) -> Result<Box<dyn ObjectWrite>> {
         let path = self.path(key)?;
-        let file = std::fs::File::create(&path).map_err(|e| WorkloadError::io(format!("creating {}", path.display()), e))?;
-        Ok(Box::new(DirObject { file: std::io::BufWriter::with_capacity(1 << 20, file), path, len: 0, counters: self.counters.clone() }))
+        let file = std::fs::File::create(&path)
+            .map_err(|e| WorkloadError::io(format!("creating {}", path.display()), e))?;
+        Ok(Box::new(DirObject {
+            file: std::io::BufWriter::with_capacity(1 << 20, file),
+            path,
+            len: 0,
+            counters: self.counters.clone(),
+        }))
     }
     fn flush(&self) -> Result<()> {
         Ok(())
@@ -312,7 +394,10 @@ impl Sink for DirSink {
         match std::fs::remove_dir_all(&self.root) {
             Ok(()) => Ok(1),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(WorkloadError::io(format!("removing {}", self.root.display()), e)),
+            Err(e) => Err(WorkloadError::io(
+                format!("removing {}", self.root.display()),
+                e,
+            )),
         }
     }
     fn written(&self) -> (u64, u64) {
@@ -364,8 +449,12 @@ impl S3Inner {
     /// Surface errors of finished tasks early and keep the list short.
     fn reap(&self) -> Result<()> {
         let done: Vec<JoinHandle<Result<()>>> = {
-            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (done, running): (Vec<_>, Vec<_>) = pending.drain(..).partition(JoinHandle::is_finished);
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (done, running): (Vec<_>, Vec<_>) =
+                pending.drain(..).partition(JoinHandle::is_finished);
             *pending = running;
             done
         };
@@ -377,27 +466,41 @@ impl S3Inner {
 
     fn spawn_put(self: &Arc<Self>, key: String, bytes: Vec<u8>) -> Result<()> {
         self.reap()?;
-        let permit = self.rt.block_on(self.permits.clone().acquire_owned()).map_err(|e| WorkloadError::Usage(e.to_string()))?;
+        let permit = self
+            .rt
+            .block_on(self.permits.clone().acquire_owned())
+            .map_err(|e| WorkloadError::Usage(e.to_string()))?;
         let me = self.clone();
         let h = self.rt.spawn(async move {
             let _permit = permit;
             let len = bytes.len() as u64;
             let full = me.key(&key);
-            let mut req = me.client.put_object().bucket(&me.bucket).key(&full).body(ByteStream::from(bytes));
+            let mut req = me
+                .client
+                .put_object()
+                .bucket(&me.bucket)
+                .key(&full)
+                .body(ByteStream::from(bytes));
             if let Some(c) = &me.storage_class {
                 req = req.storage_class(c.clone());
             }
-            req.send().await.map_err(|e| s3_err(format!("PUT s3://{}/{full}", me.bucket), &e))?;
+            req.send()
+                .await
+                .map_err(|e| s3_err(format!("PUT s3://{}/{full}", me.bucket), &e))?;
             me.counters.add(len);
             Ok(())
         });
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(h);
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(h);
         Ok(())
     }
 }
 
 fn join<T>(rt: &Handle, h: JoinHandle<Result<T>>) -> Result<T> {
-    rt.block_on(h).map_err(|e| WorkloadError::Usage(format!("upload task failed: {e}")))?
+    rt.block_on(h)
+        .map_err(|e| WorkloadError::Usage(format!("upload task failed: {e}")))?
 }
 
 struct S3Object {
@@ -414,18 +517,34 @@ impl S3Object {
         let inner = self.inner.clone();
         let full = inner.key(&self.key);
         if self.upload_id.is_none() {
-            let mut req = inner.client.create_multipart_upload().bucket(&inner.bucket).key(&full);
+            let mut req = inner
+                .client
+                .create_multipart_upload()
+                .bucket(&inner.bucket)
+                .key(&full);
             if let Some(c) = &inner.storage_class {
                 req = req.storage_class(c.clone());
             }
-            let out = inner.rt.block_on(req.send()).map_err(|e| s3_err(format!("starting multipart upload of s3://{}/{full}", inner.bucket), &e))?;
+            let out = inner.rt.block_on(req.send()).map_err(|e| {
+                s3_err(
+                    format!("starting multipart upload of s3://{}/{full}", inner.bucket),
+                    &e,
+                )
+            })?;
             self.upload_id = out.upload_id;
         }
         let Some(upload_id) = self.upload_id.clone() else {
-            return Err(WorkloadError::S3 { what: format!("s3://{}/{full}", inner.bucket), msg: "the server returned no upload id".into() });
+            return Err(WorkloadError::S3 {
+                what: format!("s3://{}/{full}", inner.bucket),
+                msg: "the server returned no upload id".into(),
+            });
         };
-        let n = i32::try_from(self.parts.len() + 1).map_err(|_| WorkloadError::Usage("too many parts".into()))?;
-        let permit = inner.rt.block_on(inner.permits.clone().acquire_owned()).map_err(|e| WorkloadError::Usage(e.to_string()))?;
+        let n = i32::try_from(self.parts.len() + 1)
+            .map_err(|_| WorkloadError::Usage("too many parts".into()))?;
+        let permit = inner
+            .rt
+            .block_on(inner.permits.clone().acquire_owned())
+            .map_err(|e| WorkloadError::Usage(e.to_string()))?;
         let h = inner.rt.spawn({
             let inner = inner.clone();
             async move {
@@ -440,8 +559,16 @@ impl S3Object {
                     .body(ByteStream::from(data))
                     .send()
                     .await
-                    .map_err(|e| s3_err(format!("uploading part {n} of s3://{}/{full}", inner.bucket), &e))?;
-                Ok(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build())
+                    .map_err(|e| {
+                        s3_err(
+                            format!("uploading part {n} of s3://{}/{full}", inner.bucket),
+                            &e,
+                        )
+                    })?;
+                Ok(CompletedPart::builder()
+                    .part_number(n)
+                    .set_e_tag(out.e_tag)
+                    .build())
             }
         });
         self.parts.push(h);
@@ -451,7 +578,15 @@ impl S3Object {
     fn abort(&self) {
         if let Some(id) = &self.upload_id {
             let full = self.inner.key(&self.key);
-            let _ = self.inner.rt.block_on(self.inner.client.abort_multipart_upload().bucket(&self.inner.bucket).key(full).upload_id(id).send());
+            let _ = self.inner.rt.block_on(
+                self.inner
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.inner.bucket)
+                    .key(full)
+                    .upload_id(id)
+                    .send(),
+            );
         }
     }
 }
@@ -505,10 +640,17 @@ impl ObjectWrite for S3Object {
             .bucket(&inner.bucket)
             .key(&full)
             .set_upload_id(self.upload_id.clone())
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build());
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            );
         if let Err(e) = inner.rt.block_on(req.send()) {
             self.abort();
-            return Err(s3_err(format!("completing s3://{}/{full}", inner.bucket), &e));
+            return Err(s3_err(
+                format!("completing s3://{}/{full}", inner.bucket),
+                &e,
+            ));
         }
         inner.counters.add(self.len);
         Ok(())
@@ -520,10 +662,23 @@ impl Sink for S3Sink {
         self.0.spawn_put(key.to_string(), bytes)
     }
     fn open(&self, key: &str) -> Result<Box<dyn ObjectWrite>> {
-        Ok(Box::new(S3Object { inner: self.0.clone(), key: key.to_string(), buf: Vec::new(), upload_id: None, parts: Vec::new(), len: 0 }))
+        Ok(Box::new(S3Object {
+            inner: self.0.clone(),
+            key: key.to_string(),
+            buf: Vec::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            len: 0,
+        }))
     }
     fn flush(&self) -> Result<()> {
-        let all: Vec<_> = std::mem::take(&mut *self.0.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let all: Vec<_> = std::mem::take(
+            &mut *self
+                .0
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let mut first = None;
         for h in all {
             if let Err(e) = join(&self.0.rt, h) {
@@ -535,7 +690,9 @@ impl Sink for S3Sink {
     fn clear(&self) -> Result<usize> {
         let inner = &self.0;
         let prefix = format!("{}/", inner.root.trim_end_matches('/'));
-        inner.rt.block_on(delete_prefix(&inner.client, &inner.bucket, &prefix))
+        inner
+            .rt
+            .block_on(delete_prefix(&inner.client, &inner.bucket, &prefix))
     }
     fn written(&self) -> (u64, u64) {
         self.0.counters.get()
@@ -546,7 +703,11 @@ impl Sink for S3Sink {
 }
 
 /// Every key under `prefix`, with its storage class (missing = STANDARD).
-pub async fn list(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<(String, String, i64)>> {
+pub async fn list(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String, i64)>> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
@@ -560,7 +721,9 @@ pub async fn list(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Re
             .map_err(|e| s3_err(format!("listing s3://{bucket}/{prefix}"), &e))?;
         for o in page.contents() {
             if let Some(k) = o.key() {
-                let class = o.storage_class().map_or_else(|| "STANDARD".to_string(), |c| c.as_str().to_string());
+                let class = o
+                    .storage_class()
+                    .map_or_else(|| "STANDARD".to_string(), |c| c.as_str().to_string());
                 out.push((k.to_string(), class, o.size().unwrap_or(0)));
             }
         }
@@ -573,12 +736,23 @@ pub async fn list(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Re
 }
 
 /// Delete every object under `prefix` in batches of 1000; returns the count.
-pub async fn delete_prefix(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<usize> {
+pub async fn delete_prefix(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<usize> {
     use aws_sdk_s3::types::{Delete, ObjectIdentifier};
     let keys = list(client, bucket, prefix).await?;
     for batch in keys.chunks(1000) {
-        let ids: Vec<ObjectIdentifier> = batch.iter().filter_map(|(k, _, _)| ObjectIdentifier::builder().key(k).build().ok()).collect();
-        let del = Delete::builder().set_objects(Some(ids)).quiet(true).build().map_err(|e| WorkloadError::Usage(e.to_string()))?;
+        let ids: Vec<ObjectIdentifier> = batch
+            .iter()
+            .filter_map(|(k, _, _)| ObjectIdentifier::builder().key(k).build().ok())
+            .collect();
+        let del = Delete::builder()
+            .set_objects(Some(ids))
+            .quiet(true)
+            .build()
+            .map_err(|e| WorkloadError::Usage(e.to_string()))?;
         let out = client
             .delete_objects()
             .bucket(bucket)
@@ -587,7 +761,10 @@ pub async fn delete_prefix(client: &aws_sdk_s3::Client, bucket: &str, prefix: &s
             .await
             .map_err(|e| s3_err(format!("deleting under s3://{bucket}/{prefix}"), &e))?;
         if let Some(err) = out.errors().first() {
-            return Err(WorkloadError::S3 { what: format!("deleting s3://{bucket}/{}", err.key().unwrap_or("?")), msg: err.message().unwrap_or("failed").into() });
+            return Err(WorkloadError::S3 {
+                what: format!("deleting s3://{bucket}/{}", err.key().unwrap_or("?")),
+                msg: err.message().unwrap_or("failed").into(),
+            });
         }
     }
     Ok(keys.len())
@@ -597,7 +774,16 @@ pub async fn delete_prefix(client: &aws_sdk_s3::Client, bucket: &str, prefix: &s
 pub async fn sink(loc: &Location, s3: &S3Opts) -> Result<Arc<dyn Sink>> {
     Ok(match loc {
         Location::Dir(p) => Arc::new(DirSink::new(p.clone())),
-        Location::S3 { bucket, key } => Arc::new(S3Sink::new(s3.client(bucket).await?, bucket.clone(), key.clone(), s3)),
-        Location::Http(u) => return Err(WorkloadError::Usage(format!("cannot write to {u}: use s3:// or a folder"))),
+        Location::S3 { bucket, key } => Arc::new(S3Sink::new(
+            s3.client(bucket).await?,
+            bucket.clone(),
+            key.clone(),
+            s3,
+        )),
+        Location::Http(u) => {
+            return Err(WorkloadError::Usage(format!(
+                "cannot write to {u}: use s3:// or a folder"
+            )));
+        }
     })
 }

@@ -27,30 +27,47 @@ pub mod zarr3;
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     /// The source does not exist (exit code 2: the workflow does not retry it).
-    #[error("source not found: {0}\n  hint: check the STAC item URL, Zarr URL or path; a product must have a consolidated `.zmetadata`")]
+    #[error(
+        "source not found: {0}\n  hint: check the STAC item URL, Zarr URL or path; a product must have a consolidated `.zmetadata`"
+    )]
     SourceNotFound(String),
     #[error("{path}: {msg}")]
     Product { path: String, msg: String },
-    #[error("corrupt chunk {path}: {msg}\n  hint: the source object is damaged or truncated; re-stage the product and rerun (the output is not marked complete)")]
+    #[error(
+        "corrupt chunk {path}: {msg}\n  hint: the source object is damaged or truncated; re-stage the product and rerun (the output is not marked complete)"
+    )]
     Corrupt { path: String, msg: String },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("S3 {what}: {msg}")]
     S3 { what: String, msg: String },
     #[error("HTTP {what}: {msg}")]
     Http { what: String, msg: String },
     #[error("STAC API {what}: HTTP {status}: {body}")]
-    Stac { what: String, status: u16, body: String },
+    Stac {
+        what: String,
+        status: u16,
+        body: String,
+    },
     #[error("{0}")]
     Usage(String),
 }
 
 impl WorkloadError {
     pub fn product(path: impl Into<String>, msg: impl Into<String>) -> Self {
-        Self::Product { path: path.into(), msg: msg.into() }
+        Self::Product {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io { what: what.into(), source }
+        Self::Io {
+            what: what.into(),
+            source,
+        }
     }
     /// Process exit code: 2 = source missing (not worth retrying), else 1.
     pub fn exit_code(&self) -> i32 {

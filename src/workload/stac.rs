@@ -52,10 +52,14 @@ pub struct Links {
 
 impl Converted {
     fn node(&self, path: &str) -> Option<&Value> {
-        self.root.pointer("/consolidated_metadata/metadata").and_then(|m| m.get(path))
+        self.root
+            .pointer("/consolidated_metadata/metadata")
+            .and_then(|m| m.get(path))
     }
     fn attrs(&self, path: &str) -> Option<&Map<String, Value>> {
-        self.node(path).and_then(|n| n.get("attributes")).and_then(Value::as_object)
+        self.node(path)
+            .and_then(|n| n.get("attributes"))
+            .and_then(Value::as_object)
     }
     fn has(&self, path: &str) -> bool {
         self.node(path).is_some()
@@ -75,19 +79,37 @@ pub fn raster_urls(c: &Converted, l: &Links) -> Option<[(String, String); 4]> {
             let q = "variables=%2Fmeasurements%2Freflectance%3Ab04&variables=%2Fmeasurements%2Freflectance%3Ab03&variables=%2Fmeasurements%2Freflectance%3Ab02\
                      &bidx=1&rescale=0%2C1&color_formula=gamma+rgb+1.3%2C+sigmoidal+rgb+6+0.1%2C+saturation+1.2";
             [
-                ("xyz".into(), format!("{base}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{q}")),
-                ("tilejson".into(), format!("{base}/WebMercatorQuad/tilejson.json?{q}")),
+                (
+                    "xyz".into(),
+                    format!("{base}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{q}"),
+                ),
+                (
+                    "tilejson".into(),
+                    format!("{base}/WebMercatorQuad/tilejson.json?{q}"),
+                ),
                 ("viewer".into(), format!("{base}/viewer")),
                 ("thumbnail".into(), format!("{base}/preview?format=png&{q}")),
             ]
         }
         RasterFlavor::Xarray => {
             // titiler.xarray renders one variable of one group: b04 at r10m.
-            let q = format!("url={}&group=measurements%2Freflectance%2Fr10m&variable=b04&rescale=0%2C0.5", urlencode(&c.s3_url));
+            let q = format!(
+                "url={}&group=measurements%2Freflectance%2Fr10m&variable=b04&rescale=0%2C0.5",
+                urlencode(&c.s3_url)
+            );
             [
-                ("xyz".into(), format!("{raster}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{q}")),
-                ("tilejson".into(), format!("{raster}/WebMercatorQuad/tilejson.json?{q}")),
-                ("viewer".into(), format!("{raster}/WebMercatorQuad/map.html?{q}")),
+                (
+                    "xyz".into(),
+                    format!("{raster}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}.png?{q}"),
+                ),
+                (
+                    "tilejson".into(),
+                    format!("{raster}/WebMercatorQuad/tilejson.json?{q}"),
+                ),
+                (
+                    "viewer".into(),
+                    format!("{raster}/WebMercatorQuad/map.html?{q}"),
+                ),
                 ("thumbnail".into(), format!("{raster}/preview.png?{q}")),
             ]
         }
@@ -98,7 +120,9 @@ pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -110,47 +134,103 @@ pub fn urlencode(s: &str) -> String {
 pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) -> Result<Value> {
     let refl = c.attrs("measurements/reflectance").ok_or_else(|| WorkloadError::product(&c.s3_url, "no /measurements/reflectance group in the consolidated metadata: not a converted store"))?;
     let proj_code = refl.get("proj:code").cloned().unwrap_or(Value::Null);
-    let r10 = c.attrs("measurements/reflectance/r10m").cloned().unwrap_or_default();
-    let bbox = c.root.pointer("/attributes/spatial:bbox").cloned().ok_or_else(|| WorkloadError::product(&c.s3_url, "root zarr.json has no spatial:bbox"))?;
-    let b: Vec<f64> = bbox.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+    let r10 = c
+        .attrs("measurements/reflectance/r10m")
+        .cloned()
+        .unwrap_or_default();
+    let bbox = c
+        .root
+        .pointer("/attributes/spatial:bbox")
+        .cloned()
+        .ok_or_else(|| WorkloadError::product(&c.s3_url, "root zarr.json has no spatial:bbox"))?;
+    let b: Vec<f64> = bbox
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
     if b.len() != 4 {
-        return Err(WorkloadError::product(&c.s3_url, "root spatial:bbox is not 4 numbers"));
+        return Err(WorkloadError::product(
+            &c.s3_url,
+            "root spatial:bbox is not 4 numbers",
+        ));
     }
 
-    let mut props = source.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut props = source
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     // EOPF products carry datetime null (or "null") with a start/end range.
-    if props.get("datetime").is_none_or(|d| d.is_null() || d == "null") {
-        let start = props.get("start_datetime").cloned().ok_or_else(|| WorkloadError::product(&c.s3_url, "the source item has neither datetime nor start_datetime"))?;
+    if props
+        .get("datetime")
+        .is_none_or(|d| d.is_null() || d == "null")
+    {
+        let start = props.get("start_datetime").cloned().ok_or_else(|| {
+            WorkloadError::product(
+                &c.s3_url,
+                "the source item has neither datetime nor start_datetime",
+            )
+        })?;
         props.insert("datetime".into(), start);
     }
     props.remove("proj:epsg");
     props.remove("bands");
     props.remove("synthetic");
     props.insert("proj:code".into(), proj_code.clone());
-    for (k, from) in [("proj:bbox", "spatial:bbox"), ("proj:shape", "spatial:shape"), ("proj:transform", "spatial:transform")] {
+    for (k, from) in [
+        ("proj:bbox", "spatial:bbox"),
+        ("proj:shape", "spatial:shape"),
+        ("proj:transform", "spatial:transform"),
+    ] {
         if let Some(v) = r10.get(from) {
             props.insert(k.into(), v.clone());
         }
     }
-    props.insert("created".into(), props.get("created").cloned().unwrap_or_else(|| json!(rfc3339(now))));
+    props.insert(
+        "created".into(),
+        props
+            .get("created")
+            .cloned()
+            .unwrap_or_else(|| json!(rfc3339(now))),
+    );
     props.insert("updated".into(), json!(rfc3339(now)));
     if l.retention_days > 0 {
         // Formatted exactly: pgstac compares `expires` as a string.
-        props.insert("expires".into(), json!((now + Duration::days(l.retention_days)).format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+        props.insert(
+            "expires".into(),
+            json!(
+                (now + Duration::days(l.retention_days))
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string()
+            ),
+        );
     }
 
     let scheme = json!({"platform": "s3", "requester_pays": false, "tier": c.tier});
-    let asset_at = |path: &str| -> (String, String) { (format!("{}/{path}", c.public_url), format!("{}/{path}", c.s3_url)) };
+    let asset_at = |path: &str| -> (String, String) {
+        (
+            format!("{}/{path}", c.public_url),
+            format!("{}/{path}", c.s3_url),
+        )
+    };
 
     // Bands: the finest level that has each, with its gsd and shape.
     let mut bands: Vec<Value> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for level in ["r10m", "r20m", "r60m"] {
-        let gsd: f64 = level.trim_start_matches('r').trim_end_matches('m').parse().unwrap_or(0.0);
+        let gsd: f64 = level
+            .trim_start_matches('r')
+            .trim_end_matches('m')
+            .parse()
+            .unwrap_or(0.0);
         let prefix = format!("measurements/reflectance/{level}/");
-        let meta = c.root.pointer("/consolidated_metadata/metadata").and_then(Value::as_object);
+        let meta = c
+            .root
+            .pointer("/consolidated_metadata/metadata")
+            .and_then(Value::as_object);
         for (k, v) in meta.into_iter().flatten() {
-            let Some(name) = k.strip_prefix(&prefix) else { continue };
+            let Some(name) = k.strip_prefix(&prefix) else {
+                continue;
+            };
             if name.contains('/') || !name.starts_with('b') || names.iter().any(|n| n == name) {
                 continue;
             }
@@ -163,7 +243,10 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
         }
     }
     bands.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    let cube_vars: Map<String, Value> = names.iter().map(|n| (n.clone(), json!({"dimensions": ["y", "x"], "type": "data"}))).collect();
+    let cube_vars: Map<String, Value> = names
+        .iter()
+        .map(|n| (n.clone(), json!({"dimensions": ["y", "x"], "type": "data"})))
+        .collect();
 
     let mut assets = Map::new();
     let (href, s3) = asset_at("measurements/reflectance");
@@ -179,9 +262,24 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
         }),
     );
     for (key, path, title, gsd) in [
-        ("AOT_10m", "quality/atmosphere/r10m/aot", "Aerosol optical thickness (AOT)", 10),
-        ("WVP_10m", "quality/atmosphere/r10m/wvp", "Water vapour (WVP)", 10),
-        ("SCL_20m", "conditions/mask/l2a_classification/r20m/scl", "Scene classification map (SCL)", 20),
+        (
+            "AOT_10m",
+            "quality/atmosphere/r10m/aot",
+            "Aerosol optical thickness (AOT)",
+            10,
+        ),
+        (
+            "WVP_10m",
+            "quality/atmosphere/r10m/wvp",
+            "Water vapour (WVP)",
+            10,
+        ),
+        (
+            "SCL_20m",
+            "conditions/mask/l2a_classification/r20m/scl",
+            "Scene classification map (SCL)",
+            20,
+        ),
     ] {
         if !c.has(path) {
             continue;
@@ -197,7 +295,9 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
         );
     }
 
-    let mut links = vec![json!({"rel": "store", "href": c.public_url, "type": "application/octet-stream", "title": "Zarr Store"})];
+    let mut links = vec![
+        json!({"rel": "store", "href": c.public_url, "type": "application/octet-stream", "title": "Zarr Store"}),
+    ];
     if let Some(urls) = raster_urls(c, l) {
         for (rel, href) in urls {
             match rel.as_str() {
@@ -217,7 +317,15 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
         links.push(json!({"rel": "via", "href": format!("{}/collections/{}/items/{}", ex.trim_end_matches('/'), c.collection, c.item_id), "type": "text/html", "title": "EOPF Explorer"}));
     }
 
-    let mut exts: Vec<String> = source.get("stac_extensions").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let mut exts: Vec<String> = source
+        .get("stac_extensions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     exts.retain(|e| !e.contains("/projection/"));
     for e in [EXT_PROJ, EXT_ALTERNATE, EXT_STORAGE, EXT_EO] {
         if !exts.iter().any(|x| x == e) {
@@ -283,12 +391,20 @@ pub enum Upsert {
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Result<Self> {
-        Ok(Self { base: base.trim_end_matches('/').to_string(), http: super::io::http_client()?, token })
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: super::io::http_client()?,
+            token,
+        })
     }
 
     /// A request to an API path (`/collections/…`) or an absolute URL, with the token.
     fn req(&self, m: reqwest::Method, path_or_url: &str) -> reqwest::RequestBuilder {
-        let url = if path_or_url.starts_with("http") { path_or_url.to_string() } else { format!("{}{path_or_url}", self.base) };
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        };
         let r = self.http.request(m, url);
         match &self.token {
             Some(t) => r.bearer_auth(t),
@@ -297,7 +413,10 @@ impl Client {
     }
 
     async fn send(&self, what: String, r: reqwest::RequestBuilder) -> Result<(u16, Value)> {
-        let resp = r.send().await.map_err(|e| WorkloadError::Http { what: what.clone(), msg: format!("{e} (is the STAC API at {} reachable?)", self.base) })?;
+        let resp = r.send().await.map_err(|e| WorkloadError::Http {
+            what: what.clone(),
+            msg: format!("{e} (is the STAC API at {} reachable?)", self.base),
+        })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -307,10 +426,17 @@ impl Client {
     fn fail(what: String, status: u16, body: &Value) -> WorkloadError {
         let mut s = match body {
             Value::String(s) => s.clone(),
-            v => v.get("detail").or_else(|| v.get("description")).map_or_else(|| v.to_string(), |d| d.to_string()),
+            v => v
+                .get("detail")
+                .or_else(|| v.get("description"))
+                .map_or_else(|| v.to_string(), |d| d.to_string()),
         };
         s.truncate(400);
-        WorkloadError::Stac { what, status, body: s }
+        WorkloadError::Stac {
+            what,
+            status,
+            body: s,
+        }
     }
 
     /// POST the item; on 409 (it exists) replace it with PUT, so a rerun
@@ -318,21 +444,54 @@ impl Client {
     pub async fn upsert_item(&self, collection: &str, item: &Value) -> Result<Upsert> {
         let id = item["id"].as_str().unwrap_or_default();
         let what = format!("POST /collections/{collection}/items ({id})");
-        let (st, body) = self.send(what.clone(), self.req(reqwest::Method::POST, &format!("/collections/{collection}/items")).json(item)).await?;
+        let (st, body) = self
+            .send(
+                what.clone(),
+                self.req(
+                    reqwest::Method::POST,
+                    &format!("/collections/{collection}/items"),
+                )
+                .json(item),
+            )
+            .await?;
         match st {
             200 | 201 => Ok(Upsert::Created),
             409 => {
                 let what = format!("PUT /collections/{collection}/items/{id}");
-                let (st, body) = self.send(what.clone(), self.req(reqwest::Method::PUT, &format!("/collections/{collection}/items/{id}")).json(item)).await?;
-                if (200..300).contains(&st) { Ok(Upsert::Replaced) } else { Err(Self::fail(what, st, &body)) }
+                let (st, body) = self
+                    .send(
+                        what.clone(),
+                        self.req(
+                            reqwest::Method::PUT,
+                            &format!("/collections/{collection}/items/{id}"),
+                        )
+                        .json(item),
+                    )
+                    .await?;
+                if (200..300).contains(&st) {
+                    Ok(Upsert::Replaced)
+                } else {
+                    Err(Self::fail(what, st, &body))
+                }
             }
-            404 => Err(WorkloadError::Stac { what, status: st, body: format!("collection `{collection}` does not exist; create it with `provisioner collections create {collection}`") }),
+            404 => Err(WorkloadError::Stac {
+                what,
+                status: st,
+                body: format!(
+                    "collection `{collection}` does not exist; create it with `provisioner collections create {collection}`"
+                ),
+            }),
             _ => Err(Self::fail(what, st, &body)),
         }
     }
 
     pub async fn get(&self, path_or_url: &str) -> Result<Option<Value>> {
-        let (st, body) = self.send(format!("GET {path_or_url}"), self.req(reqwest::Method::GET, path_or_url)).await?;
+        let (st, body) = self
+            .send(
+                format!("GET {path_or_url}"),
+                self.req(reqwest::Method::GET, path_or_url),
+            )
+            .await?;
         match st {
             200 => Ok(Some(body)),
             404 => Ok(None),
@@ -341,17 +500,37 @@ impl Client {
     }
 
     pub async fn put_url(&self, url: &str, doc: &Value) -> Result<()> {
-        let (st, body) = self.send(format!("PUT {url}"), self.req(reqwest::Method::PUT, url).json(doc)).await?;
-        if (200..300).contains(&st) { Ok(()) } else { Err(Self::fail(format!("PUT {url}"), st, &body)) }
+        let (st, body) = self
+            .send(
+                format!("PUT {url}"),
+                self.req(reqwest::Method::PUT, url).json(doc),
+            )
+            .await?;
+        if (200..300).contains(&st) {
+            Ok(())
+        } else {
+            Err(Self::fail(format!("PUT {url}"), st, &body))
+        }
     }
 
     pub async fn create_collection(&self, doc: &Value) -> Result<()> {
         let id = doc["id"].as_str().unwrap_or_default();
         let what = format!("POST /collections ({id})");
-        let (st, body) = self.send(what.clone(), self.req(reqwest::Method::POST, "/collections").json(doc)).await?;
+        let (st, body) = self
+            .send(
+                what.clone(),
+                self.req(reqwest::Method::POST, "/collections").json(doc),
+            )
+            .await?;
         match st {
             200 | 201 => Ok(()),
-            409 => Err(WorkloadError::Stac { what, status: st, body: format!("collection `{id}` already exists; use `provisioner collections update {id}`") }),
+            409 => Err(WorkloadError::Stac {
+                what,
+                status: st,
+                body: format!(
+                    "collection `{id}` already exists; use `provisioner collections update {id}`"
+                ),
+            }),
             _ => Err(Self::fail(what, st, &body)),
         }
     }
@@ -359,10 +538,22 @@ impl Client {
     pub async fn update_collection(&self, doc: &Value) -> Result<()> {
         let id = doc["id"].as_str().unwrap_or_default();
         let what = format!("PUT /collections/{id}");
-        let (st, body) = self.send(what.clone(), self.req(reqwest::Method::PUT, &format!("/collections/{id}")).json(doc)).await?;
+        let (st, body) = self
+            .send(
+                what.clone(),
+                self.req(reqwest::Method::PUT, &format!("/collections/{id}"))
+                    .json(doc),
+            )
+            .await?;
         match st {
             200 | 201 | 204 => Ok(()),
-            404 => Err(WorkloadError::Stac { what, status: st, body: format!("collection `{id}` does not exist; use `provisioner collections create {id}`") }),
+            404 => Err(WorkloadError::Stac {
+                what,
+                status: st,
+                body: format!(
+                    "collection `{id}` does not exist; use `provisioner collections create {id}`"
+                ),
+            }),
             _ => Err(Self::fail(what, st, &body)),
         }
     }
@@ -372,9 +563,17 @@ impl Client {
         let mut out = Vec::new();
         let mut url = format!("{}/collections/{collection}/items?limit=100", self.base);
         loop {
-            let page = self.get(&url).await?.ok_or_else(|| WorkloadError::Stac { what: format!("GET {url}"), status: 404, body: format!("collection `{collection}` does not exist") })?;
+            let page = self.get(&url).await?.ok_or_else(|| WorkloadError::Stac {
+                what: format!("GET {url}"),
+                status: 404,
+                body: format!("collection `{collection}` does not exist"),
+            })?;
             out.extend(page["features"].as_array().cloned().unwrap_or_default());
-            let next = page["links"].as_array().and_then(|ls| ls.iter().find(|l| l["rel"] == "next")).and_then(|l| l["href"].as_str()).map(str::to_owned);
+            let next = page["links"]
+                .as_array()
+                .and_then(|ls| ls.iter().find(|l| l["rel"] == "next"))
+                .and_then(|l| l["href"].as_str())
+                .map(str::to_owned);
             match next {
                 Some(n) if n != url => url = n,
                 _ => return Ok(out),
@@ -384,8 +583,20 @@ impl Client {
 
     pub async fn delete_item(&self, collection: &str, id: &str) -> Result<()> {
         let what = format!("DELETE /collections/{collection}/items/{id}");
-        let (st, body) = self.send(what.clone(), self.req(reqwest::Method::DELETE, &format!("/collections/{collection}/items/{id}"))).await?;
-        if (200..300).contains(&st) || st == 404 { Ok(()) } else { Err(Self::fail(what, st, &body)) }
+        let (st, body) = self
+            .send(
+                what.clone(),
+                self.req(
+                    reqwest::Method::DELETE,
+                    &format!("/collections/{collection}/items/{id}"),
+                ),
+            )
+            .await?;
+        if (200..300).contains(&st) || st == 404 {
+            Ok(())
+        } else {
+            Err(Self::fail(what, st, &body))
+        }
     }
 }
 
@@ -395,7 +606,11 @@ pub fn store_roots(item: &Value) -> Vec<String> {
         .as_object()
         .into_iter()
         .flatten()
-        .filter(|(_, a)| !a["roles"].as_array().is_some_and(|r| r.iter().any(|x| x == "thumbnail")))
+        .filter(|(_, a)| {
+            !a["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "thumbnail"))
+        })
         .filter_map(|(_, a)| a.pointer("/alternate/s3/href").and_then(Value::as_str))
         .filter_map(|h| h.find(".zarr").map(|i| h[..i + 5].to_string()))
         .collect();

@@ -37,18 +37,36 @@ pub struct Request<'a> {
 }
 
 fn split_s3(url: &str) -> Result<(String, String)> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| WorkloadError::Usage(format!("`{url}` is not an s3:// URL")))?;
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| WorkloadError::Usage(format!("`{url}` is not an s3:// URL")))?;
     let (b, k) = rest.split_once('/').unwrap_or((rest, ""));
     Ok((b.to_string(), k.to_string()))
 }
 
 pub async fn run(stac: &Client, s3: &S3Opts, r: &Request<'_>) -> Result<Report> {
-    let mut item = stac.get(r.item_url).await?.ok_or_else(|| WorkloadError::SourceNotFound(r.item_url.to_string()))?;
+    let mut item = stac
+        .get(r.item_url)
+        .await?
+        .ok_or_else(|| WorkloadError::SourceNotFound(r.item_url.to_string()))?;
     let roots = store_roots(&item);
     if roots.is_empty() {
-        return Err(WorkloadError::product(r.item_url, "no asset has alternate.s3.href pointing into a .zarr store; was it registered by `workload register`?"));
+        return Err(WorkloadError::product(
+            r.item_url,
+            "no asset has alternate.s3.href pointing into a .zarr store; was it registered by `workload register`?",
+        ));
     }
-    let mut rep = Report { item: r.item_url.into(), storage_class: r.storage_class.into(), dry_run: r.dry_run, listed: 0, selected: 0, changed: 0, already: 0, failed: Vec::new(), item_updated: false };
+    let mut rep = Report {
+        item: r.item_url.into(),
+        storage_class: r.storage_class.into(),
+        dry_run: r.dry_run,
+        listed: 0,
+        selected: 0,
+        changed: 0,
+        already: 0,
+        failed: Vec::new(),
+        item_updated: false,
+    };
     let target = StorageClass::from(r.storage_class);
     for root in &roots {
         let (bucket, key) = split_s3(root)?;
@@ -65,7 +83,11 @@ pub async fn run(stac: &Client, s3: &S3Opts, r: &Request<'_>) -> Result<Report> 
             })
             .collect();
         rep.selected += selected.len();
-        let todo: Vec<String> = selected.iter().filter(|(_, c)| c != r.storage_class).map(|(k, _)| k.clone()).collect();
+        let todo: Vec<String> = selected
+            .iter()
+            .filter(|(_, c)| c != r.storage_class)
+            .map(|(k, _)| k.clone())
+            .collect();
         rep.already += selected.len() - todo.len();
         if r.dry_run {
             rep.changed += todo.len();
@@ -79,7 +101,10 @@ pub async fn run(stac: &Client, s3: &S3Opts, r: &Request<'_>) -> Result<Report> 
                         .copy_object()
                         .bucket(&bucket)
                         .key(&k)
-                        .copy_source(format!("{bucket}/{}", super::stac::urlencode(&k).replace("%2F", "/")))
+                        .copy_source(format!(
+                            "{bucket}/{}",
+                            super::stac::urlencode(&k).replace("%2F", "/")
+                        ))
                         .storage_class(target)
                         .metadata_directive(MetadataDirective::Copy)
                         .send()

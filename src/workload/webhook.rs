@@ -40,7 +40,11 @@ pub trait Submit: Send + Sync {
 impl Submit for crate::k8s::client::Cluster {
     async fn submit(&self, workflow: &Value) -> Result<String, String> {
         let created = self.create(workflow).await.map_err(|e| e.to_string())?;
-        Ok(created.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned())
+        Ok(created
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned())
     }
 }
 
@@ -54,20 +58,35 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 impl Hook {
     /// The Workflow a payload asks for, or why the payload is refused.
     pub fn workflow(&self, payload: &Value) -> Result<Value, String> {
-        let source = payload.get("source_url").and_then(Value::as_str).ok_or("the body needs \"source_url\" (a string)")?;
-        let collection = payload.get("collection").and_then(Value::as_str).ok_or("the body needs \"collection\" (a string)")?;
+        let source = payload
+            .get("source_url")
+            .and_then(Value::as_str)
+            .ok_or("the body needs \"source_url\" (a string)")?;
+        let collection = payload
+            .get("collection")
+            .and_then(Value::as_str)
+            .ok_or("the body needs \"collection\" (a string)")?;
         if !self.source_pattern.is_match(source) {
-            return Err(format!("source_url does not match {}", self.source_pattern.as_str()));
+            return Err(format!(
+                "source_url does not match {}",
+                self.source_pattern.as_str()
+            ));
         }
         if !self.collections.is_empty() && !self.collections.iter().any(|c| c == collection) {
-            return Err(format!("collection must be one of {}", self.collections.join(", ")));
+            return Err(format!(
+                "collection must be one of {}",
+                self.collections.join(", ")
+            ));
         }
         Ok(json!({
             "apiVersion": "argoproj.io/v1alpha1",
@@ -80,28 +99,56 @@ impl Hook {
         }))
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, submit: &dyn Submit) -> Response<Full<Bytes>> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        submit: &dyn Submit,
+    ) -> Response<Full<Bytes>> {
         if req.method() == Method::GET && req.uri().path() == "/healthz" {
             return reply(StatusCode::OK, json!({ "ok": true }));
         }
         if req.uri().path() != self.endpoint {
-            return reply(StatusCode::NOT_FOUND, json!({ "error": format!("POST {} is the only endpoint", self.endpoint) }));
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({ "error": format!("POST {} is the only endpoint", self.endpoint) }),
+            );
         }
         if req.method() != Method::POST {
-            return reply(StatusCode::METHOD_NOT_ALLOWED, json!({ "error": "use POST" }));
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({ "error": "use POST" }),
+            );
         }
-        let auth = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        let auth = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
         if !constant_time_eq(auth.as_bytes(), self.token.expose().as_bytes()) {
             tracing::warn!("refused a request without the right bearer token");
-            return reply(StatusCode::UNAUTHORIZED, json!({ "error": "a valid `Authorization: Bearer <token>` header is required" }));
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "a valid `Authorization: Bearer <token>` header is required" }),
+            );
         }
         let body = match Limited::new(req.into_body(), self.max_body).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, json!({ "error": format!("the body is larger than {} bytes (or could not be read)", self.max_body) })),
+            Err(_) => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({ "error": format!("the body is larger than {} bytes (or could not be read)", self.max_body) }),
+                );
+            }
         };
         let payload: Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
-            Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "error": format!("the body is not JSON: {e}") })),
+            Err(e) => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": format!("the body is not JSON: {e}") }),
+                );
+            }
         };
         let wf = match self.workflow(&payload) {
             Ok(w) => w,
@@ -110,29 +157,47 @@ impl Hook {
         match submit.submit(&wf).await {
             Ok(name) => {
                 tracing::info!(workflow = %name, "submitted");
-                reply(StatusCode::ACCEPTED, json!({ "workflow": name, "namespace": self.namespace }))
+                reply(
+                    StatusCode::ACCEPTED,
+                    json!({ "workflow": name, "namespace": self.namespace }),
+                )
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not create the workflow");
-                reply(StatusCode::BAD_GATEWAY, json!({ "error": format!("could not create the workflow: {e}") }))
+                reply(
+                    StatusCode::BAD_GATEWAY,
+                    json!({ "error": format!("could not create the workflow: {e}") }),
+                )
             }
         }
     }
 }
 
 /// Serve until the process is stopped.
-pub async fn serve(hook: Arc<Hook>, listen: SocketAddr, submit: Arc<dyn Submit>) -> Result<(), WorkloadError> {
-    let listener = TcpListener::bind(listen).await.map_err(|e| WorkloadError::io(format!("listening on {listen}"), e))?;
+pub async fn serve(
+    hook: Arc<Hook>,
+    listen: SocketAddr,
+    submit: Arc<dyn Submit>,
+) -> Result<(), WorkloadError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| WorkloadError::io(format!("listening on {listen}"), e))?;
     tracing::info!(%listen, endpoint = %hook.endpoint, "webhook listening");
     loop {
-        let (stream, peer) = listener.accept().await.map_err(|e| WorkloadError::io("accepting a connection", e))?;
+        let (stream, peer) = listener
+            .accept()
+            .await
+            .map_err(|e| WorkloadError::io("accepting a connection", e))?;
         let (hook, submit) = (hook.clone(), submit.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let (hook, submit) = (hook.clone(), submit.clone());
                 async move { Ok::<_, std::convert::Infallible>(hook.handle(req, submit.as_ref()).await) }
             });
-            if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await {
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
         });
@@ -159,11 +224,35 @@ mod tests {
     fn payloads_become_workflows_or_are_refused_with_why() {
         let h = hook();
         let wf = h.workflow(&json!({"source_url": "https://stac.example/items/x", "collection": "sentinel-2-l2a"})).unwrap();
-        assert_eq!(wf["spec"]["workflowTemplateRef"]["name"], "geozarr-pipeline");
-        assert_eq!(wf["spec"]["arguments"]["parameters"][0]["value"], "https://stac.example/items/x");
-        assert!(h.workflow(&json!({"collection": "sentinel-2-l2a"})).unwrap_err().contains("source_url"));
-        assert!(h.workflow(&json!({"source_url": "file:///etc/passwd", "collection": "sentinel-2-l2a"})).unwrap_err().contains("does not match"));
-        assert!(h.workflow(&json!({"source_url": "s3://b/k", "collection": "other"})).unwrap_err().contains("one of"));
-        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
+        assert_eq!(
+            wf["spec"]["workflowTemplateRef"]["name"],
+            "geozarr-pipeline"
+        );
+        assert_eq!(
+            wf["spec"]["arguments"]["parameters"][0]["value"],
+            "https://stac.example/items/x"
+        );
+        assert!(
+            h.workflow(&json!({"collection": "sentinel-2-l2a"}))
+                .unwrap_err()
+                .contains("source_url")
+        );
+        assert!(
+            h.workflow(
+                &json!({"source_url": "file:///etc/passwd", "collection": "sentinel-2-l2a"})
+            )
+            .unwrap_err()
+            .contains("does not match")
+        );
+        assert!(
+            h.workflow(&json!({"source_url": "s3://b/k", "collection": "other"}))
+                .unwrap_err()
+                .contains("one of")
+        );
+        assert!(
+            constant_time_eq(b"abc", b"abc")
+                && !constant_time_eq(b"abc", b"abd")
+                && !constant_time_eq(b"abc", b"ab")
+        );
     }
 }

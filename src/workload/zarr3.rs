@@ -25,7 +25,10 @@ pub fn aligned(dim: u64, target: u64) -> u64 {
     if target >= dim {
         return dim;
     }
-    ((target / 2 + 1)..=target).rev().find(|c| dim.is_multiple_of(*c)).unwrap_or(target)
+    ((target / 2 + 1)..=target)
+        .rev()
+        .find(|c| dim.is_multiple_of(*c))
+        .unwrap_or(target)
 }
 
 /// Square inner chunk for a `h`×`w` level.
@@ -77,7 +80,15 @@ pub fn sharded_codecs(inner: u64) -> Value {
 }
 
 /// An array's `zarr.json`.
-pub fn array_json(shape: &[u64], chunk_shape: &[u64], data_type: Value, fill: Value, codecs: Value, attrs: Map<String, Value>, dims: Option<&[&str]>) -> Value {
+pub fn array_json(
+    shape: &[u64],
+    chunk_shape: &[u64],
+    data_type: Value,
+    fill: Value,
+    codecs: Value,
+    attrs: Map<String, Value>,
+    dims: Option<&[&str]>,
+) -> Value {
     let mut doc = json!({
         "zarr_format": 3,
         "node_type": "array",
@@ -105,20 +116,31 @@ pub struct Encoder(BloscCodec);
 
 impl Encoder {
     pub fn new(typesize: usize) -> Result<Self> {
-        Self::with_shuffle(typesize, if typesize > 1 { BloscShuffleMode::Shuffle } else { BloscShuffleMode::NoShuffle })
+        Self::with_shuffle(
+            typesize,
+            if typesize > 1 {
+                BloscShuffleMode::Shuffle
+            } else {
+                BloscShuffleMode::NoShuffle
+            },
+        )
     }
     /// EOPF's own encoding: bit shuffle (the synthetic products use it).
     pub fn bitshuffle(typesize: usize) -> Result<Self> {
         Self::with_shuffle(typesize, BloscShuffleMode::BitShuffle)
     }
     fn with_shuffle(typesize: usize, shuffle: BloscShuffleMode) -> Result<Self> {
-        let level = BloscCompressionLevel::try_from(3u8).map_err(|e| WorkloadError::Usage(format!("blosc level: {e}")))?;
+        let level = BloscCompressionLevel::try_from(3u8)
+            .map_err(|e| WorkloadError::Usage(format!("blosc level: {e}")))?;
         BloscCodec::new(BloscCompressor::Zstd, level, None, shuffle, Some(typesize))
             .map(Self)
             .map_err(|e| WorkloadError::Usage(format!("blosc codec: {e}")))
     }
     pub fn encode(&self, raw: &[u8]) -> Result<Vec<u8>> {
-        self.0.encode(Cow::Borrowed(raw), &CodecOptions::default()).map(Cow::into_owned).map_err(|e| WorkloadError::Usage(format!("blosc encode: {e}")))
+        self.0
+            .encode(Cow::Borrowed(raw), &CodecOptions::default())
+            .map(Cow::into_owned)
+            .map_err(|e| WorkloadError::Usage(format!("blosc encode: {e}")))
     }
 }
 
@@ -130,13 +152,23 @@ const BATCH: usize = 64;
 /// chunks under `array`. Inner chunks that are all NaN are left out of the shard
 /// (index entry = empty); a shard with nothing in it is not written at all.
 /// Returns the number of shard objects written.
-pub fn write_sharded_f32(sink: &dyn Sink, array: &str, data: &[f32], h: u64, w: u64, inner: u64, shard: [u64; 2]) -> Result<usize> {
+pub fn write_sharded_f32(
+    sink: &dyn Sink,
+    array: &str,
+    data: &[f32],
+    h: u64,
+    w: u64,
+    inner: u64,
+    shard: [u64; 2],
+) -> Result<usize> {
     let enc = Encoder::new(4)?;
     let per = [shard[0] / inner, shard[1] / inner];
     let mut written = 0;
     for sr in 0..h.div_ceil(shard[0]) {
         for sc in 0..w.div_ceil(shard[1]) {
-            let chunks: Vec<(u64, u64)> = (0..per[0]).flat_map(|r| (0..per[1]).map(move |c| (r, c))).collect();
+            let chunks: Vec<(u64, u64)> = (0..per[0])
+                .flat_map(|r| (0..per[1]).map(move |c| (r, c)))
+                .collect();
             let mut index: Vec<(u64, u64)> = Vec::with_capacity(chunks.len());
             let mut object = None;
             let mut offset = 0u64;
@@ -199,7 +231,11 @@ fn tile_f32(data: &[f32], h: u64, w: u64, y0: u64, x0: u64, n: u64) -> Option<Ve
     let nan = f32::NAN.to_le_bytes();
     for r in 0..n {
         let y = y0 + r;
-        let cols = if y < h { w.saturating_sub(x0).min(n) } else { 0 };
+        let cols = if y < h {
+            w.saturating_sub(x0).min(n)
+        } else {
+            0
+        };
         if cols > 0 {
             let row = &data[y * w + x0..y * w + x0 + cols];
             any |= row.iter().any(|v| !v.is_nan());
@@ -236,18 +272,27 @@ impl Tree {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Value>> {
-        self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Write every group (creating missing intermediate ones), with inline
     /// consolidated metadata at each of `consolidate`. The root goes last.
-    pub fn finish(&self, sink: &dyn Sink, root_attrs: Map<String, Value>, consolidate: &[&str]) -> Result<()> {
+    pub fn finish(
+        &self,
+        sink: &dyn Sink,
+        root_attrs: Map<String, Value>,
+        consolidate: &[&str],
+    ) -> Result<()> {
         let mut nodes = self.lock().clone();
         let paths: Vec<String> = nodes.keys().cloned().collect();
         for p in paths {
             let mut cur = p.as_str();
             while let Some((parent, _)) = cur.rsplit_once('/') {
-                nodes.entry(parent.to_string()).or_insert_with(|| group_json(Map::new()));
+                nodes
+                    .entry(parent.to_string())
+                    .or_insert_with(|| group_json(Map::new()));
                 cur = parent;
             }
         }
@@ -261,7 +306,11 @@ impl Tree {
             // zarr-python gives nested groups an empty map of their own.
             let empty = json!({"kind": "inline", "must_understand": false, "metadata": {}});
             if consolidate.contains(&path.as_str()) {
-                let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
+                let prefix = if path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{path}/")
+                };
                 let members: Map<String, Value> = nodes
                     .iter()
                     .filter(|(k, _)| !k.is_empty() && k.starts_with(&prefix) && *k != path)
@@ -273,7 +322,8 @@ impl Tree {
                         (k[prefix.len()..].to_string(), v)
                     })
                     .collect();
-                doc["consolidated_metadata"] = json!({"kind": "inline", "must_understand": false, "metadata": members});
+                doc["consolidated_metadata"] =
+                    json!({"kind": "inline", "must_understand": false, "metadata": members});
             }
             docs.push((path.clone(), doc));
         }
@@ -290,7 +340,8 @@ impl Tree {
 }
 
 pub fn to_vec(v: &Value) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(v).map_err(|e| WorkloadError::Usage(format!("serialising metadata: {e}")))
+    serde_json::to_vec_pretty(v)
+        .map_err(|e| WorkloadError::Usage(format!("serialising metadata: {e}")))
 }
 
 #[cfg(test)]
@@ -300,7 +351,14 @@ mod tests {
     #[test]
     fn chunking_matches_the_reference_table() {
         // (dim, target 256) -> inner chunk, shard; from the reference layout table.
-        let cases = [(10980, 244, 10980), (5490, 183, 5490), (1830, 183, 1830), (915, 183, 915), (305, 256, 256), (152, 152, 152)];
+        let cases = [
+            (10980, 244, 10980),
+            (5490, 183, 5490),
+            (1830, 183, 1830),
+            (915, 183, 915),
+            (305, 256, 256),
+            (152, 152, 152),
+        ];
         for (dim, inner, shard) in cases {
             assert_eq!(inner_chunk(dim, dim, 256), inner, "{dim}");
             assert_eq!(shard_dim(dim, inner), shard, "{dim}");
@@ -313,7 +371,10 @@ mod tests {
     fn tiles_pad_with_nan_and_skip_empty() {
         let data = [1.0f32, 2.0, 3.0, f32::NAN];
         let t = tile_f32(&data, 2, 2, 0, 1, 2).unwrap();
-        let vals: Vec<f32> = t.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let vals: Vec<f32> = t
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         assert_eq!(vals[0], 2.0);
         assert!(vals[1].is_nan() && vals[2].is_nan() && vals[3].is_nan());
         assert!(tile_f32(&[f32::NAN; 4], 2, 2, 0, 0, 2).is_none());

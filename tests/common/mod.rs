@@ -31,8 +31,22 @@ pub fn s3_servers() -> Vec<(&'static str, S3Location)> {
     lab_var("AWS_ACCESS_KEY_ID", "s3");
     lab_var("S3S_ACCESS_KEY", "s3s");
     vec![
-        ("moto", loc(lab_var("S3_ENDPOINT_URL", "s3"), "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
-        ("s3s-fs", loc(lab_var("S3S_ENDPOINT_URL", "s3s"), "S3S_ACCESS_KEY", "S3S_SECRET_KEY")),
+        (
+            "moto",
+            loc(
+                lab_var("S3_ENDPOINT_URL", "s3"),
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+            ),
+        ),
+        (
+            "s3s-fs",
+            loc(
+                lab_var("S3S_ENDPOINT_URL", "s3s"),
+                "S3S_ACCESS_KEY",
+                "S3S_SECRET_KEY",
+            ),
+        ),
     ]
 }
 
@@ -59,13 +73,22 @@ pub async fn client_with_bucket(loc: &S3Location, bucket: &str) -> aws_sdk_s3::C
         Ok(_) => {}
         Err(e) => {
             let (_, code) = provisioner::s3::status_and_code(&e);
-            assert!(matches!(code.as_deref(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")), "create bucket {bucket}: {e:?}");
+            assert!(
+                matches!(
+                    code.as_deref(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ),
+                "create bucket {bucket}: {e:?}"
+            );
         }
     }
     c
 }
 
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }

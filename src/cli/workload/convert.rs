@@ -27,7 +27,10 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     if a.spatial_chunk < 16 {
-        return Err(Error::Usage(format!("--spatial-chunk {} is too small; use 16 or more (256 in production)", a.spatial_chunk)));
+        return Err(Error::Usage(format!(
+            "--spatial-chunk {} is too small; use 16 or more (256 in production)",
+            a.spatial_chunk
+        )));
     }
     let src = match resolve(&a.product.source).await {
         Err(e @ WorkloadError::SourceNotFound(_)) => return not_found(e),
@@ -38,7 +41,9 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     let input = reader(&src.location, &opts).await?;
     let output = sink(&out_loc, &opts).await?;
     let bar = crate::ui::bar(cli.output == Output::Human);
-    let conv = Options { spatial_chunk: a.spatial_chunk };
+    let conv = Options {
+        spatial_chunk: a.spatial_chunk,
+    };
     let bar2 = bar.clone();
     let result = blocking(move || {
         let p = Product::open(Arc::clone(&input))?;
@@ -55,9 +60,22 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
         Output::Human => {
             println!("converted {} → {}", a.product.source, report.output);
             for l in &report.levels {
-                println!("  {:<6} {:>5}×{:<5} inner {:>3}  {}", l.level, l.shape[0], l.shape[1], l.inner_chunk, l.variables.join(" "));
+                println!(
+                    "  {:<6} {:>5}×{:<5} inner {:>3}  {}",
+                    l.level,
+                    l.shape[0],
+                    l.shape[1],
+                    l.inner_chunk,
+                    l.variables.join(" ")
+                );
             }
-            println!("  {} copied arrays; {} objects, {:.1} MB in {:.1} s", report.copied_arrays, report.objects, report.bytes as f64 / 1e6, report.seconds);
+            println!(
+                "  {} copied arrays; {} objects, {:.1} MB in {:.1} s",
+                report.copied_arrays,
+                report.objects,
+                report.bytes as f64 / 1e6,
+                report.seconds
+            );
         }
     }
     Ok(0)

@@ -32,7 +32,10 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     .await?;
     match cli.output {
         Output::Json => print_json(&f)?,
-        Output::Human => println!("codec floor {:.2} s (decode {:.2} s of {} chunks, encode {:.2} s of {} chunks)", f.floor_s, f.decode_s, f.source_chunks, f.encode_s, f.output_chunks),
+        Output::Human => println!(
+            "codec floor {:.2} s (decode {:.2} s of {} chunks, encode {:.2} s of {} chunks)",
+            f.floor_s, f.decode_s, f.source_chunks, f.encode_s, f.output_chunks
+        ),
     }
     Ok(0)
 }

@@ -61,7 +61,12 @@ pub struct S3Args {
 
 impl S3Args {
     pub fn opts(&self, storage_class: Option<String>) -> S3Opts {
-        S3Opts { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone(), storage_class, concurrency: self.s3_concurrency }
+        S3Opts {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            storage_class,
+            concurrency: self.s3_concurrency,
+        }
     }
 }
 
@@ -107,6 +112,11 @@ impl StacArgs {
 }
 
 /// Run blocking workload code (rayon, blocking S3 bridges) off the async runtime.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::workload::WorkloadError> + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Usage(format!("worker thread failed: {e}")))?.map_err(Error::from)
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::workload::WorkloadError> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Usage(format!("worker thread failed: {e}")))?
+        .map_err(Error::from)
 }

@@ -58,7 +58,10 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     let src = resolve(&a.product.source).await?;
     let store = a.product.store(&src.item_id)?;
     let Location::S3 { bucket, key } = &store else {
-        return Err(Error::Usage(format!("--dest {}: registration needs an s3:// destination (the item's assets point at it)", a.product.dest)));
+        return Err(Error::Usage(format!(
+            "--dest {}: registration needs an s3:// destination (the item's assets point at it)",
+            a.product.dest
+        )));
     };
     let opts = a.s3.opts(None);
     let out = reader(&store, &opts).await?;
@@ -86,9 +89,16 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     for (_, class, _) in &objects {
         *counts.entry(class.clone()).or_default() += 1;
     }
-    let tier = counts.into_iter().max_by_key(|(_, n)| *n).map_or_else(|| "STANDARD".to_string(), |(c, _)| c);
+    let tier = counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map_or_else(|| "STANDARD".to_string(), |(c, _)| c);
 
-    let public_base = a.public_base_url.clone().or_else(|| a.s3.s3_endpoint.clone()).unwrap_or_else(|| "https://s3.amazonaws.com".into());
+    let public_base = a
+        .public_base_url
+        .clone()
+        .or_else(|| a.s3.s3_endpoint.clone())
+        .unwrap_or_else(|| "https://s3.amazonaws.com".into());
     let converted = Converted {
         item_id: src.item_id.clone(),
         collection: a.product.collection.clone(),
@@ -97,20 +107,44 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
         root,
         tier,
     };
-    let links = Links { raster_api: a.raster_api_url.clone(), flavor: a.raster_flavor, source_item_url: src.item_url.clone(), explorer_url: a.explorer_url.clone(), retention_days: a.retention_days };
+    let links = Links {
+        raster_api: a.raster_api_url.clone(),
+        flavor: a.raster_flavor,
+        source_item_url: src.item_url.clone(),
+        explorer_url: a.explorer_url.clone(),
+        retention_days: a.retention_days,
+    };
     let item = build_item(&converted, &source_item, &links, chrono::Utc::now())?;
-    let item_url = format!("{}/collections/{}/items/{}", a.stac.stac_api_url.trim_end_matches('/'), a.product.collection, src.item_id);
+    let item_url = format!(
+        "{}/collections/{}/items/{}",
+        a.stac.stac_api_url.trim_end_matches('/'),
+        a.product.collection,
+        src.item_id
+    );
     let result = if a.dry_run {
         None
     } else {
-        Some(a.stac.client()?.upsert_item(&a.product.collection, &item).await?)
+        Some(
+            a.stac
+                .client()?
+                .upsert_item(&a.product.collection, &item)
+                .await?,
+        )
     };
-    let outcome = Outcome { item_id: src.item_id, collection: a.product.collection.clone(), item_url, result, item: a.dry_run.then_some(item) };
+    let outcome = Outcome {
+        item_id: src.item_id,
+        collection: a.product.collection.clone(),
+        item_url,
+        result,
+        item: a.dry_run.then_some(item),
+    };
     match cli.output {
         Output::Json => print_json(&outcome)?,
         Output::Human => match (outcome.result, &outcome.item) {
             (Some(r), _) => println!("{:?} {}", r, outcome.item_url),
-            (None, Some(item)) => println!("{}", serde_json::to_string_pretty(item).unwrap_or_default()),
+            (None, Some(item)) => {
+                println!("{}", serde_json::to_string_pretty(item).unwrap_or_default())
+            }
             _ => {}
         },
     }

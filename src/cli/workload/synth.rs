@@ -38,13 +38,26 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     };
     let loc = Location::parse(&a.out)?;
     // The product id is the store's basename, as `convert` will derive it.
-    let id = Some(item_id(&a.out)).filter(|s| !s.is_empty()).unwrap_or_else(|| Options::default_id(product).to_string());
-    let opts = Options { product, size: Options::size_from(&a.size)?, chunking: a.chunking, id };
+    let id = Some(item_id(&a.out))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| Options::default_id(product).to_string());
+    let opts = Options {
+        product,
+        size: Options::size_from(&a.size)?,
+        chunking: a.chunking,
+        id,
+    };
     let out = sink(&loc, &a.s3.opts(None)).await?;
     let report = blocking(move || synth::generate(out.as_ref(), &opts)).await?;
     match cli.output {
         Output::Json => print_json(&report)?,
-        Output::Human => println!("wrote {} ({} objects, {:.1} MB) in {:.1} s", report.path, report.objects, report.bytes as f64 / 1e6, report.seconds),
+        Output::Human => println!(
+            "wrote {} ({} objects, {:.1} MB) in {:.1} s",
+            report.path,
+            report.objects,
+            report.bytes as f64 / 1e6,
+            report.seconds
+        ),
     }
     Ok(0)
 }

@@ -31,13 +31,26 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     let stac = Client::new(&a.item_url, a.stac_token.clone())?;
-    let req = Request { item_url: &a.item_url, storage_class: &a.storage_class, include: &a.include, exclude: &a.exclude, dry_run: a.dry_run };
+    let req = Request {
+        item_url: &a.item_url,
+        storage_class: &a.storage_class,
+        include: &a.include,
+        exclude: &a.exclude,
+        dry_run: a.dry_run,
+    };
     let rep = tier::run(&stac, &a.s3.opts(None), &req).await?;
     match cli.output {
         Output::Json => print_json(&rep)?,
         Output::Human => {
-            let verb = if rep.dry_run { "would change" } else { "changed" };
-            println!("{} objects listed, {} selected, {verb} {} to {}, {} already there", rep.listed, rep.selected, rep.changed, rep.storage_class, rep.already);
+            let verb = if rep.dry_run {
+                "would change"
+            } else {
+                "changed"
+            };
+            println!(
+                "{} objects listed, {} selected, {verb} {} to {}, {} already there",
+                rep.listed, rep.selected, rep.changed, rep.storage_class, rep.already
+            );
             for f in &rep.failed {
                 eprintln!("failed: {f}");
             }

@@ -42,7 +42,8 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     if args.token.len() < 16 {
         return Err(Error::Usage("the webhook token is shorter than 16 characters; use a generated one (secrets: {generate: …})".into()));
     }
-    let source_pattern = regex::Regex::new(&args.source_pattern).map_err(|e| Error::Usage(format!("--source-pattern: {e}")))?;
+    let source_pattern = regex::Regex::new(&args.source_pattern)
+        .map_err(|e| Error::Usage(format!("--source-pattern: {e}")))?;
     let hook = Hook {
         endpoint: args.endpoint.clone(),
         token: Secret::new(args.token.clone()),
@@ -54,7 +55,10 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
     };
     let cluster = Cluster::connect(cli.kubeconfig.as_deref(), cli.context.as_deref())
         .await
-        .map_err(|e| Error::Provider { context: "webhook".into(), source: e.into() })?;
+        .map_err(|e| Error::Provider {
+            context: "webhook".into(),
+            source: e.into(),
+        })?;
     serve(Arc::new(hook), args.listen, Arc::new(cluster)).await?;
     Ok(0)
 }

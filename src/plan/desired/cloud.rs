@@ -11,7 +11,10 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
     let n = &env.name;
     // The network, its router, security groups, then servers.
     let keypair = Address::new("keypair", "deploy");
-    out.push(Desired::new(keypair.clone(), json!({ "name": env.keypair.name, "public_key_file": env.keypair.public_key_file })));
+    out.push(Desired::new(
+        keypair.clone(),
+        json!({ "name": env.keypair.name, "public_key_file": env.keypair.public_key_file }),
+    ));
     let network = Address::new("network", "main");
     let mut net_attrs = json!({ "name": n });
     if let Some(mtu) = env.network.mtu {
@@ -25,7 +28,10 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
     ));
     if env.network.router {
         let router = Address::new("router", "main");
-        out.push(Desired::new(router.clone(), json!({ "name": n, "external_network": env.cloud.external_network })));
+        out.push(Desired::new(
+            router.clone(),
+            json!({ "name": n, "external_network": env.cloud.external_network }),
+        ));
         out.push(Desired::new(
             Address::new("router_interface", "main"),
             json!({ "router": Ref::id(&router), "subnet": Ref::id(&subnet) }),
@@ -33,10 +39,16 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
     }
 
     let nodes_sg = Address::new("security_group", "nodes");
-    out.push(Desired::new(nodes_sg.clone(), json!({ "name": format!("{n}-nodes"), "description": "cluster nodes" })));
+    out.push(Desired::new(
+        nodes_sg.clone(),
+        json!({ "name": format!("{n}-nodes"), "description": "cluster nodes" }),
+    ));
     let ssh_sg = if env.bastion.enabled {
         let a = Address::new("security_group", "bastion");
-        out.push(Desired::new(a.clone(), json!({ "name": format!("{n}-bastion"), "description": "SSH bastion" })));
+        out.push(Desired::new(
+            a.clone(),
+            json!({ "name": format!("{n}-bastion"), "description": "SSH bastion" }),
+        ));
         a
     } else {
         nodes_sg.clone()
@@ -52,25 +64,66 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
         rule(format!("ssh-{i}"), &ssh_sg, "tcp", (22, 22), c.to_string());
     }
     for (i, c) in env.security.api_cidrs.iter().enumerate() {
-        rule(format!("api-{i}"), &nodes_sg, "tcp", (6443, 6443), c.to_string());
+        rule(
+            format!("api-{i}"),
+            &nodes_sg,
+            "tcp",
+            (6443, 6443),
+            c.to_string(),
+        );
     }
     // Nodes talk to each other on every port (etcd, kubelet, CNI overlay).
-    rule("intra-tcp".into(), &nodes_sg, "tcp", (1, 65535), env.network.cidr.to_string());
-    rule("intra-udp".into(), &nodes_sg, "udp", (1, 65535), env.network.cidr.to_string());
+    rule(
+        "intra-tcp".into(),
+        &nodes_sg,
+        "tcp",
+        (1, 65535),
+        env.network.cidr.to_string(),
+    );
+    rule(
+        "intra-udp".into(),
+        &nodes_sg,
+        "udp",
+        (1, 65535),
+        env.network.cidr.to_string(),
+    );
 
     let mut servers = Vec::new();
     if env.bastion.enabled {
-        servers.push(("bastion".to_owned(), 0u32, env.bastion.flavor.clone(), None, vec![ssh_sg.clone()], json!({ "role": "bastion" }), None));
+        servers.push((
+            "bastion".to_owned(),
+            0u32,
+            env.bastion.flavor.clone(),
+            None,
+            vec![ssh_sg.clone()],
+            json!({ "role": "bastion" }),
+            None,
+        ));
     }
     for pool in &env.node_pools {
         let group = pool.server_group.map(|policy| {
             let a = Address::new("server_group", &pool.name);
-            out.push(Desired::new(a.clone(), json!({ "name": format!("{n}-{}", pool.name), "policy": policy.as_str() })));
+            out.push(Desired::new(
+                a.clone(),
+                json!({ "name": format!("{n}-{}", pool.name), "policy": policy.as_str() }),
+            ));
             a
         });
-        let roles: Vec<String> = pool.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
+        let roles: Vec<String> = pool
+            .roles
+            .iter()
+            .map(|r| format!("{r:?}").to_lowercase())
+            .collect();
         for i in 0..pool.count {
-            servers.push((pool.name.clone(), i, pool.flavor.clone(), group.clone(), vec![nodes_sg.clone()], json!({ "roles": roles.join(",") }), pool.boot_volume_gb));
+            servers.push((
+                pool.name.clone(),
+                i,
+                pool.flavor.clone(),
+                group.clone(),
+                vec![nodes_sg.clone()],
+                json!({ "roles": roles.join(",") }),
+                pool.boot_volume_gb,
+            ));
         }
     }
     for (pool, i, flavor, group, sgs, meta, boot) in servers {
@@ -121,7 +174,11 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
 /// roles the machine has and where its volumes are meant to be mounted, so the
 /// machine (and the cluster layer after it) knows what it is for. Changing it
 /// replaces the server, as user data does on every cloud.
-fn user_data(env: &Environment, server: &Address, pool: Option<&crate::env::model::NodePool>) -> String {
+fn user_data(
+    env: &Environment,
+    server: &Address,
+    pool: Option<&crate::env::model::NodePool>,
+) -> String {
     let node = json!({
         "environment": env.name,
         "address": server.as_str(),
@@ -131,5 +188,7 @@ fn user_data(env: &Environment, server: &Address, pool: Option<&crate::env::mode
     });
     // JSON is valid YAML: the content is one double-quoted scalar.
     let content = serde_json::to_string(&node.to_string()).unwrap_or_default();
-    format!("#cloud-config\nwrite_files:\n  - path: /etc/provisioner/node.json\n    permissions: '0644'\n    content: {content}\n")
+    format!(
+        "#cloud-config\nwrite_files:\n  - path: /etc/provisioner/node.json\n    permissions: '0644'\n    content: {content}\n"
+    )
 }

@@ -10,7 +10,10 @@ use crate::plan::resource::Desired;
 pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
     for (name, r) in &env.secrets {
         if let SecretRef::Generate(g) = r {
-            out.push(Desired::new(Address::new("secret", name), json!({ "length": g.length, "charset": g.charset })));
+            out.push(Desired::new(
+                Address::new("secret", name),
+                json!({ "length": g.length, "charset": g.charset }),
+            ));
         }
     }
 }

@@ -47,13 +47,31 @@ mod tests {
         let env = load(&Source::Embedded, "staging").unwrap().env;
         let d = desired(&env, &Inputs::default()).unwrap();
         let addrs: Vec<String> = d.iter().map(|r| r.address.to_string()).collect();
-        for want in ["network.main", "subnet.main", "router_interface.main", "server.control[0]", "server.worker[1]", "server.bastion[0]", "floating_ip.bastion[0]", "volume.control-etcd[0]", "bucket.workload", "secret.cluster_token"] {
-            assert!(addrs.contains(&want.to_owned()), "missing {want} in {addrs:?}");
+        for want in [
+            "network.main",
+            "subnet.main",
+            "router_interface.main",
+            "server.control[0]",
+            "server.worker[1]",
+            "server.bastion[0]",
+            "floating_ip.bastion[0]",
+            "volume.control-etcd[0]",
+            "bucket.workload",
+            "secret.cluster_token",
+        ] {
+            assert!(
+                addrs.contains(&want.to_owned()),
+                "missing {want} in {addrs:?}"
+            );
         }
         // every dependency is itself a desired resource
         for r in &d {
             for dep in &r.deps {
-                assert!(addrs.contains(&dep.to_string()), "{} depends on unknown {dep}", r.address);
+                assert!(
+                    addrs.contains(&dep.to_string()),
+                    "{} depends on unknown {dep}",
+                    r.address
+                );
             }
         }
         let unique: std::collections::BTreeSet<_> = addrs.iter().collect();

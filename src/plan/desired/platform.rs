@@ -31,16 +31,23 @@ pub fn secret_source(env: &Environment, source: &str) -> Option<Value> {
     })
 }
 
-pub fn desired(env: &Environment, inputs: &Inputs, out: &mut Vec<Desired>) -> Result<(), ChartError> {
+pub fn desired(
+    env: &Environment,
+    inputs: &Inputs,
+    out: &mut Vec<Desired>,
+) -> Result<(), ChartError> {
     if env.stacks.is_empty() {
         return Ok(());
     }
-    let Some(catalog) = inputs.catalog else { return Ok(()) };
+    let Some(catalog) = inputs.catalog else {
+        return Ok(());
+    };
     let table;
     let capabilities = match inputs.capabilities {
         Some(c) => c,
         None => {
-            let v = Capabilities::parse_version(&env.cluster.kubernetes_version).unwrap_or_else(|| semver::Version::new(1, 20, 0));
+            let v = Capabilities::parse_version(&env.cluster.kubernetes_version)
+                .unwrap_or_else(|| semver::Version::new(1, 20, 0));
             table = Capabilities::for_version(&v);
             &table
         }
@@ -56,12 +63,18 @@ pub fn desired(env: &Environment, inputs: &Inputs, out: &mut Vec<Desired>) -> Re
         }
     }
     if let Some((rel, _)) = inputs.sets.iter().find(|(rel, _)| !declared.contains(rel)) {
-        return Err(ChartError::UnknownRelease { release: rel.clone(), available: declared.iter().cloned().collect() });
+        return Err(ChartError::UnknownRelease {
+            release: rel.clone(),
+            available: declared.iter().cloned().collect(),
+        });
     }
     for r in &releases {
         for n in &r.needs {
             if !declared.contains(n) {
-                return Err(ChartError::UnknownNeed { release: r.name.clone(), needs: n.clone() });
+                return Err(ChartError::UnknownNeed {
+                    release: r.name.clone(),
+                    needs: n.clone(),
+                });
             }
         }
     }
@@ -87,7 +100,9 @@ pub fn desired(env: &Environment, inputs: &Inputs, out: &mut Vec<Desired>) -> Re
             let v = secret_source(env, source).ok_or_else(|| ChartError::Invalid {
                 object: format!("release.{}", r.name),
                 template: "stacks".into(),
-                message: format!("secret `{input}` comes from `{source}`, which the environment does not define"),
+                message: format!(
+                    "secret `{input}` comes from `{source}`, which the environment does not define"
+                ),
                 hint: format!("add `{source}` to the environment's `secrets:` as a reference"),
             })?;
             secrets.insert(input.clone(), v);
@@ -151,7 +166,10 @@ pub fn desired(env: &Environment, inputs: &Inputs, out: &mut Vec<Desired>) -> Re
         ));
     }
     for ns in namespaces {
-        out.push(Desired::new(Address::new("namespace", &ns), json!({ "name": ns, "environment": env.name })));
+        out.push(Desired::new(
+            Address::new("namespace", &ns),
+            json!({ "name": ns, "environment": env.name }),
+        ));
     }
     Ok(())
 }
