@@ -26,7 +26,7 @@ for _p in "$LAB_PORT_S3" "$LAB_PORT_S3S" "$LAB_PORT_PG" "$LAB_PORT_STAC" "$LAB_P
     echo "[lab] ERROR: bad port '$_p' in LAB_PORT_*" >&2; exit 1
   fi
 done
-LAB_COMPONENTS=(s3 s3s eo nodes openstack kube)   # start order; down.sh stops in reverse
+LAB_COMPONENTS=(s3 s3s eo nodes openstack kube cluster)   # start order; down.sh stops in reverse
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 LC_NUMERIC=C   # $EPOCHREALTIME must use "." as the decimal point for the awk timings
@@ -246,6 +246,7 @@ lab_component() {
     openstack) source "$LAB_DIR/openstack/component.sh" ;;
     nodes) source "$LAB_DIR/nodes/component.sh" ;;
     kube) source "$LAB_DIR/kube/component.sh" ;;
+    cluster) source "$LAB_DIR/cluster/component.sh" ;;
     *) lab_die "unknown component '$1' (known: ${LAB_COMPONENTS[*]})" ;;
   esac
 }

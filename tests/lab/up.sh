@@ -11,21 +11,25 @@
 #   kube  Kubernetes v1.20: etcd :12379, apiserver :16443, controller-manager, scheduler,
 #         workers = nspawn machines (kubelet, kube-proxy, containerd) on 10.231.0.0/24
 #         (built once from Debian's source, ~13 min; see tests/lab/kube/component.sh)
+#   cluster  machines for the cluster layer (tests/lab/cluster): artifacts (Kubernetes v1.20,
+#         etcd, containerd, runc, CNI, images) on http://10.236.0.1:18090/v1.20/, networks
+#         clus 10.236.0.0/24 (host 10.236.0.1) + clpriv 10.237.0.0/24 (no host leg),
+#         bastion 10.236.0.5; nodes on demand: tests/lab/cluster/nodes.sh up [--private] NAME
 #
 # Idempotent: a component that is already up is only health-checked. Each writes
 # $LAB_STATE/<component>/env.sh; $LAB_STATE/env.sh sources all the ones that are up:
 #   source /var/tmp/provisioner-lab/env.sh
 # Installs are cached by version under $LAB_CACHE (default /var/cache/provisioner-lab).
 # Stop with tests/lab/down.sh [--purge] [COMPONENT...].  Environment: LAB_STATE, LAB_CACHE,
-# LAB_PYTHON, LAB_PORT_{S3,S3S,PG,STAC,TILER}; openstack, kube: see their component.sh.
+# LAB_PYTHON, LAB_PORT_{S3,S3S,PG,STAC,TILER}; openstack, kube, cluster: see their component.sh.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-(($#)) || { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+(($#)) || { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # Resolve the set (eo implies s3) and start in the fixed order s3, s3s, eo, nodes,
-# openstack, kube.
+# openstack, kube, cluster.
 declare -A want=()
 for c in "$@"; do
   case "$c" in
@@ -34,7 +38,8 @@ for c in "$@"; do
     openstack) want[openstack]=1 ;;
     nodes) want[nodes]=1 ;;
     kube) want[kube]=1 ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    cluster) want[cluster]=1 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) lab_die "unknown component '$c' (known: ${LAB_COMPONENTS[*]})" ;;
   esac
 done

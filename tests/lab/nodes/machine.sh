@@ -9,8 +9,11 @@
 # veth "labn-NAME" that carries GATEWAY_IP, so the host reaches every machine on it; the
 # host keeps ip_forward=0, nothing is routed between networks or off the machine):
 #   net-up NAME CIDR GATEWAY_IP      create (idempotent; NAME: [a-z0-9-], at most 10 chars)
+#   net-up NAME CIDR --isolated      a network the host does NOT join (no host veth, no
+#                                    address, no host route): only machines with a NIC on it
+#                                    (e.g. a bastion) reach its machines; recorded gw "none"
 #   net-down NAME                    remove (refused while a machine is cabled to it)
-#   net-list                         "NAME CIDR GATEWAY_IP" per network
+#   net-list                         "NAME CIDR GATEWAY_IP" per network (GATEWAY_IP "none": isolated)
 #
 # Machines (NAME: [a-z0-9][a-z0-9.-]*, at most 60 chars; also the nspawn machine name):
 #   up NAME OPTIONS...               prepare + boot (+ wait). On an existing machine: boots it
@@ -61,7 +64,9 @@
 #   --pre-boot-hook SCRIPT   run once, after prepare and before the first boot, as
 #                        `SCRIPT ROOT NAME` (env LAB_MACHINE_{NAME,ROOT,STATE,IPS})
 #   --wait MODE          none | started (nspawn launched) | running (default: the machine's
-#                        systemd finished booting: running or degraded) | ssh (port 22 answers)
+#                        systemd finished booting: running or degraded) | ssh (port 22 answers
+#                        from the host) | sshd (sshd answers on 127.0.0.1:22 inside the
+#                        machine: for machines the host cannot reach, on isolated networks)
 #   --timeout S          for --wait (default 120)
 #
 # Nothing is added for access: no users, no authorized keys. The caller writes those into
@@ -240,39 +245,45 @@ tidy_shared() {
 
 # ---------------------------------------------------------------- networks
 cmd_net_up() {
-  (($# == 3)) || die "usage: net-up NAME CIDR GATEWAY_IP"
-  local name=$1 cidr=$2 gw=$3 sw="$NS_N$1" host_if="$NS_N$1" n p r
-  valid_net "$name"; valid_cidr "$cidr"; valid_ip "$gw"
-  in_cidr "$gw" "$cidr" || die "gateway $gw is not in $cidr"
+  (($# == 3)) || die "usage: net-up NAME CIDR GATEWAY_IP | net-up NAME CIDR --isolated"
+  local name=$1 cidr=$2 gw=$3 sw="$NS_N$1" host_if="$NS_N$1" n p r f
+  valid_net "$name"; valid_cidr "$cidr"
+  if [[ "$gw" == --isolated ]]; then gw=none
+  else valid_ip "$gw"; in_cidr "$gw" "$cidr" || die "gateway $gw is not in $cidr"; fi
   host_prereqs; net_lock
   read -r n p < <(net_of "$cidr")
   if [[ -f "$N_NETS/$name/cidr" ]]; then
     [[ "$(<"$N_NETS/$name/cidr") $(<"$N_NETS/$name/gw")" == "$cidr $gw" ]] ||
       die "network $name exists with $(<"$N_NETS/$name/cidr") gw $(<"$N_NETS/$name/gw")"
-    if [[ -e "/run/netns/$sw" ]] && ip link show "$host_if" >/dev/null 2>&1; then return 0; fi
+    if [[ -e "/run/netns/$sw" ]] && { [[ "$gw" == none ]] || ip link show "$host_if" >/dev/null 2>&1; }; then return 0; fi
   else
-    # refuse a range the host already routes (another network, a real interface)
+    # refuse a range the host already routes (another network, a real interface) and the
+    # range of another lab network (an isolated one has no host route)
     while read -r r; do
       [[ "$r" =~ ^([0-9.]+)(/([0-9]+))?$ ]] || continue
       local rn rp; read -r rn rp < <(net_of "${BASH_REMATCH[1]}/${BASH_REMATCH[3]:-32}")
       local m=$((p < rp ? p : rp)) mask
       mask=$(((0xffffffff << (32 - m)) & 0xffffffff))
-      (((n & mask) == (rn & mask))) && die "$cidr overlaps $r, already routed on the host"
-    done < <(ip -4 route show table all | awk '$1 != "default" && $1 != "broadcast" && $1 != "local" && $1 != "multicast" { print $1 }')
+      (((n & mask) == (rn & mask))) && die "$cidr overlaps $r, already routed on the host or used by a lab network"
+    done < <(ip -4 route show table all | awk '$1 != "default" && $1 != "broadcast" && $1 != "local" && $1 != "multicast" { print $1 }'
+      for f in "$N_NETS"/*/cidr; do [[ -f "$f" ]] && cat "$f"; done)
   fi
   [[ -e "/run/netns/$sw" ]] || ip netns add "$sw"
   ip -n "$sw" link set lo up
   ip -n "$sw" link show br0 >/dev/null 2>&1 || ip -n "$sw" link add br0 type bridge
   ip -n "$sw" link set br0 up
-  if ! ip link show "$host_if" >/dev/null 2>&1; then
-    ip link add "$host_if" type veth peer name uplink netns "$sw"
+  if [[ "$gw" != none ]]; then
+    if ! ip link show "$host_if" >/dev/null 2>&1; then
+      ip link add "$host_if" type veth peer name uplink netns "$sw"
+    fi
+    ip -n "$sw" link set uplink master br0 up
+    ip addr replace "$gw/$p" dev "$host_if"
+    ip link set "$host_if" up
   fi
-  ip -n "$sw" link set uplink master br0 up
-  ip addr replace "$gw/$p" dev "$host_if"
-  ip link set "$host_if" up
   mkdir -p "$N_NETS/$name"
   echo "$cidr" >"$N_NETS/$name/cidr"; echo "$gw" >"$N_NETS/$name/gw"
-  lab_log "network $name: $cidr, host $gw on $host_if"
+  if [[ "$gw" == none ]]; then lab_log "network $name: $cidr, isolated (the host does not join it)"
+  else lab_log "network $name: $cidr, host $gw on $host_if"; fi
 }
 
 net_users() { # machines with a NIC on network $1
@@ -343,7 +354,7 @@ parse_opts() {
     esac
   done
   flush_nic
-  case "$W_MODE" in none | started | running | ssh) ;; *) die "--wait none|started|running|ssh" ;; esac
+  case "$W_MODE" in none | started | running | ssh | sshd) ;; *) die "--wait none|started|running|ssh|sshd" ;; esac
 }
 
 cmd_prepare() {
@@ -424,6 +435,9 @@ setup_net() { # (re)create netns, veths, addresses and routes of machine $1 (M_*
     ip -n "$NS_N$net" link set "$port" master br0 up
     ip -n "$ns" addr replace "$ip" dev "eth$i"
     ip -n "$ns" link set "eth$i" up
+    # the host may still hold the MAC of an earlier machine with this address (a deleted
+    # one): without this, the host reaches the new machine only after ~25 s (ARP timeout)
+    ip neigh del "${ip%/*}" dev "$NS_N$net" 2>/dev/null || true
     i=$((i + 1))
   done
   [[ -z "$M_GW" ]] || ip -n "$ns" route replace default via "$M_GW"
@@ -549,7 +563,7 @@ boot_locked() {
 }
 
 # wait_one NAME MODE TIMEOUT : until the machine's systemd finished booting (running or
-# degraded) or, for MODE=ssh, its first address answers on port 22
+# degraded) or, for MODE=ssh, its first address answers on port 22 (MODE=sshd: inside)
 wait_one() {
   local name=$1 mode=$2 timeout=$3 d st t0=$EPOCHREALTIME ip
   d=$(m_dir "$name") || die "no machine '$name'"
@@ -563,6 +577,8 @@ wait_one() {
       ssh)
         ip=$(m_ips | cut -d' ' -f1); ip=${ip%/*}
         if timeout 2 bash -c "exec 3<>/dev/tcp/$ip/22 && head -c 4 <&3" 2>/dev/null | grep -q SSH-; then break; fi ;;
+      sshd)
+        if nsexec "$d" timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/22 && head -c 4 <&3' 2>/dev/null | grep -q SSH-; then break; fi ;;
       *)
         st=$(nsexec "$d" systemctl is-system-running 2>/dev/null || true)
         case "$st" in
