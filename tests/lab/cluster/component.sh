@@ -26,8 +26,9 @@
 #               kube lab keeps them; the directory is re-assembled only when a version changes.
 #   networks    clus   10.236.0.0/24, the host's leg 10.236.0.1 (the host reaches every
 #                      machine on it; it does not forward: no egress, no DNS)
-#               clpriv 10.237.0.0/24, isolated: the host has no leg, no address, no route
-#                      (machine.sh net-up ... --isolated); only the bastion reaches it
+#               clpriv 10.237.0.0/24, isolated: the host has no leg and no address on it,
+#                      only an `unreachable` route (machine.sh net-up ... --isolated): the
+#                      host's packets to it fail at once; only the bastion reaches it
 #   bastion     machine clbastion (profile basic): 10.236.0.5 (clus, default route via
 #               10.236.0.1) and 10.237.0.5 (clpriv); sshd with TCP forwarding (ssh -J);
 #               socat relays http://10.237.0.5:18090/ to the artifact server, the only
@@ -35,7 +36,7 @@
 #               keys: $LAB_CLUSTER_BASTION_KNOWN_HOSTS. Note: `ssh -J` does not hand -i / -o
 #               options to the jump connection; use a config file (-F) or ProxyCommand.
 #   nodes       on demand: tests/lab/cluster/nodes.sh (up [--private] NAME... | delete | list
-#               | known-hosts | reboot | exec | ip), machines "cl-NAME", hostname NAME
+#               | known-hosts | reboot | exec | ip | stats), machines "cl-NAME", hostname NAME
 #   users       `debian` on the bastion and every node: login shell bash, passwordless sudo
 #               (/etc/sudoers.d/90-lab-debian), tests/fixtures/ssh/id_ed25519.pub in
 #               ~debian/.ssh/authorized_keys; root accepts no key. SSH host keys ed25519 +
@@ -298,7 +299,7 @@ lab_up_cluster() {
 cluster_write_env() {
   {
     echo "# written by tests/lab/up.sh cluster: machines for the cluster layer (tests/lab/cluster)"
-    echo "export LAB_CLUSTER_NODES_SH=$LAB_DIR/cluster/nodes.sh   # up [--private] NAME... | delete | list | known-hosts | reboot | exec | ip"
+    echo "export LAB_CLUSTER_NODES_SH=$LAB_DIR/cluster/nodes.sh   # up [--private] NAME... | delete | list | known-hosts | reboot | exec | ip | stats"
     echo "export LAB_CLUSTER_ARTIFACTS=$CLUSTER_ARTIFACTS"
     echo "export LAB_CLUSTER_ARTIFACTS_URL=http://$CLUSTER_GW:$LAB_PORT_CLUSTER_HTTP/$CLUSTER_SERIES"
     echo "export LAB_CLUSTER_BASTION=$CLUSTER_BASTION_IP   # user $CLUSTER_USER; on $CLUSTER_PNET: $CLUSTER_BASTION_PIP"
@@ -312,6 +313,7 @@ cluster_write_env() {
     echo "export LAB_CLUSTER_SSH_KEY=$CLUSTER_S/ssh/id_ed25519   # mode 0600 copy of tests/fixtures/ssh/id_ed25519"
     echo "export LAB_CLUSTER_IMAGE_PAUSE=localhost/lab/pause:1 LAB_CLUSTER_IMAGE_BUSYBOX=localhost/lab/busybox:1"
     echo "export LAB_CLUSTER_LOWER=$1   # the nodes' rootfs"
+    echo "export LAB_MACHINE=$CLUSTER_MACHINE   # the machine library (node NAME = machine cl-NAME)"
     lab_env_noproxy
     echo "case \",\${NO_PROXY:-},\" in *,$CLUSTER_GW,*) ;; *) export NO_PROXY=\"$CLUSTER_GW,10.236.0.0/24,10.237.0.0/24,\${NO_PROXY:-}\" no_proxy=\"$CLUSTER_GW,10.236.0.0/24,10.237.0.0/24,\${no_proxy:-}\" ;; esac"
   } >"$CLUSTER_S/env.sh"

@@ -20,6 +20,7 @@
 #   known-hosts NAME         OpenSSH known_hosts lines ("IP,NAME TYPE KEY": ed25519, ecdsa)
 #   reboot NAME              `systemctl reboot` inside; returns once SSH (sshd) answers again
 #   exec NAME CMD...         run CMD as root inside (nsenter; no SSH); stdin is passed
+#   stats NAME               memory (cgroup usage, rss, PSS of its processes) and processes
 #
 # Addresses: .10-.249, derived from the name (sha256 of NAME; the next free one on a
 # collision) and recorded in $LAB_STATE/cluster/addresses, so a name keeps its address
@@ -194,6 +195,7 @@ main() {
     known-hosts) valid_name "${1:?usage: nodes.sh known-hosts NAME}"; "$M" known-hosts "$(mname "$1")" ;;
     reboot) cmd_reboot "$@" ;;
     exec) valid_name "${1:?usage: nodes.sh exec NAME CMD...}"; local n=$1; shift; "$M" exec "$(mname "$n")" "$@" ;;
+    stats) valid_name "${1:?usage: nodes.sh stats NAME}"; "$M" stats "$(mname "$1")" ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;
   esac

@@ -10,8 +10,11 @@
 # host keeps ip_forward=0, nothing is routed between networks or off the machine):
 #   net-up NAME CIDR GATEWAY_IP      create (idempotent; NAME: [a-z0-9-], at most 10 chars)
 #   net-up NAME CIDR --isolated      a network the host does NOT join (no host veth, no
-#                                    address, no host route): only machines with a NIC on it
-#                                    (e.g. a bastion) reach its machines; recorded gw "none"
+#                                    address): only machines with a NIC on it (e.g. a
+#                                    bastion) reach its machines. The host gets an
+#                                    `unreachable CIDR` route, so that its packets to the
+#                                    range fail at once instead of leaving by its default
+#                                    route. Recorded gateway: "none"
 #   net-down NAME                    remove (refused while a machine is cabled to it)
 #   net-list                         "NAME CIDR GATEWAY_IP" per network (GATEWAY_IP "none": isolated)
 #
@@ -255,7 +258,7 @@ cmd_net_up() {
   if [[ -f "$N_NETS/$name/cidr" ]]; then
     [[ "$(<"$N_NETS/$name/cidr") $(<"$N_NETS/$name/gw")" == "$cidr $gw" ]] ||
       die "network $name exists with $(<"$N_NETS/$name/cidr") gw $(<"$N_NETS/$name/gw")"
-    if [[ -e "/run/netns/$sw" ]] && { [[ "$gw" == none ]] || ip link show "$host_if" >/dev/null 2>&1; }; then return 0; fi
+    if [[ -e "/run/netns/$sw" ]] && [[ "$gw" != none ]] && ip link show "$host_if" >/dev/null 2>&1; then return 0; fi
   else
     # refuse a range the host already routes (another network, a real interface) and the
     # range of another lab network (an isolated one has no host route)
@@ -272,7 +275,9 @@ cmd_net_up() {
   ip -n "$sw" link set lo up
   ip -n "$sw" link show br0 >/dev/null 2>&1 || ip -n "$sw" link add br0 type bridge
   ip -n "$sw" link set br0 up
-  if [[ "$gw" != none ]]; then
+  if [[ "$gw" == none ]]; then
+    ip route replace unreachable "$cidr"
+  else
     if ! ip link show "$host_if" >/dev/null 2>&1; then
       ip link add "$host_if" type veth peer name uplink netns "$sw"
     fi
@@ -305,6 +310,9 @@ cmd_net_down() {
 net_remove() {
   local name=$1
   if ip link show "$NS_N$name" >/dev/null 2>&1; then ip link del "$NS_N$name"; fi
+  if [[ "$(cat "$N_NETS/$name/gw" 2>/dev/null)" == none ]]; then
+    ip route del unreachable "$(<"$N_NETS/$name/cidr")" 2>/dev/null || true
+  fi
   if [[ -e "/run/netns/$NS_N$name" ]]; then ip netns del "$NS_N$name"; fi
   rm -rf "${N_NETS:?}/$name"
   tidy_shared
