@@ -61,7 +61,14 @@
 #     clamped by systemd, not an error);
 #   - add routes itself: private nodes have no default route, so the Service CIDR (e.g.
 #     10.43.0.0/16) must be routed by the bootstrap for host-network clients (ip route add
-#     10.43.0.0/16 dev eth0); pods reach ClusterIPs through kube-proxy's DNAT anyway.
+#     10.43.0.0/16 dev eth0); pods reach ClusterIPs through kube-proxy's DNAT anyway;
+#   - have kube-proxy leave the conntrack sysctls alone (host-global here: conntrack
+#     maxPerCore/min/tcp timeouts 0);
+#   - on private nodes, fetch artifacts from $LAB_CLUSTER_ARTIFACTS_URL_PRIVATE (the bastion's
+#     relay) or copy them through the bastion (scp -J).
+# tests/lab/cluster/kube-check.sh [--private] does all of it by hand on one node (etcd, the
+# control plane, containerd, kubelet, kube-proxy as units; a Deployment, ClusterIP Services)
+# and is the reference for the settings marked "lab:" there.
 #
 # Settings: LAB_PORT_CLUSTER_HTTP (18090). State: $LAB_STATE/cluster/{artifacts,machines,
 # ssh,run,log,addresses,env.sh}. `down.sh cluster` deletes every cluster machine (nodes and
@@ -348,4 +355,5 @@ lab_check_cluster() {
     ssh -i "$LAB_CLUSTER_SSH_KEY" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
     -o LogLevel=ERROR -o ConnectTimeout=5 "$LAB_CLUSTER_SSH_USER@$LAB_CLUSTER_BASTION" sudo -n true
   lab_check "cluster smoke test (tests/lab/cluster/smoke.sh)" bash "$LAB_DIR/cluster/smoke.sh"
+  lab_check "Kubernetes on a node, installed over SSH (tests/lab/cluster/kube-check.sh)" bash "$LAB_DIR/cluster/kube-check.sh"
 }
