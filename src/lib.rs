@@ -7,6 +7,7 @@
 
 pub mod charts;
 pub mod cli;
+pub mod cluster;
 pub mod core;
 pub mod env;
 pub mod k8s;
@@ -14,6 +15,7 @@ pub mod openstack;
 pub mod plan;
 pub mod provider;
 pub mod s3;
+pub mod ssh;
 pub mod state;
 pub mod ui;
 pub mod workload;

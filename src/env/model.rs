@@ -222,6 +222,9 @@ pub enum Distribution {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Cni {
+    /// CNI bridge + host-local per node, routes between the nodes' pod CIDRs:
+    /// no image, no overlay (on OpenStack the ports admit the pod CIDRs).
+    Bridge,
     Flannel,
     Canal,
     Calico,
@@ -242,13 +245,170 @@ pub struct Cluster {
     pub cni: Cni,
     #[serde(default)]
     pub etcd_snapshots: EtcdSnapshots,
+    /// Bootstrap Kubernetes on the nodes (`false`: the cluster layer is left out).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Machines that exist already (RKE's `nodes:`); without them the cluster
+    /// runs on the servers of `node_pools`, by their roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<StaticNode>,
+    #[serde(default)]
+    pub ssh: ClusterSsh,
+    /// Where node binaries come from, checked against the source's SHA256SUMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Artifacts>,
+    /// The API address clients use (a load balancer or floating IP); default:
+    /// the first control-plane node's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_endpoint: Option<String>,
+    #[serde(default)]
+    pub kubeconfig: KubeconfigOut,
+    #[serde(default)]
+    pub certificates: ClusterCertificates,
+    #[serde(default)]
+    pub node_config: NodeConfig,
+}
+
+/// A machine that exists already, reached over SSH.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticNode {
+    /// The Kubernetes node name (DNS label).
+    pub name: String,
+    pub address: String,
+    pub roles: Vec<Role>,
+    /// SSH user when it differs from `cluster.ssh.user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The node's SSH host key (`TYPE BASE64`) when known ahead; otherwise it
+    /// is pinned on first contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSsh {
+    /// Login user (default: `image.ssh_user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Private key file (`~` expanded); the SSH agent is tried after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Jump host for static nodes (the cloud layer's bastion is used by itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bastion: Option<StaticBastion>,
+    /// Parallel SSH sessions in all (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticBastion {
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+}
+
+/// Binaries by name (`kubelet`, `etcd`, `cni/bridge`, `images/pause.oci.tar`):
+/// a local directory (uploaded over SSH) or a URL template the nodes
+/// download from (`{version}` and `{name}` replaced); both hold a SHA256SUMS.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Artifacts {
+    Dir(String),
+    Url(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeconfigOut {
+    /// Where the admin kubeconfig is written (default `~/.kube/provisioner-<env>.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Also merge it into `~/.kube/config` as context `<env>`.
+    #[serde(default)]
+    pub merge: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterCertificates {
+    /// Leaf certificates (CAs get ten times as long).
+    #[serde(default = "default_cert_days")]
+    pub validity_days: u32,
+    /// `up` renews a leaf certificate this close to its expiry.
+    #[serde(default = "default_renew_days")]
+    pub renew_before_days: u32,
+}
+
+fn default_cert_days() -> u32 {
+    365
+}
+fn default_renew_days() -> u32 {
+    90
+}
+
+impl Default for ClusterCertificates {
+    fn default() -> Self {
+        Self {
+            validity_days: default_cert_days(),
+            renew_before_days: default_renew_days(),
+        }
+    }
+}
+
+/// What the nodes' runtime needs to know about the machines they are.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `systemd` on real machines; `cgroupfs` in containers (the lab's nspawn machines).
+    #[serde(default = "default_cgroup_driver")]
+    pub cgroup_driver: String,
+    /// Extra KubeletConfiguration fields, merged over the defaults.
+    #[serde(default)]
+    pub kubelet: serde_json::Value,
+    /// containerd's `restrict_oom_score_adj` (needed where the machine lacks CAP_SYS_RESOURCE).
+    #[serde(default)]
+    pub restrict_oom_score_adj: bool,
+    /// The pod sandbox image.
+    #[serde(default = "default_pause_image")]
+    pub pause_image: String,
+    /// OCI archives among the artifacts imported into containerd on every worker
+    /// (airgapped images, the lab's).
+    #[serde(default)]
+    pub preload_images: Vec<String>,
+}
+
+fn default_cgroup_driver() -> String {
+    "systemd".into()
+}
+fn default_pause_image() -> String {
+    "registry.k8s.io/pause:3.9".into()
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            cgroup_driver: default_cgroup_driver(),
+            kubelet: serde_json::Value::Null,
+            restrict_oom_score_adj: false,
+            pause_image: default_pause_image(),
+            preload_images: Vec::new(),
+        }
+    }
 }
 
 fn default_distribution() -> Distribution {
     Distribution::Rke
 }
 fn default_cni() -> Cni {
-    Cni::Flannel
+    Cni::Bridge
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -142,12 +142,16 @@ impl PlatformProvider {
     pub fn new(env: &Environment, conn: &Options) -> Self {
         Self {
             env: env.name.clone(),
-            kubeconfig: conn.kubeconfig.clone().or_else(|| {
-                env.platform
-                    .kubeconfig
-                    .as_deref()
-                    .map(crate::env::secret::expand_home)
-            }),
+            kubeconfig: conn
+                .kubeconfig
+                .clone()
+                .or_else(|| {
+                    env.platform
+                        .kubeconfig
+                        .as_deref()
+                        .map(crate::env::secret::expand_home)
+                })
+                .or_else(|| crate::cluster::written_kubeconfig(env)),
             context: conn
                 .context
                 .clone()

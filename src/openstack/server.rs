@@ -115,6 +115,19 @@ fn server_live(s: &Value, attrs: &Attrs) -> Live {
         .flatten()
         .filter_map(|a| a.get("addr").cloned())
         .collect();
+    // The first fixed address: what the cluster layer reaches the node by.
+    let fixed = s
+        .get("addresses")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(Value::as_array)
+        .flatten()
+        .find(|a| a.get("OS-EXT-IPS:type").and_then(Value::as_str) != Some("floating"))
+        .and_then(|a| a.get("addr").cloned());
+    if let Some(a) = fixed {
+        l.outputs.insert("address".into(), a);
+    }
     l.outputs.insert("addresses".into(), Value::Array(ips));
     l
 }

@@ -233,6 +233,7 @@ impl Registry {
                 env,
                 conn.cloud.as_deref(),
             )),
+            Arc::new(crate::cluster::ClusterProvider::new(env)),
             Arc::new(crate::k8s::provider::PlatformProvider::new(env, conn)),
         ])
     }

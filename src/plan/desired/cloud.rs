@@ -8,6 +8,10 @@ use crate::env::model::Environment;
 use crate::plan::resource::Desired;
 
 pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
+    // Only existing machines (`cluster.nodes`) and no pools: nothing to make in the cloud.
+    if env.node_pools.is_empty() && !env.cluster.nodes.is_empty() {
+        return;
+    }
     let n = &env.name;
     // The network, its router, security groups, then servers.
     let keypair = Address::new("keypair", "deploy");

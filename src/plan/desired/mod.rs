@@ -3,6 +3,7 @@
 //! (chart files, the cluster's capabilities) is loaded before and passed in.
 
 mod cloud;
+mod cluster;
 mod local;
 pub mod platform;
 mod storage;
@@ -33,6 +34,7 @@ pub fn desired(env: &Environment, inputs: &Inputs) -> Result<Vec<Desired>, Chart
     local::desired(env, &mut out);
     storage::desired(env, &mut out);
     cloud::desired(env, &mut out);
+    cluster::desired(env, &mut out);
     platform::desired(env, inputs, &mut out)?;
     Ok(out)
 }

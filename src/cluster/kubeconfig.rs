@@ -1,0 +1,185 @@
+//! `kubeconfig.admin`: the administrator's kubeconfig, written for the user
+//! (mode 0600, atomically) and kept sealed in state; with `merge`, also a
+//! context named after the environment in `~/.kube/config`. Also renders the
+//! components' kubeconfigs, which point at certificate files on the node.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::pki::{self, Leaf, Usage};
+use super::pki_resource::CA;
+use super::{Attrs, observed, str_attr};
+use crate::core::Secret;
+use crate::core::digest::sha256_hex;
+use crate::provider::{Live, ProviderError};
+use crate::state::Record;
+
+/// A certificate or key given by path (on a node) or inline (PEM).
+pub enum Cred {
+    Path(String),
+    Data(String),
+}
+
+fn field(name: &str, c: &Cred) -> String {
+    match c {
+        Cred::Path(p) => format!("{name}: {p}"),
+        Cred::Data(pem) => format!(
+            "{name}-data: {}",
+            base64::engine::general_purpose::STANDARD.encode(pem)
+        ),
+    }
+}
+
+pub fn render(
+    cluster: &str,
+    server: &str,
+    ca: &Cred,
+    user: &str,
+    cert: &Cred,
+    key: &Cred,
+) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    {}\n\
+         users:\n- name: {user}\n  user:\n    {}\n    {}\n\
+         contexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {user}\n\
+         current-context: {cluster}\n",
+        field("certificate-authority", ca),
+        field("client-certificate", cert),
+        field("client-key", key),
+    )
+}
+
+fn path(attrs: &Attrs) -> Result<std::path::PathBuf, ProviderError> {
+    Ok(crate::env::secret::expand_home(str_attr(attrs, "path")?))
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), ProviderError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| {
+        ProviderError::fatal(format!("writing {}: {e}", path.display())).caused_by(e)
+    };
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(fail)?;
+    }
+    let tmp = path.with_extension("provisioner-tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    f.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Put context `name` (cluster, user, context of `text`) into ~/.kube/config.
+fn merge(name: &str, text: &str) -> Result<(), ProviderError> {
+    let target = crate::env::secret::expand_home("~/.kube/config");
+    let bad = |e: String| ProviderError::fatal(format!("merging into {}: {e}", target.display()));
+    let mine: Value = serde_saphyr::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let mut cfg: Value = match std::fs::read_to_string(&target) {
+        Ok(t) if !t.trim().is_empty() => {
+            serde_saphyr::from_str(&t).map_err(|e| bad(e.to_string()))?
+        }
+        _ => {
+            json!({ "apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": [] })
+        }
+    };
+    for (list, item) in [
+        ("clusters", &mine["clusters"][0]),
+        ("users", &mine["users"][0]),
+        ("contexts", &mine["contexts"][0]),
+    ] {
+        let mut item = item.clone();
+        item["name"] = name.into();
+        if list == "contexts" {
+            item["context"] = json!({ "cluster": name, "user": name });
+        }
+        let arr = cfg[list]
+            .as_array_mut()
+            .ok_or_else(|| bad(format!("`{list}` is not a list")))?;
+        arr.retain(|x| x["name"] != name);
+        arr.push(item);
+    }
+    // JSON is YAML: kubectl reads it as it is.
+    write(
+        &target,
+        &serde_json::to_string_pretty(&cfg).map_err(|e| bad(e.to_string()))?,
+    )
+}
+
+pub fn apply(attrs: &Attrs) -> Result<Live, ProviderError> {
+    let days = attrs
+        .get("cert_days")
+        .and_then(Value::as_u64)
+        .unwrap_or(365) as u32;
+    let admin = pki::issue(
+        CA,
+        str_attr(attrs, "ca_key")?,
+        &Leaf {
+            common_name: "provisioner-admin".into(),
+            organizations: vec!["system:masters".into()],
+            dns_names: vec![],
+            ips: vec![],
+            usage: Usage::Client,
+            days,
+        },
+    )
+    .map_err(|e| ProviderError::fatal(format!("the admin certificate: {e}")).caused_by(e))?;
+    let server = format!("https://{}:6443", str_attr(attrs, "api_endpoint")?);
+    let context = str_attr(attrs, "context")?;
+    let text = render(
+        context,
+        &server,
+        &Cred::Data(str_attr(attrs, "ca")?.to_owned()),
+        &format!("{context}-admin"),
+        &Cred::Data(admin.cert_pem),
+        &Cred::Data(admin.key_pem),
+    );
+    let p = path(attrs)?;
+    write(&p, &text)?;
+    if attrs.get("merge").and_then(Value::as_bool).unwrap_or(false) {
+        merge(context, &text)?;
+    }
+    let mut live = Live {
+        id: p.display().to_string(),
+        attrs: attrs.clone(),
+        ..Default::default()
+    };
+    live.outputs
+        .insert("path".into(), p.display().to_string().into());
+    live.outputs.insert("server".into(), server.into());
+    live.outputs
+        .insert("digest".into(), sha256_hex(text.as_bytes()).into());
+    live.outputs.insert(
+        "certificates".into(),
+        json!({ "admin": admin.not_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) }),
+    );
+    live.secrets.insert("kubeconfig".into(), Secret::new(text));
+    Ok(live)
+}
+
+pub fn read(rec: &Record, renew_before: chrono::Duration) -> Result<Option<Live>, ProviderError> {
+    let p = path(&rec.attrs)?;
+    let mut drift = Vec::new();
+    match std::fs::read(&p) {
+        Ok(b) if Some(&Value::String(sha256_hex(&b))) == rec.outputs.get("digest") => {}
+        Ok(_) => drift.push(format!("{} was changed", p.display())),
+        Err(_) => drift.push(format!("{} is missing", p.display())),
+    }
+    drift.extend(super::due(rec, renew_before));
+    Ok(Some(observed(rec, &p.display().to_string(), drift)))
+}
+
+pub fn delete(rec: &Record) -> Result<(), ProviderError> {
+    let p = path(&rec.attrs)?;
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ProviderError::fatal(format!("removing {}: {e}", p.display())).caused_by(e))
+        }
+        _ => Ok(()),
+    }
+}

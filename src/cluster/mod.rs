@@ -1,0 +1,342 @@
+//! The cluster layer's provider: Kubernetes bootstrapped over SSH onto the
+//! environment's nodes, RKE-style (binaries + systemd units, no kubeadm).
+//! One file per kind: `host` (preparation and binaries), `etcd`,
+//! `control_plane`, `kubelet`, `kubeconfig`, and the PKI they share
+//! (`cluster_pki`). Every step converges (`remote`): a rerun with nothing to
+//! do uploads nothing and restarts nothing; a read compares the node with
+//! what was applied and reports the difference as drift.
+
+mod artifacts;
+mod control_plane;
+mod etcd;
+pub mod flags;
+mod host;
+mod kubeconfig;
+mod kubelet;
+pub mod pki;
+mod pki_resource;
+mod remote;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::core::Address;
+use crate::env::model::Environment;
+use crate::plan::diff::Change;
+use crate::plan::resource::Desired;
+use crate::provider::{Live, Provider, ProviderError};
+use crate::ssh::{Auth, HostKey, Ssh, Target};
+use crate::state::Record;
+
+type Attrs = BTreeMap<String, Value>;
+
+pub struct ClusterProvider {
+    ssh: Arc<Ssh>,
+    /// Health gates and waits (the environment's `timeouts.create`).
+    timeout: Duration,
+    renew_before: chrono::Duration,
+}
+
+impl ClusterProvider {
+    pub fn new(env: &Environment) -> Self {
+        let mut key_files = Vec::new();
+        if let Some(k) = &env.cluster.ssh.private_key_file {
+            key_files.push(crate::env::secret::expand_home(k));
+        } else {
+            for k in ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"] {
+                let p = crate::env::secret::expand_home(k);
+                if p.exists() {
+                    key_files.push(p);
+                }
+            }
+        }
+        Self {
+            ssh: Ssh::new(
+                Auth {
+                    key_files,
+                    agent: std::env::var_os("SSH_AUTH_SOCK").is_some(),
+                },
+                Duration::from_secs(env.timeouts.request.max(10)),
+            ),
+            timeout: Duration::from_secs(env.timeouts.create.max(60)),
+            renew_before: chrono::Duration::days(env.cluster.certificates.renew_before_days.into()),
+        }
+    }
+}
+
+/// The admin kubeconfig this layer wrote for `env`, once it exists: where the
+/// platform layer deploys when nothing else is named.
+pub fn written_kubeconfig(env: &Environment) -> Option<std::path::PathBuf> {
+    if !env.cluster.enabled {
+        return None;
+    }
+    let p = env
+        .cluster
+        .kubeconfig
+        .path
+        .clone()
+        .unwrap_or_else(|| format!("~/.kube/provisioner-{}.yaml", env.name));
+    let p = crate::env::secret::expand_home(&p);
+    p.exists().then_some(p)
+}
+
+/// The node a resource lives on, from its `node` attribute; `pinned`
+/// overrides the host key (a host's own record keeps it as an output).
+pub(crate) fn target(attrs: &Attrs, pinned: Option<&Value>) -> Result<Target, ProviderError> {
+    let n = attrs
+        .get("node")
+        .ok_or_else(|| ProviderError::fatal("a cluster resource without a node"))?;
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let key = |v: Option<&Value>| -> Option<HostKey> {
+        match v? {
+            Value::String(line) => HostKey::parse(line),
+            other => serde_json::from_value(other.clone()).ok(),
+        }
+    };
+    let address = s(n, "address").ok_or_else(|| {
+        ProviderError::fatal(format!(
+            "node {}: no address yet (its server has none in state)",
+            s(n, "name").unwrap_or_default()
+        ))
+    })?;
+    let via = match n.get("via") {
+        Some(b) if b.is_object() => Some(Box::new(Target {
+            node: "bastion".into(),
+            address: s(b, "address")
+                .ok_or_else(|| ProviderError::fatal("the bastion has no address yet"))?,
+            port: 22,
+            user: s(b, "user").unwrap_or_else(|| "debian".into()),
+            via: None,
+            host_key: key(b.get("host_key")),
+        })),
+        _ => None,
+    };
+    Ok(Target {
+        node: s(n, "name").unwrap_or_default(),
+        address,
+        port: n.get("port").and_then(Value::as_u64).unwrap_or(22) as u16,
+        user: s(n, "user").unwrap_or_else(|| "debian".into()),
+        via,
+        host_key: key(pinned.or(n.get("host_key"))),
+    })
+}
+
+pub(crate) fn str_attr<'a>(attrs: &'a Attrs, k: &str) -> Result<&'a str, ProviderError> {
+    attrs
+        .get(k)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProviderError::fatal(format!("attribute `{k}` is missing")))
+}
+
+pub(crate) fn version(attrs: &Attrs) -> Result<semver::Version, ProviderError> {
+    let v = str_attr(attrs, "version")?;
+    flags::parse(v).ok_or_else(|| {
+        ProviderError::fatal(format!(
+            "cluster.kubernetes_version `{v}` is not a version like v1.20.2"
+        ))
+    })
+}
+
+/// The record as it is, plus `drift` when the node differs from it.
+pub(crate) fn observed(rec: &Record, id: &str, drift: Vec<String>) -> Live {
+    let mut attrs = rec.attrs.clone();
+    if !drift.is_empty() {
+        attrs.insert("drift".into(), Value::String(drift.join("; ")));
+    }
+    Live {
+        id: id.to_owned(),
+        attrs,
+        outputs: rec.outputs.clone(),
+        secrets: BTreeMap::new(),
+        basis: Some("the node, over SSH".into()),
+    }
+}
+
+/// Files on the node that differ from what they should be.
+pub(crate) async fn check_files(
+    p: &ClusterProvider,
+    t: &Target,
+    files: Vec<remote::File>,
+) -> Result<Vec<String>, ProviderError> {
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let have = remote::digests(&p.ssh, t, &paths).await?;
+    Ok(files
+        .iter()
+        .filter(|f| have.get(&f.path) != Some(&crate::core::digest::sha256_hex(&f.content)))
+        .map(|f| {
+            format!(
+                "{} {}",
+                f.path,
+                if have.contains_key(&f.path) {
+                    "differs"
+                } else {
+                    "is missing"
+                }
+            )
+        })
+        .collect())
+}
+
+/// Units that are not running.
+pub(crate) async fn check_units(
+    p: &ClusterProvider,
+    t: &Target,
+    units: &[&str],
+) -> Result<Vec<String>, ProviderError> {
+    let mut out = Vec::new();
+    for u in units {
+        let r = p
+            .ssh
+            .try_run(
+                t,
+                &format!("systemctl is-active {u}"),
+                Duration::from_secs(20),
+            )
+            .await?;
+        if r.status != 0 {
+            out.push(format!("{u} is {}", r.stdout.trim()));
+        }
+    }
+    Ok(out)
+}
+
+/// Certificates (output `certificates`: name → expiry) within the renewal window.
+pub(crate) fn due(rec: &Record, renew_before: chrono::Duration) -> Vec<String> {
+    rec.outputs
+        .get("certificates")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, at)| {
+            let at = chrono::DateTime::parse_from_rfc3339(at.as_str()?).ok()?;
+            (at.with_timezone(&chrono::Utc) - chrono::Utc::now() < renew_before)
+                .then(|| format!("certificate {name} expires {at}: renewal due"))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Provider for ClusterProvider {
+    fn kinds(&self) -> &'static [&'static str] {
+        &[
+            "cluster_pki",
+            "host",
+            "etcd",
+            "control_plane",
+            "kubelet",
+            "kubeconfig",
+        ]
+    }
+
+    /// Every node that will change answers SSH (and, when its key is given,
+    /// presents it) before anything changes anywhere.
+    async fn preflight(
+        &self,
+        changes: &[&Change],
+        desired: &[Desired],
+    ) -> Result<(), ProviderError> {
+        let mut failures = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for c in changes.iter().filter(|c| c.kind == "host") {
+            let Some(d) = desired.iter().find(|d| d.address == c.address) else {
+                continue;
+            };
+            // Servers made by this same run have no address yet.
+            if !crate::core::Ref::all_in(&d.attrs["node"]).is_empty() {
+                continue;
+            }
+            let t = target(&d.attrs, None)?;
+            if !seen.insert(t.address.clone()) {
+                continue;
+            }
+            if let Err(e) = self.ssh.host_key(&t).await {
+                failures.push(e.to_string());
+            }
+            artifacts::Source::from_attr(d.attrs.get("artifacts").unwrap_or(&Value::Null))?;
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ProviderError::transient(format!(
+                "nothing was changed: {} node(s) cannot be reached:\n  {}",
+                failures.len(),
+                failures.join("\n  ")
+            )))
+        }
+    }
+
+    async fn read(&self, addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError> {
+        match addr.kind() {
+            "cluster_pki" => Ok(Some(observed(
+                rec,
+                rec.id.as_deref().unwrap_or("pki"),
+                vec![],
+            ))),
+            "host" => host::read(self, rec).await,
+            "etcd" => etcd::read(self, rec).await,
+            "control_plane" => control_plane::read(self, rec).await,
+            "kubelet" => kubelet::read(self, rec).await,
+            "kubeconfig" => kubeconfig::read(rec, self.renew_before),
+            k => Err(ProviderError::fatal(format!(
+                "the cluster layer has no kind `{k}`"
+            ))),
+        }
+    }
+
+    async fn find(&self, _: &Address, _: &Attrs, _: bool) -> Result<Option<Live>, ProviderError> {
+        // Converging is idempotent: an interrupted create is simply done again.
+        Ok(None)
+    }
+
+    async fn create(&self, addr: &Address, attrs: &Attrs) -> Result<Live, ProviderError> {
+        self.apply(addr, None, attrs).await
+    }
+
+    async fn update(
+        &self,
+        addr: &Address,
+        rec: &Record,
+        attrs: &Attrs,
+    ) -> Result<Live, ProviderError> {
+        self.apply(addr, Some(rec), attrs).await
+    }
+
+    async fn delete(&self, addr: &Address, rec: &Record) -> Result<(), ProviderError> {
+        match addr.kind() {
+            "etcd" => etcd::delete(self, rec).await,
+            "kubeconfig" => kubeconfig::delete(rec),
+            // The machine goes with its server; a static node keeps what it has.
+            _ => Ok(()),
+        }
+    }
+
+    async fn discover(&self) -> Result<Vec<(Address, Live)>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
+
+impl ClusterProvider {
+    async fn apply(
+        &self,
+        addr: &Address,
+        rec: Option<&Record>,
+        attrs: &Attrs,
+    ) -> Result<Live, ProviderError> {
+        let r = match addr.kind() {
+            "cluster_pki" => pki_resource::apply(rec, attrs),
+            "host" => host::apply(self, rec, attrs).await,
+            "etcd" => etcd::apply(self, attrs).await,
+            "control_plane" => control_plane::apply(self, attrs).await,
+            "kubelet" => kubelet::apply(self, attrs).await,
+            "kubeconfig" => kubeconfig::apply(attrs),
+            k => Err(ProviderError::fatal(format!(
+                "the cluster layer has no kind `{k}`"
+            ))),
+        };
+        r.map_err(|e| e.context(addr))
+    }
+}
