@@ -10,7 +10,9 @@
 # node; one CA and one admin certificate for every component, AlwaysAllow), because
 # the point is the node, not the bootstrap: the node gets Ready, a busybox httpd pod serves
 # on its CNI pod IP and through a ClusterIP Service (kube-proxy), a pod reaches the
-# `kubernetes` Service (10.43.0.1:443), and etcdctl says healthy. Then the node is deleted.
+# `kubernetes` Service (10.43.0.1:443), etcdctl says healthy, and after a reboot (a fresh
+# network namespace: sysctls and routes persisted the usual way) everything serves again.
+# Then the node is deleted.
 # The settings the nspawn machine needs are marked "lab:" below; the rest is ordinary.
 # Prints the timings and the node's memory with everything running.
 # shellcheck disable=SC2016  # the bash -c scripts expand their own arguments
@@ -70,9 +72,15 @@ install -m 0755 cni/* /opt/cni/bin/
 # lab: no modprobe (no modules); br_netfilter and overlay are built into the kernel
 test -e /proc/sys/net/bridge/bridge-nf-call-iptables
 grep -qw overlay /proc/filesystems
-sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
-# a route for the Service CIDR (private nodes have no default route)
-ip route show default | grep -q . || ip route replace "$SVC_CIDR" dev eth0
+# persisted as on any machine: a reboot starts with a fresh network namespace
+printf 'net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\n' >/etc/sysctl.d/90-kubernetes.conf
+sysctl -q -p /etc/sysctl.d/90-kubernetes.conf
+# a route for the Service CIDR when there is no default route (private nodes), at every boot
+if ! ip route show default | grep -q .; then
+  printf '[Unit]\nDescription=route to the Service CIDR\nAfter=network.target\nBefore=kubelet.service kube-proxy.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/sbin/ip route replace %s dev eth0\n[Install]\nWantedBy=multi-user.target\n' \
+    "$SVC_CIDR" >/etc/systemd/system/service-cidr-route.service
+  systemctl enable -q --now service-cidr-route.service
+fi
 # a minimal PKI (openssl comes with ca-certificates): CA, apiserver, one admin client
 # certificate that every component uses (authorization: AlwaysAllow)
 P=/etc/kubernetes/pki; mkdir -p "$P"; cd "$P"
@@ -214,8 +222,23 @@ check "a pod reaches web's ClusterIP and the kubernetes Service 10.43.0.1:443" n
 check "etcdctl endpoint health" nd "ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:2379 endpoint health 2>&1"
 check "all 7 units active" nd "systemctl is-active -q etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy && echo all-active"
 mem=$("$N" stats "$name")
+t0=$EPOCHREALTIME
+check "reboot $name: back on SSH" "$N" reboot "$name"
+cat >"$W/after.sh" <<'EOF'
+for i in $(seq 180); do
+  ip=$(sudo -n kc get pod -l app=web -o jsonpath='{.items[0].status.podIP}' 2>/dev/null)
+  svc=$(sudo -n kc get svc web -o jsonpath='{.spec.clusterIP}' 2>/dev/null)
+  [ -n "$ip" ] && curl -fsS -m 2 "http://$ip:8080/" >/dev/null 2>&1 && curl -fsS -m 2 "http://$svc/" >/dev/null 2>&1 &&
+    { echo "pod $ip and ClusterIP $svc serve again"; exit 0; }
+  sleep 1
+done
+exit 1
+EOF
+check "after the reboot: the units come back, web serves on its new pod IP and its ClusterIP" nd "bash -s" <"$W/after.sh"
+t_reboot=$(lab_since "$t0")
 echo "---- figures"
 echo "install (download + verify + 7 units started): $t_install s; node Ready after a further $t_ready s; Deployment Available in $t_pod s"
+echo "reboot until the pod serves again through its Service: $t_reboot s"
 echo "node with etcd + control plane + kubelet + kube-proxy + containerd + 1 pod: $mem"
 echo "$pass passed, $fail failed"
 ((fail == 0))

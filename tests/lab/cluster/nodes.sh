@@ -18,7 +18,10 @@
 #   list                     "NAME IP STATE public|private" per node
 #   ip NAME                  the node's address
 #   known-hosts NAME         OpenSSH known_hosts lines ("IP,NAME TYPE KEY": ed25519, ecdsa)
-#   reboot NAME              `systemctl reboot` inside; returns once SSH (sshd) answers again
+#   reboot NAME              `systemctl reboot` inside; returns once SSH (sshd) answers again.
+#                            A reboot (this one, or `sudo reboot` over SSH) starts with a
+#                            fresh network namespace, as a real one: net.* sysctls, iptables
+#                            rules, routes and bridges the node made are gone; disk stays
 #   exec NAME CMD...         run CMD as root inside (nsenter; no SSH); stdin is passed
 #   stats NAME               memory (cgroup usage, rss, PSS of its processes) and processes
 #
@@ -93,7 +96,8 @@ node_prepare() {
   if [[ "$kind" == pub ]]; then net=(--net "$CLUSTER_NET" --ip "$ip/24" --gw "$CLUSTER_GW")
   else net=(--net "$CLUSTER_PNET" --ip "$ip/24"); fi
   net+=(--mac "$(cluster_mac "$n" 0)")
-  "$M" prepare "$m" --lower "$lower" --state "$CLUSTER_S/machines/$m" --hostname "$n" --profile kubelet "${net[@]}"
+  "$M" prepare "$m" --lower "$lower" --state "$CLUSTER_S/machines/$m" --hostname "$n" --profile kubelet \
+    --fresh-net-on-reboot "${net[@]}"
   root=$("$M" root "$m")
   cluster_machine_files "$root" "$n"
   [[ "$kind" == priv ]] || echo "$CLUSTER_GW lab-host" >>"$root/etc/hosts"

@@ -10,7 +10,8 @@
 #   - containerd + runc from the artifacts (copied with scp) under a systemd unit:
 #     ctr images import of pause/busybox, a busybox container prints "ok", the pause
 #     container starts and stops
-#   - reboot of a node (back on SSH), node-to-node traffic, then delete leaves nothing
+#   - reboot of a node (back on SSH; its network state is fresh, /etc/sysctl.d is applied),
+#     node-to-node traffic, then delete leaves nothing
 # Prints the timings and an idle node's memory. Exit 0 = fit. Node names: smoke-{a,b,p}
 # (SMOKE_PREFIX changes "smoke").
 # shellcheck disable=SC2016  # the bash -c scripts expand their own arguments
@@ -147,10 +148,14 @@ mem_busy=$("$N" stats "$A" 2>/dev/null || true)
 # ---- idle memory, reboot
 sleep 2
 mem_idle=$("$N" stats "$B")
+"${S[@]}" "$IP_B" "sudo -n sysctl -qw net.ipv4.ip_forward=1 && sudo -n ip route add 10.43.0.0/16 dev eth0 && printf 'net.ipv4.conf.all.rp_filter = 2\n' | sudo -n tee /etc/sysctl.d/90-smoke.conf >/dev/null" ||
+  bad "$B: sysctl, route, sysctl.d before the reboot"
 t0=$EPOCHREALTIME
 check "reboot $B: back on ssh" "$N" reboot "$B"
 check "$B answers ssh after the reboot" "${S[@]}" "$IP_B" "cat /proc/sys/kernel/random/boot_id"
 t_reboot=$(lab_since "$t0")
+check "$B after the reboot: fresh network state (ip_forward 0, no extra route), /etc/sysctl.d applied" "${S[@]}" "$IP_B" \
+  "[ \$(cat /proc/sys/net/ipv4/ip_forward) = 0 ] && ! ip route show 10.43.0.0/16 | grep -q . && [ \$(cat /proc/sys/net/ipv4/conf/all/rp_filter) = 2 ] && echo fresh"
 
 # ---- delete
 t0=$EPOCHREALTIME

@@ -8,7 +8,8 @@
 #  * records "PID STARTTIME" of itself in DIR/run/launcher.pid and of nspawn in
 #    DIR/run/nspawn.pid, and counts boots in DIR/run/boots;
 #  * restarts nspawn when it exits with 133 (the machine ran `reboot`), as the unit's
-#    RestartForceExitStatus=133 does: same disk, same addresses;
+#    RestartForceExitStatus=133 does: same disk, same addresses (a new network namespace
+#    first when DIR/fresh-net-on-reboot exists: machine.sh --fresh-net-on-reboot);
 #  * forwards SIGTERM to nspawn (= clean poweroff of the machine) and then exits;
 #  * after every exit of nspawn, SIGKILLs whatever is left in the machine's cgroups (a
 #    SIGKILLed nspawn leaves the machine's systemd running: power-cut semantics).
@@ -52,7 +53,11 @@ while :; do
   while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || break; done
   echo "=== lab launcher: systemd-nspawn exited with $rc at $(date -Is) ==="
   kill_payload
-  if [[ "$rc" == 133 && "$stop" == 0 ]]; then continue; fi
+  if [[ "$rc" == 133 && "$stop" == 0 ]]; then
+    # machine.sh --fresh-net-on-reboot: the new boot gets a new network namespace
+    if [[ -f "$d/fresh-net-on-reboot" ]]; then "$(dirname "$0")/machine.sh" _fresh-net "$d" || true; fi
+    continue
+  fi
   rm -f "$d/run/nspawn.pid"
   exit "$rc"
 done

@@ -64,6 +64,11 @@
 #                        bound to STATE/containerd (off the overlay), DefaultTimeoutStopSec=10s
 #   --bind SRC:DST / --bind-ro SRC:DST   host dirs/files into the machine; repeatable
 #   --mem-max BYTES      memory limit of the machine's memory cgroup
+#   --fresh-net-on-reboot    a reboot also renews the machine's network namespace (same
+#                        NICs, addresses, MACs and routes as at prepare): what the machine
+#                        changed in it (net.* sysctls, iptables rules, routes, bridges) is
+#                        gone, as after a real reboot. Without it, that state survives
+#                        reboots (the netns belongs to the host)
 #   --pre-boot-hook SCRIPT   run once, after prepare and before the first boot, as
 #                        `SCRIPT ROOT NAME` (env LAB_MACHINE_{NAME,ROOT,STATE,IPS})
 #   --wait MODE          none | started (nspawn launched) | running (default: the machine's
@@ -330,7 +335,7 @@ cmd_net_list() {
 # ---------------------------------------------------------------- machines: prepare
 # parse_opts ARGS... : fills the M_* settings (machine.conf) and W_* (wait options)
 parse_opts() {
-  M_LOWER='' M_STATE='' M_HOSTNAME='' M_PROFILE=basic M_GW='' M_MEM_MAX='' M_HOOK=
+  M_LOWER='' M_STATE='' M_HOSTNAME='' M_PROFILE=basic M_GW='' M_MEM_MAX='' M_HOOK='' M_FRESH_NET=0
   M_NICS=() M_ROUTES=() M_BINDS=()
   W_MODE=running W_TIMEOUT=120
   local cur_net='' cur_ip='' cur_mac=
@@ -355,6 +360,7 @@ parse_opts() {
       --bind) [[ "$2" == /*:/* ]] || die "--bind SRC:DST (absolute paths)"; M_BINDS+=("rw|$2"); shift 2 ;;
       --bind-ro) [[ "$2" == /*:/* ]] || die "--bind-ro SRC:DST (absolute paths)"; M_BINDS+=("ro|$2"); shift 2 ;;
       --mem-max) [[ "$2" =~ ^[0-9]+$ ]] || die "--mem-max BYTES"; M_MEM_MAX=$2; shift 2 ;;
+      --fresh-net-on-reboot) M_FRESH_NET=1; shift ;;
       --pre-boot-hook) [[ -x "$2" ]] || die "hook $2 is not executable"; M_HOOK=$(readlink -f "$2"); shift 2 ;;
       --wait) W_MODE=$2; shift 2 ;;
       --timeout) W_TIMEOUT=$2; shift 2 ;;
@@ -394,6 +400,7 @@ prepare_locked() {
   mkdir -p "$N_REG"
   [[ "$d" == "$(readlink -f "$N_REG")/$name" ]] || ln -sfn "$d" "$N_REG/$name"
   mkdir -p "$d/upper" "$d/work" "$d/root" "$d/run"
+  if ((M_FRESH_NET)); then touch "$d/fresh-net-on-reboot"; fi   # read by launch.sh
   # declare -g: m_load sources this file inside a function
   declare -p M_NAME M_LOWER M_STATE M_HOSTNAME M_PROFILE M_GW M_MEM_MAX M_HOOK M_NICS M_ROUTES M_BINDS |
     sed 's/^declare /declare -g /' >"$d/machine.conf"
@@ -454,6 +461,24 @@ setup_net() { # (re)create netns, veths, addresses and routes of machine $1 (M_*
     else ip -n "$ns" route replace "$rt" dev eth0; fi
   done
   exec 7>&-
+}
+
+# cmd_fresh_net DIR : (internal, launch.sh between two boots of a machine made with
+# --fresh-net-on-reboot) a new netns with the same NICs (MACs kept), addresses and routes
+cmd_fresh_net() {
+  local d=${1:?} ns i mac nic
+  need_root; m_load "$d"; M_DIR=$d
+  ns=$(m_ns "$M_NAME")
+  for i in "${!M_NICS[@]}"; do
+    nic=${M_NICS[i]}
+    if [[ -z "${nic##*|}" ]]; then   # no --mac: keep the current one (ARP caches stay right)
+      mac=$(ip -n "$ns" -o link show "eth$i" 2>/dev/null | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+      M_NICS[i]=$nic$mac
+    fi
+  done
+  ( net_lock; [[ ! -e "/run/netns/$ns" ]] || ip netns del "$ns" )
+  setup_net "$M_NAME"
+  echo "=== lab: $M_NAME: fresh network namespace for the new boot ==="
 }
 
 # The kubelet profile: what fixtures-kubelet.md proved necessary for kubelet + containerd in
@@ -884,6 +909,7 @@ main() {
     root) cmd_root "$@" ;;
     known-hosts) cmd_known_hosts "$@" ;;
     stats) cmd_stats "$@" ;;
+    _fresh-net) cmd_fresh_net "$@" ;;
     down-all) cmd_down_all ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;
