@@ -65,7 +65,14 @@
 #   - have kube-proxy leave the conntrack sysctls alone (host-global here: conntrack
 #     maxPerCore/min/tcp timeouts 0);
 #   - on private nodes, fetch artifacts from $LAB_CLUSTER_ARTIFACTS_URL_PRIVATE (the bastion's
-#     relay) or copy them through the bastion (scp -J).
+#     relay) or copy them through the bastion (scp -J);
+#   - persist network settings: a reboot (nodes.sh reboot, or `reboot` over SSH) starts the
+#     node with a fresh network namespace, as a real reboot: /etc/sysctl.d is applied at
+#     boot (systemd-sysctl, net.* only), routes need a unit; the disk is kept;
+#   - keep a cluster on one network: public and private nodes do not reach each other
+#     (two L2 segments, the host does not forward; only the bastion has a leg on both). From
+#     the host, a private cluster's apiserver is reached through the bastion (ssh -L / -J);
+#   - route pod CIDRs between nodes itself (no overlay is provided; nodes may add routes).
 # tests/lab/cluster/kube-check.sh [--private] does all of it by hand on one node (etcd, the
 # control plane, containerd, kubelet, kube-proxy as units; a Deployment, ClusterIP Services)
 # and is the reference for the settings marked "lab:" there.
