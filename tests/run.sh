@@ -20,7 +20,7 @@ fi
 # with the fake driver, Neutron, Cinder, Glance) for the cloud layer; a Kubernetes
 # v1.20 cluster (kube: control plane + nspawn worker, built once) for charts. Stopped on exit.
 trap 'bash tests/lab/down.sh >/dev/null 2>&1 || true' EXIT
-bash tests/lab/up.sh s3 s3s eo openstack kube
+bash tests/lab/up.sh s3 s3s eo openstack kube cluster
 # shellcheck disable=SC1091
 source "${LAB_STATE:-/var/tmp/provisioner-lab}/env.sh"
 

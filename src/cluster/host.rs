@@ -17,10 +17,12 @@ const SYSCTL: &str = "/etc/sysctl.d/90-provisioner.conf";
 const SYSCTL_TEXT: &str = "# Written by provisioner.\nnet.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n";
 
 /// Idempotent preparation. Kernel modules cannot be loaded from inside a
-/// container (the lab's machines), so a module already present is enough.
+/// container (the lab's machines), so a module already present (or built in)
+/// is enough.
 const PREPARE: &str = r#"set -e
+have() { case $1 in overlay) grep -qw overlay /proc/filesystems ;; br_netfilter) [ -d /sys/module/br_netfilter ] || [ -d /proc/sys/net/bridge ] ;; esac; }
 for m in overlay br_netfilter; do
-  [ -d /sys/module/$m ] || modprobe $m 2>/dev/null || { echo "kernel module $m is neither loaded nor loadable" >&2; exit 3; }
+  have $m || modprobe $m 2>/dev/null || { echo "kernel module $m is neither loaded nor loadable" >&2; exit 3; }
 done
 sysctl -q -w net.ipv4.ip_forward=1
 for k in net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables; do sysctl -q -w $k=1 2>/dev/null || true; done

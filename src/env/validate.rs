@@ -183,33 +183,77 @@ fn check_pools(c: &mut Checker, env: &Environment) {
             }
         }
     }
+    // The cluster's nodes: the static list when there is one, else the pools.
+    let statics = !env.cluster.nodes.is_empty();
+    let field = if statics {
+        "cluster.nodes"
+    } else {
+        "node_pools"
+    };
     let count = |role: Role| -> u32 {
+        if statics {
+            return env
+                .cluster
+                .nodes
+                .iter()
+                .filter(|n| n.roles.contains(&role))
+                .count() as u32;
+        }
         env.node_pools
             .iter()
             .filter(|p| p.roles.contains(&role))
             .map(|p| p.count)
             .sum()
     };
+    let mut names = std::collections::BTreeSet::new();
+    for (i, n) in env.cluster.nodes.iter().enumerate() {
+        if !names.insert(n.name.as_str()) {
+            c.error(
+                &format!("cluster.nodes[{i}].name"),
+                format!("node `{}` is listed twice", n.name),
+                "give every node its own name",
+            );
+        }
+        let dns_label = !n.name.is_empty()
+            && n.name.len() <= 63
+            && n.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.name.starts_with('-')
+            && !n.name.ends_with('-');
+        if !dns_label {
+            c.error(
+                &format!("cluster.nodes[{i}].name"),
+                format!("`{}` is not a valid node name", n.name),
+                "use lowercase letters, digits and `-` (a DNS label)",
+            );
+        }
+        if let Some(k) = &n.host_key {
+            if crate::ssh::HostKey::parse(k).is_none() {
+                c.error(&format!("cluster.nodes[{i}].host_key"), "not an SSH public key", "give it as `TYPE BASE64`, e.g. a line of the machine's /etc/ssh/ssh_host_ed25519_key.pub");
+            }
+        }
+    }
     let etcd = count(Role::Etcd);
     if etcd == 0 {
         c.error(
-            "node_pools",
+            field,
             "no node has the etcd role",
             "give one pool (usually the control plane) the etcd role",
         );
     } else if etcd % 2 == 0 {
-        c.error("node_pools", format!("{etcd} etcd members: an even count tolerates no more failures than {} and risks split votes", etcd - 1), "use an odd number of etcd nodes (1, 3 or 5)");
+        c.error(field, format!("{etcd} etcd members: an even count tolerates no more failures than {} and risks split votes", etcd - 1), "use an odd number of etcd nodes (1, 3 or 5)");
     }
     if count(Role::Controlplane) == 0 {
         c.error(
-            "node_pools",
+            field,
             "no node has the controlplane role",
             "give one pool the controlplane role",
         );
     }
     if count(Role::Worker) == 0 {
         c.warn(
-            "node_pools",
+            field,
             "no node has the worker role: workloads will not be scheduled",
             "add a worker pool",
         );

@@ -230,7 +230,7 @@ impl Ssh {
         if out.status != 0 {
             return Err(SshError::Command {
                 target: t.label(),
-                command: command.to_owned(),
+                command: summary(command),
                 status: out.status,
                 stderr: tail(&out.stderr, &out.stdout),
             });
@@ -356,6 +356,17 @@ fn as_root(user: &str, command: &str) -> String {
         format!("sh -c {}", q(command))
     } else {
         format!("sudo -n sh -c {}", q(command))
+    }
+}
+
+/// A command as an error names it: its first line, shortened (scripts are long).
+fn summary(command: &str) -> String {
+    let first = command.trim().lines().next().unwrap_or_default();
+    let short: String = first.chars().take(100).collect();
+    if short.len() < command.trim().len() {
+        format!("{short} …")
+    } else {
+        short
     }
 }
 
