@@ -95,6 +95,8 @@ impl Lab {
             "extends: {repo}/tests/fixtures/environments/base.yaml
 node_pools: []
 bastion: {{enabled: false}}
+stacks: [lab-apps]
+timeouts: {{create: 300, delete: 120, request: 30, ready: 120}}
 cluster:
   enabled: true
   kubernetes_version: v1.20.2
@@ -120,17 +122,26 @@ cluster:
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        sh(Command::new(env!("CARGO_BIN_EXE_provisioner"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        sh(&mut self.command(args))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_provisioner"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR"))
             .arg("--environments")
             .arg(self.dir.join("envs"))
             .arg("--state-dir")
             .arg(self.dir.join("state"))
+            .args(["--charts", "tests/fixtures/platform"])
             .args(args)
             .env("PROVISIONER_STATE_KEY", KEY)
             .env_remove("KUBECONFIG")
             .env_remove("SSH_AUTH_SOCK")
-            .env_remove("RUST_LOG"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
@@ -179,6 +190,11 @@ fn pod(name: &str, node: &str, cmd: &str) -> String {
 fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let (lab, ips) = Lab::new("", Source::Url);
+    // A bootstrap killed mid-way (SIGKILL, no cleanup) reruns to the same result.
+    let mut killed = lab.command(&["up", ENV, "--auto-approve"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(25));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
     let t0 = Instant::now();
     let up = lab.run(&["up", ENV, "--auto-approve"]);
     assert!(up.status.success(), "up: {}", text(&up));
@@ -222,6 +238,21 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     );
     let readyz = lab.kubectl_ok(&["get", "--raw", "/readyz"]);
     assert_eq!(readyz.trim(), "ok");
+
+    // The platform layer deployed onto this cluster in the same `up`, through the
+    // kubeconfig the cluster layer wrote: the lab-apps Deployment is Available.
+    let avail = lab.kubectl_ok(&[
+        "-n",
+        "lab-apps",
+        "get",
+        "deployments",
+        "-o",
+        "jsonpath={.items[*].status.availableReplicas}",
+    ]);
+    assert!(
+        !avail.trim().is_empty() && avail.split_whitespace().all(|n| n != "0"),
+        "lab-apps deployments: {avail}"
+    );
 
     // Pods on each worker: a server on w2 behind a Service, a client on w1.
     let server = pod(
@@ -311,6 +342,46 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
         text(&restarts).contains("NRestarts=0"),
         "{}",
         text(&restarts)
+    );
+
+    // Machines rebooted from inside come back with every service: a worker (its
+    // routes and pods) and a control-plane node (etcd rejoins).
+    for n in ["lc-w1", "lc-cp2"] {
+        let r = nodes_sh(&["reboot", n]);
+        assert!(r.status.success(), "{}", text(&r));
+    }
+    lab.wait("5 Ready nodes after reboots", 180, || {
+        let o = lab.kubectl(&["get", "nodes", "--no-headers"]);
+        let s = String::from_utf8_lossy(&o.stdout);
+        s.lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count()
+            == 5
+    });
+    lab.wait("the client pod running again", 180, || {
+        let o = lab.kubectl(&[
+            "exec",
+            "cli",
+            "--",
+            "timeout",
+            "10",
+            "wget",
+            "-qO-",
+            &format!("http://{svc_ip}/index.html"),
+        ]);
+        String::from_utf8_lossy(&o.stdout).trim() == "hello-from-w2"
+    });
+    lab.wait("etcd healthy after the reboot", 120, || {
+        let o = nodes_sh(&["exec", "lc-cp2", "sh", "-c",
+            "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/pki/ca.crt --cert=/etc/etcd/pki/server.crt --key=/etc/etcd/pki/server.key endpoint health --cluster"]);
+        text(&o).matches("is healthy").count() == 3
+    });
+    let after = lab.run(&["plan", ENV]);
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "after reboots: {}",
+        text(&after)
     );
 
     // A machine that presents another host key is refused, naming what to do.

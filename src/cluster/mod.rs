@@ -68,9 +68,9 @@ impl ClusterProvider {
     }
 }
 
-/// The admin kubeconfig this layer wrote for `env`, once it exists: where the
-/// platform layer deploys when nothing else is named.
-pub fn written_kubeconfig(env: &Environment) -> Option<std::path::PathBuf> {
+/// Where this layer writes the admin kubeconfig of `env`; None when the
+/// cluster layer is off. The platform layer deploys through it once it exists.
+pub fn kubeconfig_path(env: &Environment) -> Option<std::path::PathBuf> {
     if !env.cluster.enabled {
         return None;
     }
@@ -80,8 +80,7 @@ pub fn written_kubeconfig(env: &Environment) -> Option<std::path::PathBuf> {
         .path
         .clone()
         .unwrap_or_else(|| format!("~/.kube/provisioner-{}.yaml", env.name));
-    let p = crate::env::secret::expand_home(&p);
-    p.exists().then_some(p)
+    Some(crate::env::secret::expand_home(&p))
 }
 
 /// The node a resource lives on, from its `node` attribute; `pinned`
@@ -187,21 +186,21 @@ pub(crate) async fn check_units(
     t: &Target,
     units: &[&str],
 ) -> Result<Vec<String>, ProviderError> {
-    let mut out = Vec::new();
-    for u in units {
-        let r = p
-            .ssh
-            .try_run(
-                t,
-                &format!("systemctl is-active {u}"),
-                Duration::from_secs(20),
-            )
-            .await?;
-        if r.status != 0 {
-            out.push(format!("{u} is {}", r.stdout.trim()));
-        }
-    }
-    Ok(out)
+    // One round trip: `is-active` prints one state per unit, in order.
+    let r = p
+        .ssh
+        .try_run(
+            t,
+            &format!("systemctl is-active {}", units.join(" ")),
+            Duration::from_secs(20),
+        )
+        .await?;
+    Ok(units
+        .iter()
+        .zip(r.stdout.lines().chain(std::iter::repeat("unknown")))
+        .filter(|(_, state)| state.trim() != "active")
+        .map(|(u, state)| format!("{u} is {}", state.trim()))
+        .collect())
 }
 
 /// Certificates (output `certificates`: name → expiry) within the renewal window.

@@ -67,14 +67,13 @@ pub async fn sync(
 ) -> Result<Vec<String>, ProviderError> {
     let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     let have = digests(ssh, t, &paths).await?;
-    let mut changed = Vec::new();
-    for f in files {
-        if have.get(&f.path) == Some(&sha256_hex(&f.content)) {
-            continue;
-        }
-        ssh.put(t, &f.path, f.mode, f.content).await?;
-        changed.push(f.path);
-    }
+    let todo: Vec<(String, u32, Vec<u8>)> = files
+        .into_iter()
+        .filter(|f| have.get(&f.path) != Some(&sha256_hex(&f.content)))
+        .map(|f| (f.path, f.mode, f.content))
+        .collect();
+    let changed = todo.iter().map(|(p, _, _)| p.clone()).collect();
+    ssh.put_all(t, todo).await?;
     Ok(changed)
 }
 
@@ -158,9 +157,15 @@ pub async fn certs(
         expiry.insert(c.name.to_owned(), not_after);
         issued.push(c.name.to_owned());
     }
-    for f in files {
-        ssh.put(t, &f.path, f.mode, f.content).await?;
-    }
+    // In order (key, certificate, spec), in one round trip.
+    ssh.put_all(
+        t,
+        files
+            .into_iter()
+            .map(|f| (f.path, f.mode, f.content))
+            .collect(),
+    )
+    .await?;
     Ok((issued, expiry))
 }
 

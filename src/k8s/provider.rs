@@ -6,7 +6,7 @@
 //! releases through `release::Release`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,10 @@ use crate::state::Record;
 pub struct PlatformProvider {
     env: String,
     kubeconfig: Option<PathBuf>,
+    /// Where the cluster layer writes its admin kubeconfig, when it bootstraps
+    /// this environment's cluster: used once the file exists (perhaps only
+    /// later in this very run).
+    bootstrapped: Option<PathBuf>,
     context: Option<String>,
     force_conflicts: bool,
     no_wait: bool,
@@ -40,7 +44,7 @@ pub struct PlatformProvider {
     parallelism: usize,
     ready_timeout: Duration,
     delete_timeout: Duration,
-    cluster: OnceCell<Result<Arc<Cluster>, String>>,
+    cluster: OnceCell<Arc<Cluster>>,
     capabilities: OnceCell<Option<Capabilities>>,
 }
 
@@ -142,16 +146,13 @@ impl PlatformProvider {
     pub fn new(env: &Environment, conn: &Options) -> Self {
         Self {
             env: env.name.clone(),
-            kubeconfig: conn
-                .kubeconfig
-                .clone()
-                .or_else(|| {
-                    env.platform
-                        .kubeconfig
-                        .as_deref()
-                        .map(crate::env::secret::expand_home)
-                })
-                .or_else(|| crate::cluster::written_kubeconfig(env)),
+            kubeconfig: conn.kubeconfig.clone().or_else(|| {
+                env.platform
+                    .kubeconfig
+                    .as_deref()
+                    .map(crate::env::secret::expand_home)
+            }),
+            bootstrapped: crate::cluster::kubeconfig_path(env),
             context: conn
                 .context
                 .clone()
@@ -171,19 +172,35 @@ impl PlatformProvider {
         }
     }
 
+    /// The kubeconfig to use: named by the environment or the command line,
+    /// else the one the cluster layer wrote, once it exists.
+    fn kubeconfig(&self) -> Option<&Path> {
+        self.kubeconfig
+            .as_deref()
+            .or_else(|| self.bootstrapped.as_deref().filter(|p| p.exists()))
+    }
+
+    /// Whether this run's cluster layer will provide the cluster later.
+    fn awaiting_bootstrap(&self) -> bool {
+        self.kubeconfig().is_none() && self.bootstrapped.is_some()
+    }
+
     async fn cluster(&self) -> Result<&Arc<Cluster>, ProviderError> {
-        let c = self
-            .cluster
-            .get_or_init(|| async {
+        // Only success is kept: a cluster bootstrapped during this run is
+        // reachable later even if it was not at plan time.
+        self.cluster
+            .get_or_try_init(|| async {
                 // Only a cluster the environment or the command line names: never
                 // whatever ~/.kube/config happens to point at.
-                let Some(kc) = self.kubeconfig.as_deref() else {
-                    return Err(K8sError::Config { message: "no cluster is configured for this environment (platform.kubeconfig, --kubeconfig or KUBECONFIG)".into() }.to_string());
+                let Some(kc) = self.kubeconfig() else {
+                    return Err(ProviderError::fatal(K8sError::Config { message: "no cluster is configured for this environment (platform.kubeconfig, --kubeconfig or KUBECONFIG)".into() }.to_string()));
                 };
-                Cluster::connect(Some(kc), self.context.as_deref()).await.map(Arc::new).map_err(|e| e.to_string())
+                Cluster::connect(Some(kc), self.context.as_deref())
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| ProviderError::fatal(e.to_string()))
             })
-            .await;
-        c.as_ref().map_err(|m| ProviderError::fatal(m.clone()))
+            .await
     }
 
     /// The cluster's capabilities, read once; None when it cannot be reached.
@@ -278,6 +295,12 @@ impl Provider for PlatformProvider {
     }
 
     async fn facts(&self) -> Option<Facts> {
+        if self.awaiting_bootstrap() {
+            return Some(Facts {
+                capabilities: None,
+                cluster: Some("the cluster the cluster layer bootstraps in this run".into()),
+            });
+        }
         let cluster = self.cluster().await.ok().map(|c| c.server.clone());
         Some(Facts {
             capabilities: self.caps().await.cloned(),
@@ -293,6 +316,11 @@ impl Provider for PlatformProvider {
         desired: &[Desired],
     ) -> Result<(), ProviderError> {
         if changes.iter().all(|c| c.action == Action::NoOp) {
+            return Ok(());
+        }
+        // Nothing to ask a cluster that does not exist yet; the releases wait for
+        // it in the plan's order (they depend on kubeconfig.admin).
+        if self.awaiting_bootstrap() {
             return Ok(());
         }
         let cluster = self.cluster().await?;
@@ -557,10 +585,7 @@ impl Provider for PlatformProvider {
     }
 
     fn api_calls(&self) -> u64 {
-        self.cluster
-            .get()
-            .and_then(|c| c.as_ref().ok())
-            .map_or(0, |c| c.calls())
+        self.cluster.get().map_or(0, |c| c.calls())
     }
 
     /// The release's history from the cluster, newest last (manifests left out).

@@ -260,25 +260,9 @@ impl Ssh {
         Ok(out)
     }
 
-    /// Write `content` to `path` (mode `mode`, owned by root): streamed into a
-    /// temporary file beside it, checked against its sha256 there, then
-    /// renamed over `path`, so the file is either old or new, never partial.
-    pub async fn put(
-        self: &Arc<Self>,
-        t: &Target,
-        path: &str,
-        mode: u32,
-        content: Vec<u8>,
-    ) -> Result<(), SshError> {
-        let sha = crate::core::digest::sha256_hex(&content);
-        let content = Arc::new(content);
-        self.put_from(t, path, mode, &sha, move || {
-            Ok(Box::new(std::io::Cursor::new(content.as_ref().clone())) as Box<dyn Read + Send>)
-        })
-        .await
-    }
-
-    /// Upload local file `src` (whose sha256 the caller knows) to `path`.
+    /// Upload local file `src` (whose sha256 the caller knows) to `path`:
+    /// streamed into a temporary file beside it, checked against its sha256
+    /// there, then renamed over `path`, so the file is either old or new.
     pub async fn put_file(
         self: &Arc<Self>,
         t: &Target,
@@ -301,6 +285,69 @@ impl Ssh {
                 })
         })
         .await
+    }
+
+    /// Write several small files (configuration, certificates) in one round
+    /// trip, each checked and renamed into place like `put`.
+    pub async fn put_all(
+        self: &Arc<Self>,
+        t: &Target,
+        files: Vec<(String, u32, Vec<u8>)>,
+    ) -> Result<(), SshError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut script = String::from("set -e\n");
+        let mut stream = Vec::new();
+        for (path, mode, content) in &files {
+            let dir = path
+                .rsplit_once('/')
+                .map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
+            let sha = crate::core::digest::sha256_hex(content);
+            // dd with one full block reads exactly this file's bytes from the shared stdin.
+            let read = if content.is_empty() {
+                ": > \"$t\"".to_owned()
+            } else {
+                format!(
+                    "dd of=\"$t\" bs={} count=1 iflag=fullblock status=none",
+                    content.len()
+                )
+            };
+            script.push_str(&format!(
+                "mkdir -p {dir}; t=$(mktemp -p {dir} .provisioner.XXXXXX); {read}; \
+                 if [ \"$(sha256sum \"$t\" | cut -d' ' -f1)\" != {sha} ]; then rm -f \"$t\"; echo {path} >&2; exit 97; fi; \
+                 chmod {mode:o} \"$t\"; mv -f \"$t\" {path}\n",
+                dir = q(dir),
+                sha = q(&sha),
+                path = q(path),
+            ));
+            stream.extend_from_slice(content);
+            tracing::debug!(target: "ssh", host = %t.node, "upload {path} ({sha})");
+        }
+        let line = as_root(&t.user, &script);
+        let timeout = self.timeout.max(Duration::from_secs(120));
+        let stream = Arc::new(stream);
+        let out = self
+            .with(t, move |c| {
+                let mut src = std::io::Cursor::new(stream.as_ref().clone());
+                c.exec(&line, Some(&mut src), timeout)
+            })
+            .await?;
+        match out.status {
+            0 => Ok(()),
+            97 => Err(SshError::Corrupt {
+                target: t.label(),
+                path: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                expected: "the sha256 sent".into(),
+                got: "different bytes".into(),
+            }),
+            status => Err(SshError::Command {
+                target: t.label(),
+                command: format!("upload of {} files", files.len()),
+                status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            }),
+        }
     }
 
     async fn put_from(

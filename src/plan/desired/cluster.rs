@@ -215,11 +215,17 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
         .path
         .clone()
         .unwrap_or_else(|| format!("~/.kube/provisioner-{}.yaml", env.name));
+    let kubelets: Vec<Address> = nodes
+        .iter()
+        .map(|n| Address::new("kubelet", &n.name))
+        .collect();
     let mut d = Desired::new(
         Address::new("kubeconfig", "admin"),
         json!({ "api_endpoint": api_host, "path": path, "merge": c.kubeconfig.merge,
                 "context": env.name, "cert_days": days, "ca": o("ca_crt"), "ca_key": s("ca_key") }),
     );
+    // Written once the nodes are up: whoever uses it (the platform layer) finds a cluster that runs pods.
     d.deps.extend(control_addrs.iter().cloned());
+    d.deps.extend(kubelets);
     out.push(d);
 }

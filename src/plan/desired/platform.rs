@@ -166,10 +166,15 @@ pub fn desired(
         ));
     }
     for ns in namespaces {
-        out.push(Desired::new(
+        let mut d = Desired::new(
             Address::new("namespace", &ns),
             json!({ "name": ns, "environment": env.name }),
-        ));
+        );
+        // Releases need their namespace; namespaces need the cluster this run may bootstrap.
+        if env.cluster.enabled {
+            d.deps.push(Address::new("kubeconfig", "admin"));
+        }
+        out.push(d);
     }
     Ok(())
 }
