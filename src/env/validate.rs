@@ -228,10 +228,10 @@ fn check_pools(c: &mut Checker, env: &Environment) {
                 "use lowercase letters, digits and `-` (a DNS label)",
             );
         }
-        if let Some(k) = &n.host_key {
-            if crate::ssh::HostKey::parse(k).is_none() {
-                c.error(&format!("cluster.nodes[{i}].host_key"), "not an SSH public key", "give it as `TYPE BASE64`, e.g. a line of the machine's /etc/ssh/ssh_host_ed25519_key.pub");
-            }
+        if let Some(k) = &n.host_key
+            && crate::ssh::HostKey::parse(k).is_none()
+        {
+            c.error(&format!("cluster.nodes[{i}].host_key"), "not an SSH public key", "give it as `TYPE BASE64`, e.g. a line of the machine's /etc/ssh/ssh_host_ed25519_key.pub");
         }
     }
     let etcd = count(Role::Etcd);
