@@ -108,6 +108,7 @@ cluster:
     private_key_file: {repo}/tests/fixtures/ssh/id_ed25519
   artifacts: {{{artifacts}}}
   kubeconfig: {{path: {kc}}}
+  certificates: {{validity_days: 365, renew_before_days: 90}}
   node_config:
     cgroup_driver: cgroupfs
     restrict_oom_score_adj: true
@@ -119,6 +120,21 @@ cluster:
         );
         std::fs::write(dir.join(format!("envs/{ENV}.yaml")), env).unwrap();
         (Lab { dir, kubeconfig }, ips)
+    }
+
+    /// Renew certificates this many days before they expire.
+    fn set_renew_before(&self, days: u32) {
+        let f = self.dir.join(format!("envs/{ENV}.yaml"));
+        let text = std::fs::read_to_string(&f).unwrap();
+        let start = text.find("renew_before_days: ").unwrap() + "renew_before_days: ".len();
+        let end = start + text[start..].find('}').unwrap();
+        std::fs::write(&f, format!("{}{days}{}", &text[..start], &text[end..])).unwrap();
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let o = self.run(&["status", ENV, "--output", "json"]);
+        assert!(o.status.success(), "status: {}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -343,6 +359,68 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
         "{}",
         text(&restarts)
     );
+
+    // Status: every node Ready, three healthy etcd members, each API server ready,
+    // every certificate with its expiry (about a year away).
+    let st = lab.status();
+    let nodes = st["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 5, "{st}");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["ready"] == true && n["kubelet"] == "v1.20.2"),
+        "{st}"
+    );
+    let members = st["etcd"]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{st}");
+    assert!(members.iter().all(|m| m["healthy"] == true), "{st}");
+    assert!(
+        st["control_plane"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["readyz"] == "ok"),
+        "{st}"
+    );
+    let expiry = |st: &serde_json::Value, res: &str, cert: &str| -> String {
+        st["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["resource"] == res && c["certificate"] == cert)
+            .unwrap_or_else(|| panic!("no certificate {cert} of {res} in {st}"))["not_after"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = expiry(&st, "control_plane.lc-cp1", "apiserver");
+    let days = st["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["days_left"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    assert!((360..=365).contains(&days), "{st}");
+
+    // Renewal: within the window (here: a window wider than the validity), up
+    // issues the leaves again; with the window back, nothing is due: idempotent.
+    lab.set_renew_before(400);
+    let due = lab.run(&["plan", ENV]);
+    assert_eq!(due.status.code(), Some(2), "{}", text(&due));
+    assert!(text(&due).contains("renewal due"), "{}", text(&due));
+    std::thread::sleep(Duration::from_secs(1)); // a later not_after, to the second
+    let renew = lab.run(&["up", ENV, "--auto-approve"]);
+    assert!(renew.status.success(), "{}", text(&renew));
+    lab.set_renew_before(90);
+    let settled = lab.run(&["plan", ENV]);
+    assert_eq!(settled.status.code(), Some(0), "{}", text(&settled));
+    let after = expiry(&lab.status(), "control_plane.lc-cp1", "apiserver");
+    assert!(
+        after > before,
+        "apiserver certificate not renewed: {before} then {after}"
+    );
+    lab.kubectl_ok(&["get", "--raw", "/readyz"]);
 
     // Machines rebooted from inside come back with every service: a worker (its
     // routes and pods) and a control-plane node (etcd rejoins).

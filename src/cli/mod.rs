@@ -11,6 +11,7 @@ mod render;
 mod rollback;
 mod schema;
 mod state;
+mod status;
 mod up;
 mod validate;
 mod workload;
@@ -98,6 +99,8 @@ pub enum Command {
     Render(render::Args),
     /// Releases of an environment and their history.
     Releases(releases::Args),
+    /// Nodes, etcd members and health, API servers, certificate expiry.
+    Status(status::Args),
     /// Re-apply an earlier revision of a release.
     Rollback(rollback::Args),
     /// Inspect and repair state.
@@ -127,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Deploy(a) => deploy::run(&cli, a).await,
         Command::Render(a) => render::run(&cli, a).await,
         Command::Releases(a) => releases::run(&cli, a).await,
+        Command::Status(a) => status::run(&cli, a).await,
         Command::Rollback(a) => rollback::run(&cli, a).await,
         Command::State(c) => state::run(&cli, c).await,
         Command::Completions(a) => completions::run(a),

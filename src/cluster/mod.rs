@@ -16,6 +16,7 @@ mod kubelet;
 pub mod pki;
 mod pki_resource;
 mod remote;
+mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -315,6 +316,10 @@ impl Provider for ClusterProvider {
 
     async fn discover(&self) -> Result<Vec<(Address, Live)>, ProviderError> {
         Ok(Vec::new())
+    }
+
+    async fn status(&self, records: &BTreeMap<Address, Record>) -> Option<Value> {
+        status::status(self, records).await
     }
 }
 

@@ -455,6 +455,52 @@ impl Session {
 }
 
 impl Session {
+    /// `status ENV`: what each provider reports about the live system, and
+    /// every certificate recorded in state with its expiry.
+    pub async fn status(&self) -> Result<serde_json::Value, Error> {
+        let state = self.store.load().await?;
+        let mut doc = serde_json::Map::new();
+        for p in self.registry.providers() {
+            if let Some(serde_json::Value::Object(m)) = p.status(&state.resources).await {
+                doc.extend(m);
+            }
+        }
+        let now = chrono::Utc::now();
+        let mut certs = Vec::new();
+        for (addr, rec) in &state.resources {
+            let mut found: Vec<(String, String)> = rec
+                .outputs
+                .get("certificates")
+                .and_then(serde_json::Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(n, t)| Some((n.clone(), t.as_str()?.to_owned())))
+                .collect();
+            for (k, v) in &rec.outputs {
+                if let (Some(n), Some(t)) = (k.strip_suffix("_not_after"), v.as_str()) {
+                    found.push((n.to_owned(), t.to_owned()));
+                }
+            }
+            if let Some(t) = rec
+                .outputs
+                .get("not_after")
+                .and_then(serde_json::Value::as_str)
+            {
+                found.push((addr.name().to_owned(), t.to_owned()));
+            }
+            for (name, at) in found {
+                let days = chrono::DateTime::parse_from_rfc3339(&at)
+                    .map(|t| (t.with_timezone(&chrono::Utc) - now).num_days())
+                    .ok();
+                certs.push(serde_json::json!({
+                    "resource": addr.as_str(), "certificate": name, "not_after": at, "days_left": days,
+                }));
+            }
+        }
+        doc.insert("certificates".into(), certs.into());
+        Ok(serde_json::Value::Object(doc))
+    }
+
     /// Every recorded release and, when the cluster answers, its history.
     pub async fn releases(
         &self,

@@ -185,6 +185,11 @@ pub trait Provider: Send + Sync {
             "{addr}: its kind keeps no revisions to go back to"
         )))
     }
+    /// What this provider can say about the live system its records describe
+    /// (`provisioner status`): read calls only; None when it has nothing to say.
+    async fn status(&self, _records: &BTreeMap<Address, Record>) -> Option<Value> {
+        None
+    }
     /// Facts about the system this provider manages that the desired model
     /// needs (the cluster's version and served APIs); None when unknown or
     /// unreachable. Read calls only.
