@@ -38,6 +38,21 @@ fn nodes_sh(args: &[&str]) -> Output {
         .args(args))
 }
 
+/// The machines of one test and how they are reached.
+struct Topology<'a> {
+    /// Directory under target/test-state.
+    state: &'a str,
+    nodes: &'a [&'a str],
+    /// Only on the isolated network, reached through the lab's bastion.
+    private: bool,
+    extra_nodes: &'a str,
+    source: Source,
+    /// Top-level YAML added to the environment.
+    extra: &'a str,
+    /// Lines added to `cluster.ssh`.
+    ssh_extra: &'a str,
+}
+
 /// Where the nodes get their binaries: uploaded over SSH, or downloaded by the nodes.
 enum Source {
     Dir,
@@ -52,6 +67,19 @@ struct Lab {
 impl Lab {
     /// Fresh machines for `NODES`, their addresses, and an environment file naming them.
     fn new(extra_nodes: &str, source: Source) -> (Self, Vec<(String, String)>) {
+        Self::create(&Topology {
+            state: "lab-cluster",
+            nodes: &NODES,
+            private: false,
+            extra_nodes,
+            source,
+            extra: "stacks: [lab-apps]\n",
+            ssh_extra: "",
+        })
+    }
+
+    fn create(topo: &Topology) -> (Self, Vec<(String, String)>) {
+        let (extra_nodes, source) = (topo.extra_nodes, &topo.source);
         let artifacts = match source {
             Source::Dir => format!(
                 "dir: {}",
@@ -62,11 +90,18 @@ impl Lab {
                 common::lab_var("LAB_CLUSTER_ARTIFACTS_URL", "cluster")
             ),
         };
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-state/lab-cluster");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/test-state")
+            .join(topo.state);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("envs")).unwrap();
-        nodes_sh(&[&["delete"][..], &NODES[..]].concat());
-        let up = nodes_sh(&[&["up"][..], &NODES[..]].concat());
+        nodes_sh(&[&["delete"][..], topo.nodes].concat());
+        let how: &[&str] = if topo.private {
+            &["up", "--private"]
+        } else {
+            &["up"]
+        };
+        let up = nodes_sh(&[how, topo.nodes].concat());
         assert!(up.status.success(), "nodes.sh up: {}", text(&up));
         let ips: Vec<(String, String)> = String::from_utf8_lossy(&up.stdout)
             .lines()
@@ -74,9 +109,14 @@ impl Lab {
                 let mut it = l.split_whitespace();
                 Some((it.next()?.to_owned(), it.next()?.to_owned()))
             })
-            .filter(|(n, _)| NODES.contains(&n.as_str()))
+            .filter(|(n, _)| topo.nodes.contains(&n.as_str()))
             .collect();
-        assert_eq!(ips.len(), NODES.len(), "nodes.sh up printed {}", text(&up));
+        assert_eq!(
+            ips.len(),
+            topo.nodes.len(),
+            "nodes.sh up printed {}",
+            text(&up)
+        );
         let repo = env!("CARGO_MANIFEST_DIR");
         let kubeconfig = dir.join("admin.kubeconfig");
         let mut nodes = String::new();
@@ -95,8 +135,7 @@ impl Lab {
             "extends: {repo}/tests/fixtures/environments/base.yaml
 node_pools: []
 bastion: {{enabled: false}}
-stacks: [lab-apps]
-timeouts: {{create: 300, delete: 120, request: 30, ready: 120}}
+{extra}timeouts: {{create: 300, delete: 120, request: 30, ready: 120}}
 cluster:
   enabled: true
   kubernetes_version: v1.20.2
@@ -106,7 +145,7 @@ cluster:
 {nodes}  ssh:
     user: debian
     private_key_file: {repo}/tests/fixtures/ssh/id_ed25519
-  artifacts: {{{artifacts}}}
+{ssh_extra}  artifacts: {{{artifacts}}}
   kubeconfig: {{path: {kc}}}
   certificates: {{validity_days: 365, renew_before_days: 90}}
   node_config:
@@ -116,7 +155,9 @@ cluster:
     preload_images: [images/pause.oci.tar, images/busybox.oci.tar]
     kubelet: {{failSwapOn: false, cgroupRoot: /}}
 ",
-            kc = kubeconfig.display()
+            kc = kubeconfig.display(),
+            extra = topo.extra,
+            ssh_extra = topo.ssh_extra,
         );
         std::fs::write(dir.join(format!("envs/{ENV}.yaml")), env).unwrap();
         (Lab { dir, kubeconfig }, ips)
@@ -517,4 +558,61 @@ fn an_unreachable_node_is_named_before_anything_changes() {
         "ls /usr/local/bin/etcd /etc/sysctl.d/90-provisioner.conf 2>&1 || true",
     ]);
     assert!(text(&o).contains("No such file"), "{}", text(&o));
+}
+
+#[test]
+#[ignore = "lab: needs tests/lab/up.sh cluster"]
+fn a_cluster_reachable_only_through_the_bastion() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let bastion = common::lab_var("LAB_CLUSTER_BASTION", "cluster");
+    // The bastion's host key, pinned in the environment as a user would.
+    let known = std::fs::read_to_string(common::lab_var(
+        "LAB_CLUSTER_BASTION_KNOWN_HOSTS",
+        "cluster",
+    ))
+    .unwrap();
+    let key: Vec<&str> = known
+        .lines()
+        .find(|l| l.contains("ssh-ed25519"))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    let ssh_extra = format!(
+        "    bastion: {{address: {bastion}, user: debian, host_key: '{}'}}\n",
+        key.join(" ")
+    );
+    let (lab, ips) = Lab::create(&Topology {
+        state: "lab-cluster-private",
+        nodes: &["lp-cp1", "lp-w1"],
+        private: true,
+        extra_nodes: "",
+        // Uploads from this machine, through the bastion's tunnel.
+        source: Source::Dir,
+        extra: "stacks: []\n",
+        ssh_extra: &ssh_extra,
+    });
+    assert!(
+        ips.iter().all(|(_, ip)| ip.starts_with("10.237.")),
+        "{ips:?}"
+    );
+    let t0 = Instant::now();
+    let up = lab.run(&["up", ENV, "--auto-approve"]);
+    assert!(up.status.success(), "up: {}", text(&up));
+    eprintln!(
+        "bootstrap of 1 control-plane + 1 worker through the bastion, binaries uploaded through it: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    lab.wait("2 Ready nodes, seen through the bastion", 120, || {
+        let st = lab.status();
+        st["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 2 && n.iter().all(|n| n["ready"] == true))
+    });
+    let st = lab.status();
+    assert!(st["etcd"]["members"][0]["healthy"] == true, "{st}");
+    assert_eq!(st["control_plane"][0]["readyz"], "ok", "{st}");
+    let again = lab.run(&["plan", ENV]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    nodes_sh(&["delete", "lp-cp1", "lp-w1"]);
 }
