@@ -163,6 +163,37 @@ cluster:
         (Lab { dir, kubeconfig }, ips)
     }
 
+    /// Leave `names` out of `cluster.nodes` (none: all of them again).
+    fn without(&self, names: &[&str]) {
+        let f = self.dir.join(format!("envs/{ENV}.yaml"));
+        let orig = self.dir.join("env.orig");
+        if !orig.exists() {
+            std::fs::copy(&f, &orig).unwrap();
+        }
+        let text: String = std::fs::read_to_string(&orig)
+            .unwrap()
+            .lines()
+            .filter(|l| !names.iter().any(|n| l.contains(&format!("{{name: {n},"))))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&f, text).unwrap();
+    }
+
+    fn etcd_members(&self) -> Vec<(String, bool)> {
+        let st = self.status();
+        st["etcd"]["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or_default().to_owned(),
+                    m["healthy"] == true,
+                )
+            })
+            .collect()
+    }
+
     /// Renew certificates this many days before they expire.
     fn set_renew_before(&self, days: u32) {
         let f = self.dir.join(format!("envs/{ENV}.yaml"));
@@ -531,6 +562,68 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     ]);
     let back = lab.run(&["plan", ENV]);
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
+
+    // Day 2. Removing two etcd members in one run is refused before anything changes.
+    // (etcd members hold data: consent is needed first, and then quorum still says no.)
+    lab.without(&["lc-cp2", "lc-cp3"]);
+    let refused = lab.run(&["up", ENV, "--auto-approve", "--allow-data-loss=all"]);
+    let msg = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("removes 2 etcd members at once"), "{msg}");
+    assert_eq!(lab.etcd_members().len(), 3, "the refused plan changed etcd");
+    // Removing one control-plane node: drained, its member removed, the rest healthy.
+    lab.without(&["lc-cp3"]);
+    let plan = lab.run(&["plan", ENV]);
+    let shown = text(&plan);
+    for step in ["kubelet.lc-cp3", "control_plane.lc-cp3", "etcd.lc-cp3"] {
+        assert!(
+            shown.contains(step),
+            "the plan does not show {step}: {shown}"
+        );
+    }
+    let removed = lab.run(&["up", ENV, "--auto-approve", "--allow-data-loss=etcd.lc-cp3"]);
+    assert!(removed.status.success(), "{}", text(&removed));
+    let members = lab.etcd_members();
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(
+        members.iter().all(|(n, h)| *h && n != "lc-cp3"),
+        "{members:?}"
+    );
+    let nodes = lab.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert!(
+        !nodes.contains("lc-cp3") && nodes.lines().count() == 4,
+        "{nodes}"
+    );
+    assert_eq!(lab.run(&["plan", ENV]).status.code(), Some(0));
+    // Adding it back on a fresh machine: `member add`, then the control plane on it.
+    nodes_sh(&["delete", "lc-cp3"]);
+    assert!(nodes_sh(&["up", "lc-cp3"]).status.success());
+    lab.without(&[]);
+    let added = lab.run(&["up", ENV, "--auto-approve"]);
+    assert!(added.status.success(), "{}", text(&added));
+    let members = lab.etcd_members();
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|(_, h)| *h), "{members:?}");
+    lab.wait("5 Ready nodes after the re-add", 120, || {
+        let o = lab.kubectl(&["get", "nodes", "--no-headers"]);
+        let s = String::from_utf8_lossy(&o.stdout);
+        s.lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count()
+            == 5
+    });
+    // The workers kept their pod ranges: the server pod still answers at its address.
+    let still = lab.kubectl_ok(&[
+        "exec",
+        "cli",
+        "--",
+        "timeout",
+        "10",
+        "wget",
+        "-qO-",
+        &format!("http://{srv_ip}:8080/index.html"),
+    ]);
+    assert_eq!(still.trim(), "hello-from-w2");
 }
 
 #[test]

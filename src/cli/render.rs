@@ -42,6 +42,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
             capabilities: None,
             sets: &sets,
             revisions: Default::default(),
+            pod_cidrs: Default::default(),
         },
     )?;
     let releases: Vec<_> = model

@@ -361,3 +361,16 @@ pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, Pro
     drift.extend(super::due(rec, p.renew_before));
     Ok(Some(observed(rec, &t.node, drift)))
 }
+
+/// Stop the control plane on this node (its etcd member leaves separately, after).
+pub async fn delete(p: &ClusterProvider, rec: &Record) -> Result<(), ProviderError> {
+    let t = target(&rec.attrs, None)?;
+    if let Err(e) = p
+        .ssh
+        .run(&t, "systemctl disable --now -q kube-apiserver kube-controller-manager kube-scheduler 2>/dev/null || true")
+        .await
+    {
+        tracing::warn!(node = %t.node, "could not stop the control plane: {e}");
+    }
+    Ok(())
+}

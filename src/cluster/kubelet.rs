@@ -310,3 +310,25 @@ pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, Pro
     drift.extend(super::due(rec, p.renew_before));
     Ok(Some(observed(rec, &t.node, drift)))
 }
+
+/// Drain the node through the API (cordon, evict, delete the Node), then stop
+/// what runs on it. A machine already gone is not an error: it has nothing left to stop.
+pub async fn delete(p: &ClusterProvider, rec: &Record) -> Result<(), ProviderError> {
+    let t = target(&rec.attrs, None)?;
+    if let Some(kc) = p.kubeconfig.as_deref().filter(|k| k.exists()) {
+        match crate::k8s::client::Cluster::connect(Some(kc), None).await {
+            Ok(c) => {
+                c.drain(&t.node, p.timeout.min(std::time::Duration::from_secs(300)))
+                    .await?
+            }
+            Err(e) => tracing::warn!(node = %t.node, "not drained: {e}"),
+        }
+    }
+    let stop = "systemctl disable --now -q kubelet kube-proxy 2>/dev/null || true; \
+                systemctl disable --now -q containerd 2>/dev/null || true; \
+                pkill -x containerd-shim 2>/dev/null || true";
+    if let Err(e) = p.ssh.run(&t, stop).await {
+        tracing::warn!(node = %t.node, "could not stop the node's services: {e}");
+    }
+    Ok(())
+}

@@ -37,6 +37,8 @@ type Attrs = BTreeMap<String, Value>;
 
 pub struct ClusterProvider {
     ssh: Arc<Ssh>,
+    /// The admin kubeconfig this layer writes (drains go through it).
+    kubeconfig: Option<std::path::PathBuf>,
     /// Health gates and waits (the environment's `timeouts.create`).
     timeout: Duration,
     renew_before: chrono::Duration,
@@ -64,6 +66,7 @@ impl ClusterProvider {
                 Duration::from_secs(env.timeouts.request.max(10)),
             ),
             timeout: Duration::from_secs(env.timeouts.create.max(60)),
+            kubeconfig: kubeconfig_path(env),
             renew_before: chrono::Duration::days(env.cluster.certificates.renew_before_days.into()),
         }
     }
@@ -219,6 +222,27 @@ pub(crate) fn due(rec: &Record, renew_before: chrono::Duration) -> Vec<String> {
         .collect()
 }
 
+/// etcd members leave one per run, and never more than quorum allows: the
+/// plan is refused before anything changes (removing the whole cluster is
+/// `destroy`, which leaves no member behind).
+fn quorum(changes: &[&Change], desired: &[Desired]) -> Result<(), ProviderError> {
+    use crate::plan::diff::Action;
+    let leaving: Vec<String> = changes
+        .iter()
+        .filter(|c| c.kind == "etcd" && matches!(c.action, Action::Delete | Action::Replace))
+        .map(|c| c.address.to_string())
+        .collect();
+    let staying = desired.iter().filter(|d| d.spec.kind == "etcd").count();
+    if leaving.len() > 1 && staying > 0 {
+        return Err(ProviderError::fatal(format!(
+            "the plan removes {} etcd members at once ({}): a member that is removed while another is away can cost the cluster its quorum. Remove one node per `up` (the members left must stay a majority), or destroy the whole cluster",
+            leaving.len(),
+            leaving.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Provider for ClusterProvider {
     fn kinds(&self) -> &'static [&'static str] {
@@ -239,6 +263,7 @@ impl Provider for ClusterProvider {
         changes: &[&Change],
         desired: &[Desired],
     ) -> Result<(), ProviderError> {
+        quorum(changes, desired)?;
         let mut failures = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for c in changes.iter().filter(|c| c.kind == "host") {
@@ -308,6 +333,8 @@ impl Provider for ClusterProvider {
     async fn delete(&self, addr: &Address, rec: &Record) -> Result<(), ProviderError> {
         match addr.kind() {
             "etcd" => etcd::delete(self, rec).await,
+            "kubelet" => kubelet::delete(self, rec).await,
+            "control_plane" => control_plane::delete(self, rec).await,
             "kubeconfig" => kubeconfig::delete(rec),
             // The machine goes with its server; a static node keeps what it has.
             _ => Ok(()),

@@ -242,7 +242,7 @@ fn check_pools(c: &mut Checker, env: &Environment) {
             "give one pool (usually the control plane) the etcd role",
         );
     } else if etcd % 2 == 0 {
-        c.error(field, format!("{etcd} etcd members: an even count tolerates no more failures than {} and risks split votes", etcd - 1), "use an odd number of etcd nodes (1, 3 or 5)");
+        c.warn(field, format!("{etcd} etcd members: an even count tolerates no more failures than {} and risks split votes", etcd - 1), "use an odd number of etcd nodes (1, 3 or 5); an even count is fine while a node is being replaced");
     }
     if count(Role::Controlplane) == 0 {
         c.error(

@@ -371,4 +371,66 @@ impl Cluster {
             .map_err(|e| api_err(&format!("{kind} list"), e, &self.server))?;
         Ok(list.items.into_iter().map(json).collect())
     }
+
+    /// Take `node` out of service before its machine goes: cordon it, evict
+    /// its pods (not DaemonSet or mirror pods, which belong to the node) and
+    /// wait until they are gone or `timeout` passes, then delete the Node.
+    /// A node already gone is done.
+    pub async fn drain(&self, node: &str, timeout: std::time::Duration) -> Result<(), K8sError> {
+        use k8s_openapi::api::core::v1::{Node, Pod};
+        let what = format!("node {node}");
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let cordon = serde_json::json!({ "spec": { "unschedulable": true } });
+        match nodes
+            .patch(node, &PatchParams::default(), &Patch::Merge(&cordon))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            r => r.map(|_| ()).map_err(|e| api_err(&what, e, &self.server))?,
+        }
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let evictable = |p: &Pod| {
+            let owners = p.metadata.owner_references.as_deref().unwrap_or_default();
+            let mirror = p
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+            !mirror && !owners.iter().any(|o| o.kind == "DaemonSet")
+        };
+        let start = tokio::time::Instant::now();
+        loop {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let list = pods
+                .list(&on_node)
+                .await
+                .map_err(|e| api_err(&what, e, &self.server))?;
+            let left: Vec<&Pod> = list.items.iter().filter(|p| evictable(p)).collect();
+            if left.is_empty() || start.elapsed() > timeout {
+                break;
+            }
+            for p in left {
+                let (Some(name), Some(ns)) =
+                    (p.metadata.name.as_deref(), p.metadata.namespace.as_deref())
+                else {
+                    continue;
+                };
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                // 429: a disruption budget says not now; the next round tries again.
+                match api.evict(name, &Default::default()).await {
+                    Ok(_) | Err(kube::Error::Api(_)) => {}
+                    Err(e) => return Err(api_err(&format!("pod {ns}/{name}"), e, &self.server)),
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        match nodes.delete(node, &DeleteParams::default()).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            r => r.map(|_| ()).map_err(|e| api_err(&what, e, &self.server)),
+        }
+    }
 }

@@ -153,11 +153,24 @@ impl Session {
             .filter(|(a, _)| a.kind() == "release")
             .filter_map(|(a, r)| Some((a.name().to_owned(), r.outputs.get("revision")?.as_u64()?)))
             .collect();
+        // Pod ranges already given to nodes stay theirs (the cluster layer's IPAM lives in state).
+        let pod_cidrs = state
+            .resources
+            .iter()
+            .filter(|(a, _)| a.kind() == "kubelet")
+            .filter_map(|(a, r)| {
+                Some((
+                    a.name().to_owned(),
+                    r.attrs.get("pod_cidr")?.as_str()?.to_owned(),
+                ))
+            })
+            .collect();
         let inputs = Inputs {
             catalog: self.catalog.as_ref(),
             capabilities: facts.capabilities.as_ref(),
             sets: &self.sets,
             revisions,
+            pod_cidrs,
         };
         Ok(desired(&self.loaded.env, &inputs)?)
     }

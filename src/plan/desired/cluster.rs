@@ -4,6 +4,8 @@
 //! says per node what changes and why. Nodes are the servers of `node_pools`
 //! (reached through the bastion when there is one) or `cluster.nodes`.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{Value, json};
 
 use crate::core::{Address, Ref};
@@ -66,7 +68,7 @@ fn via(env: &Environment, user: &str) -> Value {
     Value::Null
 }
 
-pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
+pub fn desired(env: &Environment, assigned: &BTreeMap<String, String>, out: &mut Vec<Desired>) {
     let c = &env.cluster;
     if !c.enabled {
         return;
@@ -119,11 +121,26 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
         json!({ "name": n.name, "address": n.address, "user": n.user, "port": port,
                 "via": via, "host_key": host_key })
     };
-    let pod_nets: Vec<String> = c
+    // A /24 per node: the one it has (state), else the first free one, so adding
+    // or removing a node never moves another node's pods to new addresses.
+    let mut free = c
         .pod_cidr
         .subnets(24)
-        .map(|s| s.map(|n| n.to_string()).collect())
-        .unwrap_or_default();
+        .map(|s| s.map(|n| n.to_string()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter();
+    let taken: BTreeSet<&String> = nodes.iter().filter_map(|n| assigned.get(&n.name)).collect();
+    let pod_nets: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            assigned
+                .get(&n.name)
+                .cloned()
+                .or_else(|| free.by_ref().find(|s| !taken.contains(s)))
+                // more nodes than /24s in cluster.pod_cidr: the kubelet step fails on it
+                .unwrap_or_default()
+        })
+        .collect();
 
     let mut etcd_addrs = Vec::new();
     let mut control_addrs = Vec::new();

@@ -26,6 +26,8 @@ pub struct Inputs<'a> {
     pub sets: &'a [(String, Value)],
     /// The revision each release has now (state); templates see the next one.
     pub revisions: std::collections::BTreeMap<String, u64>,
+    /// The pod range each node has now (state); new nodes get free ones.
+    pub pod_cidrs: std::collections::BTreeMap<String, String>,
 }
 
 /// Every resource of every layer, in a stable order.
@@ -34,7 +36,7 @@ pub fn desired(env: &Environment, inputs: &Inputs) -> Result<Vec<Desired>, Chart
     local::desired(env, &mut out);
     storage::desired(env, &mut out);
     cloud::desired(env, &mut out);
-    cluster::desired(env, &mut out);
+    cluster::desired(env, &inputs.pod_cidrs, &mut out);
     platform::desired(env, inputs, &mut out)?;
     Ok(out)
 }
