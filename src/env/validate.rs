@@ -242,7 +242,17 @@ fn check_pools(c: &mut Checker, env: &Environment) {
             "give one pool (usually the control plane) the etcd role",
         );
     } else if etcd % 2 == 0 {
-        c.warn(field, format!("{etcd} etcd members: an even count tolerates no more failures than {} and risks split votes", etcd - 1), "use an odd number of etcd nodes (1, 3 or 5); an even count is fine while a node is being replaced");
+        let what = format!(
+            "{etcd} etcd members: an even count tolerates no more failures than {} and risks split votes",
+            etcd - 1
+        );
+        // Static machines pass through an even count while one is replaced;
+        // pools declare the size the cluster is meant to have.
+        if statics {
+            c.warn(field, what, "use an odd number of etcd nodes (1, 3 or 5); an even count is fine while a node is being replaced");
+        } else {
+            c.error(field, what, "use an odd number of etcd nodes (1, 3 or 5)");
+        }
     }
     if count(Role::Controlplane) == 0 {
         c.error(
