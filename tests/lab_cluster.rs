@@ -16,6 +16,9 @@ const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes, t
 const ENV: &str = "lab-cluster";
 const NODES: [&str; 5] = ["lc-cp1", "lc-cp2", "lc-cp3", "lc-w1", "lc-w2"];
 
+/// etcdctl on a node, as a client with the node's own certificate.
+const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/pki/ca.crt --cert=/etc/etcd/pki/server.crt --key=/etc/etcd/pki/server.key";
+
 /// The tests share the machines: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -179,6 +182,34 @@ cluster:
         std::fs::write(&f, text).unwrap();
     }
 
+    /// Wait until `n` nodes say Ready, through the written kubeconfig.
+    fn wait_ready(&self, n: usize, secs: u64) {
+        self.wait(&format!("{n} Ready nodes"), secs, || {
+            let o = self.kubectl(&["get", "nodes", "--no-headers"]);
+            let s = String::from_utf8_lossy(&o.stdout);
+            s.lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+                .count()
+                == n
+        });
+    }
+
+    /// `url` fetched from inside the client pod. busybox's `wget -T` crashes
+    /// (static 1.35): the time limit comes from `timeout`.
+    fn try_fetch(&self, url: &str) -> Output {
+        self.kubectl(&["exec", "cli", "--", "timeout", "10", "wget", "-qO-", url])
+    }
+
+    fn fetch(&self, url: &str) -> String {
+        let o = self.try_fetch(url);
+        assert!(
+            o.status.success(),
+            "fetching {url} in the client pod: {}",
+            text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     fn etcd_members(&self) -> Vec<(String, bool)> {
         let st = self.status();
         st["etcd"]["members"]
@@ -292,21 +323,14 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     );
 
     // Every node registers and becomes Ready, seen through the written kubeconfig.
-    lab.wait("5 Ready nodes", 120, || {
-        let o = lab.kubectl(&["get", "nodes", "--no-headers"]);
-        let s = String::from_utf8_lossy(&o.stdout);
-        s.lines()
-            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
-            .count()
-            == 5
-    });
+    lab.wait_ready(5, 120);
     // etcd: three members, healthy, mutual TLS (a client without a certificate is refused).
     let etcd = nodes_sh(&[
         "exec",
         "lc-cp1",
         "sh",
         "-c",
-        "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/pki/ca.crt --cert=/etc/etcd/pki/server.crt --key=/etc/etcd/pki/server.key endpoint health --cluster && ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/pki/ca.crt --cert=/etc/etcd/pki/server.crt --key=/etc/etcd/pki/server.key member list",
+        &format!("{ETCDCTL} endpoint health --cluster && {ETCDCTL} member list"),
     ]);
     let out = text(&etcd);
     assert!(etcd.status.success(), "{out}");
@@ -371,29 +395,9 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     });
     let srv_ip = lab.kubectl_ok(&["get", "pod", "srv", "-o", "jsonpath={.status.podIP}"]);
     let svc_ip = lab.kubectl_ok(&["get", "service", "srv", "-o", "jsonpath={.spec.clusterIP}"]);
-    let via_pod = lab.kubectl_ok(&[
-        "exec",
-        "cli",
-        "--",
-        // busybox's `wget -T` crashes (static 1.35); the timeout comes from `timeout`
-        "timeout",
-        "10",
-        "wget",
-        "-qO-",
-        &format!("http://{srv_ip}:8080/index.html"),
-    ]);
+    let via_pod = lab.fetch(&format!("http://{srv_ip}:8080/index.html"));
     assert_eq!(via_pod.trim(), "hello-from-w2", "pod to pod across workers");
-    let via_svc = lab.kubectl_ok(&[
-        "exec",
-        "cli",
-        "--",
-        // busybox's `wget -T` crashes (static 1.35); the timeout comes from `timeout`
-        "timeout",
-        "10",
-        "wget",
-        "-qO-",
-        &format!("http://{svc_ip}/index.html"),
-    ]);
+    let via_svc = lab.fetch(&format!("http://{svc_ip}/index.html"));
     assert_eq!(
         via_svc.trim(),
         "hello-from-w2",
@@ -500,30 +504,19 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
         let r = nodes_sh(&["reboot", n]);
         assert!(r.status.success(), "{}", text(&r));
     }
-    lab.wait("5 Ready nodes after reboots", 180, || {
-        let o = lab.kubectl(&["get", "nodes", "--no-headers"]);
-        let s = String::from_utf8_lossy(&o.stdout);
-        s.lines()
-            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
-            .count()
-            == 5
-    });
+    lab.wait_ready(5, 180);
     lab.wait("the client pod running again", 180, || {
-        let o = lab.kubectl(&[
-            "exec",
-            "cli",
-            "--",
-            "timeout",
-            "10",
-            "wget",
-            "-qO-",
-            &format!("http://{svc_ip}/index.html"),
-        ]);
+        let o = lab.try_fetch(&format!("http://{svc_ip}/index.html"));
         String::from_utf8_lossy(&o.stdout).trim() == "hello-from-w2"
     });
     lab.wait("etcd healthy after the reboot", 120, || {
-        let o = nodes_sh(&["exec", "lc-cp2", "sh", "-c",
-            "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/pki/ca.crt --cert=/etc/etcd/pki/server.crt --key=/etc/etcd/pki/server.key endpoint health --cluster"]);
+        let o = nodes_sh(&[
+            "exec",
+            "lc-cp2",
+            "sh",
+            "-c",
+            &format!("{ETCDCTL} endpoint health --cluster"),
+        ]);
         text(&o).matches("is healthy").count() == 3
     });
     let after = lab.run(&["plan", ENV]);
@@ -604,25 +597,9 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     let members = lab.etcd_members();
     assert_eq!(members.len(), 3, "{members:?}");
     assert!(members.iter().all(|(_, h)| *h), "{members:?}");
-    lab.wait("5 Ready nodes after the re-add", 120, || {
-        let o = lab.kubectl(&["get", "nodes", "--no-headers"]);
-        let s = String::from_utf8_lossy(&o.stdout);
-        s.lines()
-            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
-            .count()
-            == 5
-    });
+    lab.wait_ready(5, 120);
     // The workers kept their pod ranges: the server pod still answers at its address.
-    let still = lab.kubectl_ok(&[
-        "exec",
-        "cli",
-        "--",
-        "timeout",
-        "10",
-        "wget",
-        "-qO-",
-        &format!("http://{srv_ip}:8080/index.html"),
-    ]);
+    let still = lab.fetch(&format!("http://{srv_ip}:8080/index.html"));
     assert_eq!(still.trim(), "hello-from-w2");
 }
 

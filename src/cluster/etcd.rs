@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::pki::{Leaf, Usage};
 use super::pki_resource::ETCD_CA;
 use super::remote::{self, Cert, File};
-use super::{Attrs, ClusterProvider, flags, observed, str_attr, target};
+use super::{Attrs, ClusterProvider, flags, str_attr, target};
 use crate::provider::{Live, ProviderError};
 use crate::ssh::Target;
 use crate::ssh::quote::q;
@@ -261,25 +261,13 @@ pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderE
         )
         .await?;
     }
-    let mut live = Live {
-        id: t.node.clone(),
-        attrs: attrs.clone(),
-        ..Default::default()
-    };
+    let mut live = super::applied(&t, attrs, expiry);
     live.outputs.insert("peer_url".into(), me.into());
-    live.outputs.insert(
-        "certificates".into(),
-        serde_json::to_value(expiry).unwrap_or_default(),
-    );
     Ok(live)
 }
 
 pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, ProviderError> {
-    let t = target(&rec.attrs, None)?;
-    let mut drift = super::check_files(p, &t, files(&t, &rec.attrs)?).await?;
-    drift.extend(super::check_units(p, &t, &["etcd"]).await?);
-    drift.extend(super::due(rec, p.renew_before));
-    Ok(Some(observed(rec, &t.node, drift)))
+    super::read_step(p, rec, |t| files(t, &rec.attrs), &["etcd"]).await
 }
 
 pub async fn delete(p: &ClusterProvider, rec: &Record) -> Result<(), ProviderError> {

@@ -32,22 +32,10 @@ mkdir -p /etc/kubernetes/pki /etc/etcd/pki /var/lib/kubelet /etc/cni/net.d /opt/
 mkdir -p -m 0700 /var/lib/etcd
 "#;
 
-fn roles(attrs: &Attrs) -> Vec<String> {
+/// A list-of-strings attribute (`roles`, `preload_images`).
+fn strings(attrs: &Attrs, key: &str) -> Vec<String> {
     attrs
-        .get("roles")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn preload(attrs: &Attrs) -> Vec<String> {
-    attrs
-        .get("preload_images")
+        .get(key)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -65,7 +53,7 @@ async fn wanted(attrs: &Attrs) -> Result<(Source, Vec<(String, String, String)>)
     let sums = source.sums(version).await?;
     let mut out = Vec::new();
     let mut missing = Vec::new();
-    for name in artifacts::needed(&roles(attrs), &preload(attrs)) {
+    for name in artifacts::needed(&strings(attrs, "roles"), &strings(attrs, "preload_images")) {
         match sums.get(&name) {
             Some(sha) => out.push((name.clone(), artifacts::install_path(&name), sha.clone())),
             None => missing.push(name),

@@ -10,7 +10,7 @@ use super::kubeconfig::{self, Cred};
 use super::pki::{Leaf, Usage};
 use super::pki_resource::CA;
 use super::remote::{self, Cert, File};
-use super::{Attrs, ClusterProvider, flags, observed, str_attr, target};
+use super::{Attrs, ClusterProvider, flags, str_attr, target};
 use crate::provider::{Live, ProviderError};
 use crate::ssh::Target;
 use crate::ssh::quote::q;
@@ -291,24 +291,11 @@ pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderE
         "see `journalctl -u kubelet` on the node",
     )
     .await?;
-    let mut live = Live {
-        id: t.node.clone(),
-        attrs: attrs.clone(),
-        ..Default::default()
-    };
-    live.outputs.insert(
-        "certificates".into(),
-        serde_json::to_value(expiry).unwrap_or_default(),
-    );
-    Ok(live)
+    Ok(super::applied(&t, attrs, expiry))
 }
 
 pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, ProviderError> {
-    let t = target(&rec.attrs, None)?;
-    let mut drift = super::check_files(p, &t, public_files(&t, &rec.attrs)?).await?;
-    drift.extend(super::check_units(p, &t, &UNITS).await?);
-    drift.extend(super::due(rec, p.renew_before));
-    Ok(Some(observed(rec, &t.node, drift)))
+    super::read_step(p, rec, |t| public_files(t, &rec.attrs), &UNITS).await
 }
 
 /// Drain the node through the API (cordon, evict, delete the Node), then stop

@@ -207,6 +207,35 @@ pub(crate) async fn check_units(
         .collect())
 }
 
+/// A node step as the node has it: its files and units checked against what
+/// they should be, its certificates against the renewal window.
+pub(crate) async fn read_step(
+    p: &ClusterProvider,
+    rec: &Record,
+    files: impl FnOnce(&Target) -> Result<Vec<remote::File>, ProviderError>,
+    units: &[&str],
+) -> Result<Option<Live>, ProviderError> {
+    let t = target(&rec.attrs, None)?;
+    let mut drift = check_files(p, &t, files(&t)?).await?;
+    drift.extend(check_units(p, &t, units).await?);
+    drift.extend(due(rec, p.renew_before));
+    Ok(Some(observed(rec, &t.node, drift)))
+}
+
+/// A node step as applied: its certificates' expiry as an output.
+pub(crate) fn applied(t: &Target, attrs: &Attrs, expiry: BTreeMap<String, String>) -> Live {
+    let mut live = Live {
+        id: t.node.clone(),
+        attrs: attrs.clone(),
+        ..Default::default()
+    };
+    live.outputs.insert(
+        "certificates".into(),
+        serde_json::to_value(expiry).unwrap_or_default(),
+    );
+    live
+}
+
 /// Certificates (output `certificates`: name → expiry) within the renewal window.
 pub(crate) fn due(rec: &Record, renew_before: chrono::Duration) -> Vec<String> {
     rec.outputs

@@ -106,23 +106,21 @@ fn server_live(s: &Value, attrs: &Attrs) -> Live {
             .to_owned(),
         attrs,
     );
-    let ips: Vec<Value> = s
+    let ports: Vec<&Value> = s
         .get("addresses")
         .and_then(Value::as_object)
         .into_iter()
         .flat_map(|m| m.values())
         .filter_map(Value::as_array)
         .flatten()
+        .collect();
+    let ips: Vec<Value> = ports
+        .iter()
         .filter_map(|a| a.get("addr").cloned())
         .collect();
     // The first fixed address: what the cluster layer reaches the node by.
-    let fixed = s
-        .get("addresses")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flat_map(|m| m.values())
-        .filter_map(Value::as_array)
-        .flatten()
+    let fixed = ports
+        .iter()
         .find(|a| a.get("OS-EXT-IPS:type").and_then(Value::as_str) != Some("floating"))
         .and_then(|a| a.get("addr").cloned());
     if let Some(a) = fixed {
