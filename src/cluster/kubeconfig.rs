@@ -75,9 +75,9 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), ProviderError> {
     std::fs::rename(&tmp, path).map_err(fail)
 }
 
-/// Put context `name` (cluster, user, context of `text`) into ~/.kube/config.
-fn merge(name: &str, text: &str) -> Result<(), ProviderError> {
-    let target = crate::env::secret::expand_home("~/.kube/config");
+/// Put context `name` (cluster, user, context of `text`) into `target`
+/// (~/.kube/config), replacing an earlier one of that name, keeping the rest.
+fn merge(target: &std::path::Path, name: &str, text: &str) -> Result<(), ProviderError> {
     let bad = |e: String| ProviderError::fatal(format!("merging into {}: {e}", target.display()));
     let mine: Value = serde_saphyr::from_str(text).map_err(|e| bad(e.to_string()))?;
     let mut cfg: Value = match std::fs::read_to_string(&target) {
@@ -142,7 +142,11 @@ pub fn apply(attrs: &Attrs) -> Result<Live, ProviderError> {
     let p = path(attrs)?;
     write(&p, &text)?;
     if attrs.get("merge").and_then(Value::as_bool).unwrap_or(false) {
-        merge(context, &text)?;
+        merge(
+            &crate::env::secret::expand_home("~/.kube/config"),
+            context,
+            &text,
+        )?;
     }
     let mut live = Live {
         id: p.display().to_string(),
@@ -181,5 +185,55 @@ pub fn delete(rec: &Record) -> Result<(), ProviderError> {
             Err(ProviderError::fatal(format!("removing {}: {e}", p.display())).caused_by(e))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_one_context_and_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        std::fs::write(
+            &cfg,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: https://o:6443}\nusers:\n- name: other\n  user: {token: t}\ncontexts:\n- name: other\n  context: {cluster: other, user: other}\ncurrent-context: other\n",
+        )
+        .unwrap();
+        let mine = |server: &str| {
+            render(
+                "staging",
+                server,
+                &Cred::Data("CA".into()),
+                "staging-admin",
+                &Cred::Data("C".into()),
+                &Cred::Data("K".into()),
+            )
+        };
+        merge(&cfg, "staging", &mine("https://a:6443")).unwrap();
+        merge(&cfg, "staging", &mine("https://b:6443")).unwrap();
+        let v: Value = serde_saphyr::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+        let names = |k: &str| -> Vec<String> {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(names("clusters"), ["other", "staging"]);
+        assert_eq!(names("users"), ["other", "staging"]);
+        assert_eq!(names("contexts"), ["other", "staging"]);
+        assert_eq!(v["clusters"][1]["cluster"]["server"], "https://b:6443");
+        assert_eq!(v["contexts"][1]["context"]["user"], "staging");
+        assert_eq!(
+            v["current-context"], "other",
+            "merging must not switch the user's context"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }
