@@ -80,7 +80,7 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), ProviderError> {
 fn merge(target: &std::path::Path, name: &str, text: &str) -> Result<(), ProviderError> {
     let bad = |e: String| ProviderError::fatal(format!("merging into {}: {e}", target.display()));
     let mine: Value = serde_saphyr::from_str(text).map_err(|e| bad(e.to_string()))?;
-    let mut cfg: Value = match std::fs::read_to_string(&target) {
+    let mut cfg: Value = match std::fs::read_to_string(target) {
         Ok(t) if !t.trim().is_empty() => {
             serde_saphyr::from_str(&t).map_err(|e| bad(e.to_string()))?
         }
@@ -106,7 +106,7 @@ fn merge(target: &std::path::Path, name: &str, text: &str) -> Result<(), Provide
     }
     // JSON is YAML: kubectl reads it as it is.
     write(
-        &target,
+        target,
         &serde_json::to_string_pretty(&cfg).map_err(|e| bad(e.to_string()))?,
     )
 }
