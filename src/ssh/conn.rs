@@ -26,6 +26,10 @@ pub(super) struct Conn {
     pub fd: RawFd,
     /// Keeps the jump channel pumping while this session lives.
     _tunnel: Option<Tunnel>,
+    /// A bastion opens one channel at a time: libssh2 keeps a non-blocking
+    /// open's progress in the session, so an open resumed by another thread
+    /// would hand that thread the first thread's channel (to another machine).
+    pub opening: std::sync::Mutex<()>,
 }
 
 pub(super) struct Open<'a> {
@@ -153,6 +157,7 @@ impl Conn {
                 label,
                 fd,
                 _tunnel: tunnel,
+                opening: std::sync::Mutex::new(()),
             },
             presented,
         ))

@@ -39,6 +39,7 @@ impl Tunnel {
         timeout: Duration,
     ) -> Result<(UnixStream, Tunnel), SshError> {
         let start = Instant::now();
+        let opening = bastion.opening.lock().unwrap_or_else(|p| p.into_inner());
         let mut ch = loop {
             match bastion.sess.channel_direct_tcpip(host, port, None) {
                 Ok(ch) => break ch,
@@ -54,6 +55,7 @@ impl Tunnel {
                 }
             }
         };
+        drop(opening);
         let (inner, mut outer) = UnixStream::pair().map_err(|source| SshError::Connect {
             target: format!("{host}:{port}"),
             tried: "a local socket pair".into(),
