@@ -25,19 +25,6 @@ const UNITS: [&str; 3] = [
     "kube-scheduler",
 ];
 
-fn list(attrs: &Attrs, key: &str, field: Option<&str>) -> Vec<String> {
-    attrs
-        .get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|v| match field {
-            Some(f) => v.get(f)?.as_str().map(str::to_owned),
-            None => v.as_str().map(str::to_owned),
-        })
-        .collect()
-}
-
 /// The first address of the Service range: the `kubernetes` Service.
 pub fn service_ip(attrs: &Attrs) -> Result<IpAddr, ProviderError> {
     let cidr: ipnet::IpNet = str_attr(attrs, "service_cidr")?
@@ -51,7 +38,7 @@ pub fn service_ip(attrs: &Attrs) -> Result<IpAddr, ProviderError> {
 fn public_files(t: &Target, attrs: &Attrs) -> Result<Vec<File>, ProviderError> {
     let v = super::version(attrs)?;
     let ip = &t.address;
-    let etcd: Vec<String> = list(attrs, "etcd", Some("address"))
+    let etcd: Vec<String> = super::strings(attrs, "etcd", Some("address"))
         .iter()
         .map(|a| format!("https://{a}:2379"))
         .collect();
@@ -177,10 +164,7 @@ fn public_files(t: &Target, attrs: &Attrs) -> Result<Vec<File>, ProviderError> {
 }
 
 fn certs<'a>(t: &Target, attrs: &'a Attrs) -> Result<Vec<Cert<'a>>, ProviderError> {
-    let days = attrs
-        .get("cert_days")
-        .and_then(Value::as_u64)
-        .unwrap_or(365) as u32;
+    let days = super::cert_days(attrs);
     let mut ips: Vec<IpAddr> = vec![service_ip(attrs)?, [127, 0, 0, 1].into()];
     let mut dns: Vec<String> = [
         "kubernetes",
@@ -192,7 +176,7 @@ fn certs<'a>(t: &Target, attrs: &'a Attrs) -> Result<Vec<Cert<'a>>, ProviderErro
     .map(String::from)
     .to_vec();
     dns.push(t.node.clone());
-    let mut names = list(attrs, "control_addresses", None);
+    let mut names = super::strings(attrs, "control_addresses", None);
     names.extend(
         attrs
             .get("api_endpoint")
@@ -293,7 +277,7 @@ pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderE
         remote::certs(&p.ssh, &t, PKI, certs(&t, attrs)?, p.renew_before).await?;
 
     // Gate 1: etcd has quorum (any member answering /health does only with it).
-    let checks: Vec<String> = list(attrs, "etcd", Some("address"))
+    let checks: Vec<String> = super::strings(attrs, "etcd", Some("address"))
         .iter()
         .map(|a| format!("curl -sf --max-time 3 --cacert {PKI}/etcd-ca.crt --cert {PKI}/apiserver-etcd-client.crt --key {PKI}/apiserver-etcd-client.key https://{a}:2379/health | grep -q '\"health\":\"true\"'"))
         .collect();

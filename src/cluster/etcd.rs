@@ -85,10 +85,7 @@ fn files(t: &Target, attrs: &Attrs) -> Result<Vec<File>, ProviderError> {
 }
 
 fn certs<'a>(t: &Target, attrs: &'a Attrs) -> Result<Vec<Cert<'a>>, ProviderError> {
-    let days = attrs
-        .get("cert_days")
-        .and_then(Value::as_u64)
-        .unwrap_or(365) as u32;
+    let days = super::cert_days(attrs);
     let ip = t.address.parse().map_err(|_| {
         ProviderError::fatal(format!(
             "{}: etcd needs an IP address, not `{}`",

@@ -32,20 +32,6 @@ mkdir -p /etc/kubernetes/pki /etc/etcd/pki /var/lib/kubelet /etc/cni/net.d /opt/
 mkdir -p -m 0700 /var/lib/etcd
 "#;
 
-/// A list-of-strings attribute (`roles`, `preload_images`).
-fn strings(attrs: &Attrs, key: &str) -> Vec<String> {
-    attrs
-        .get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// name → (install path, sha256) of what the node should have.
 async fn wanted(attrs: &Attrs) -> Result<(Source, Vec<(String, String, String)>), ProviderError> {
     let source = Source::from_attr(attrs.get("artifacts").unwrap_or(&Value::Null))?;
@@ -53,7 +39,10 @@ async fn wanted(attrs: &Attrs) -> Result<(Source, Vec<(String, String, String)>)
     let sums = source.sums(version).await?;
     let mut out = Vec::new();
     let mut missing = Vec::new();
-    for name in artifacts::needed(&strings(attrs, "roles"), &strings(attrs, "preload_images")) {
+    for name in artifacts::needed(
+        &super::strings(attrs, "roles", None),
+        &super::strings(attrs, "preload_images", None),
+    ) {
         match sums.get(&name) {
             Some(sha) => out.push((name.clone(), artifacts::install_path(&name), sha.clone())),
             None => missing.push(name),
@@ -104,17 +93,35 @@ pub async fn apply(
                     .await?;
             }
             Source::Url(_) => {
-                let script = format!(
-                    "set -e; t=$(mktemp -p {dir} .provisioner.XXXXXX); trap 'rm -f \"$t\"' EXIT; \
-                     curl -fsSL --retry 3 -o \"$t\" {url}; \
-                     [ \"$(sha256sum \"$t\" | cut -d' ' -f1)\" = {sha} ] || {{ echo 'sha256 differs from SHA256SUMS' >&2; exit 97; }}; \
-                     chmod {mode:o} \"$t\"; mv -f \"$t\" {path}; trap - EXIT",
-                    dir = q(path.rsplit_once('/').map_or("/", |(d, _)| d)),
-                    url = q(&source.url(version, name)),
-                    sha = q(sha),
-                    path = q(path),
+                let fill = format!(
+                    "curl -fsSL --retry 3 -o \"$t\" {}",
+                    q(&source.url(version, name))
                 );
-                p.ssh.run(&t, &script).await?;
+                let script = format!(
+                    "set -e; {}",
+                    crate::ssh::install_step(&fill, path, sha, mode)
+                );
+                let out = p.ssh.try_run(&t, &script, p.ssh.timeout()).await?;
+                match out.status {
+                    0 => {}
+                    97 => {
+                        return Err(ProviderError::fatal(format!(
+                            "{}: {} downloaded from {} has sha256 {}, not the {sha} its SHA256SUMS lists",
+                            t.label(),
+                            name,
+                            source.url(version, name),
+                            out.stderr.split_whitespace().last().unwrap_or("?")
+                        )));
+                    }
+                    status => {
+                        return Err(ProviderError::fatal(format!(
+                            "{}: downloading {} exited {status}: {}",
+                            t.label(),
+                            source.url(version, name),
+                            out.stderr.trim()
+                        )));
+                    }
+                }
             }
         }
         installed.push(name.clone());

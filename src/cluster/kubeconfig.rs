@@ -112,10 +112,7 @@ fn merge(target: &std::path::Path, name: &str, text: &str) -> Result<(), Provide
 }
 
 pub fn apply(attrs: &Attrs) -> Result<Live, ProviderError> {
-    let days = attrs
-        .get("cert_days")
-        .and_then(Value::as_u64)
-        .unwrap_or(365) as u32;
+    let days = super::cert_days(attrs);
     let admin = pki::issue(
         CA,
         str_attr(attrs, "ca_key")?,

@@ -195,10 +195,7 @@ fn public_files(t: &Target, attrs: &Attrs) -> Result<Vec<File>, ProviderError> {
 }
 
 fn certs<'a>(t: &Target, attrs: &'a Attrs) -> Result<Vec<Cert<'a>>, ProviderError> {
-    let days = attrs
-        .get("cert_days")
-        .and_then(Value::as_u64)
-        .unwrap_or(365) as u32;
+    let days = super::cert_days(attrs);
     let (ca_crt, ca_key) = (str_attr(attrs, "ca")?, str_attr(attrs, "ca_key")?);
     let client = |cn: String, o: &[&str]| Leaf {
         common_name: cn,
@@ -224,17 +221,6 @@ fn certs<'a>(t: &Target, attrs: &'a Attrs) -> Result<Vec<Cert<'a>>, ProviderErro
             leaf: client("system:kube-proxy".into(), &[]),
         },
     ])
-}
-
-fn preload(attrs: &Attrs) -> Vec<String> {
-    attrs
-        .get("preload_images")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(super::artifacts::install_path)
-        .collect()
 }
 
 pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderError> {
@@ -272,7 +258,10 @@ pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderE
     )
     .await?;
     // Images the site provides as archives (airgapped, the lab), imported once per content.
-    for img in preload(attrs) {
+    for img in super::strings(attrs, "preload_images", None)
+        .iter()
+        .map(|n| super::artifacts::install_path(n))
+    {
         let script = format!(
             "set -e; f={f}; m=\"$f.imported\"; s=$(sha256sum \"$f\" | cut -d' ' -f1); \
              [ \"$(cat \"$m\" 2>/dev/null)\" = \"$s\" ] && exit 0; \

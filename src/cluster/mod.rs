@@ -135,6 +135,29 @@ pub(crate) fn str_attr<'a>(attrs: &'a Attrs, k: &str) -> Result<&'a str, Provide
         .ok_or_else(|| ProviderError::fatal(format!("attribute `{k}` is missing")))
 }
 
+/// A list attribute's strings: the items themselves, or each item's `field`
+/// (`control_addresses`; `etcd` → `address`).
+pub(crate) fn strings(attrs: &Attrs, key: &str, field: Option<&str>) -> Vec<String> {
+    attrs
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match field {
+            Some(f) => v.get(f)?.as_str().map(str::to_owned),
+            None => v.as_str().map(str::to_owned),
+        })
+        .collect()
+}
+
+/// How long the leaf certificates a step issues are valid (`cluster.certificates.validity_days`).
+pub(crate) fn cert_days(attrs: &Attrs) -> u32 {
+    attrs
+        .get("cert_days")
+        .and_then(Value::as_u64)
+        .map_or(365, |d| d.min(u32::MAX.into()) as u32)
+}
+
 pub(crate) fn version(attrs: &Attrs) -> Result<semver::Version, ProviderError> {
     let v = str_attr(attrs, "version")?;
     flags::parse(v).ok_or_else(|| {

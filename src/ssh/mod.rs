@@ -14,4 +14,4 @@ pub mod quote;
 
 pub use error::SshError;
 pub use hostkey::HostKey;
-pub use pool::{Auth, Output, Ssh, Target};
+pub use pool::{Auth, Output, Ssh, Target, install_step};

@@ -83,6 +83,11 @@ impl Ssh {
         })
     }
 
+    /// The time limit of `run` (connecting and each command).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn slot(&self, t: &Target) -> Slot {
         let mut m = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(t.key()).or_default().clone()
@@ -226,7 +231,7 @@ impl Ssh {
     /// `sh -c command` as root (through `sudo -n` unless logged in as root),
     /// failing on a non-zero exit.
     pub async fn run(self: &Arc<Self>, t: &Target, command: &str) -> Result<Output, SshError> {
-        let out = self.try_run(t, command, self.timeout).await?;
+        let out = self.try_run(t, command, self.timeout()).await?;
         if out.status != 0 {
             return Err(SshError::Command {
                 target: t.label(),
@@ -300,12 +305,9 @@ impl Ssh {
         let mut script = String::from("set -e\n");
         let mut stream = Vec::new();
         for (path, mode, content) in &files {
-            let dir = path
-                .rsplit_once('/')
-                .map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
             let sha = crate::core::digest::sha256_hex(content);
             // dd with one full block reads exactly this file's bytes from the shared stdin.
-            let read = if content.is_empty() {
+            let fill = if content.is_empty() {
                 ": > \"$t\"".to_owned()
             } else {
                 format!(
@@ -313,14 +315,7 @@ impl Ssh {
                     content.len()
                 )
             };
-            script.push_str(&format!(
-                "mkdir -p {dir}; t=$(mktemp -p {dir} .provisioner.XXXXXX); {read}; \
-                 if [ \"$(sha256sum \"$t\" | cut -d' ' -f1)\" != {sha} ]; then rm -f \"$t\"; echo {path} >&2; exit 97; fi; \
-                 chmod {mode:o} \"$t\"; mv -f \"$t\" {path}\n",
-                dir = q(dir),
-                sha = q(&sha),
-                path = q(path),
-            ));
+            script.push_str(&install_step(&fill, path, &sha, *mode));
             stream.extend_from_slice(content);
             tracing::debug!(target: "ssh", host = %t.node, "upload {path} ({sha})");
         }
@@ -335,12 +330,19 @@ impl Ssh {
             .await?;
         match out.status {
             0 => Ok(()),
-            97 => Err(SshError::Corrupt {
-                target: t.label(),
-                path: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                expected: "the sha256 sent".into(),
-                got: "different bytes".into(),
-            }),
+            97 => {
+                let (path, got) = corrupt(&out.stderr);
+                let expected = files
+                    .iter()
+                    .find(|(p, _, _)| *p == path)
+                    .map_or_else(String::new, |(_, _, c)| crate::core::digest::sha256_hex(c));
+                Err(SshError::Corrupt {
+                    target: t.label(),
+                    path,
+                    expected,
+                    got,
+                })
+            }
             status => Err(SshError::Command {
                 target: t.label(),
                 command: format!("upload of {} files", files.len()),
@@ -358,18 +360,10 @@ impl Ssh {
         sha256: &str,
         source: impl Fn() -> Result<Box<dyn Read + Send>, SshError> + Send + Sync + 'static,
     ) -> Result<(), SshError> {
-        let dir = path
-            .rsplit_once('/')
-            .map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
         // 97: the bytes that arrived are not the bytes sent.
         let script = format!(
-            "set -e; mkdir -p {dir}; t=$(mktemp -p {dir} .provisioner.XXXXXX); trap 'rm -f \"$t\"' EXIT; \
-             cat > \"$t\"; got=$(sha256sum \"$t\" | cut -d' ' -f1); \
-             if [ \"$got\" != {sha} ]; then echo \"$got\" >&2; exit 97; fi; \
-             chmod {mode:o} \"$t\"; mv -f \"$t\" {path}; trap - EXIT",
-            dir = q(dir),
-            sha = q(sha256),
-            path = q(path),
+            "set -e; {}",
+            install_step("cat > \"$t\"", path, sha256, mode)
         );
         let line = as_root(&t.user, &script);
         tracing::debug!(target: "ssh", host = %t.node, "upload {path} ({sha256})");
@@ -386,7 +380,7 @@ impl Ssh {
                 target: t.label(),
                 path: path.to_owned(),
                 expected: sha256.to_owned(),
-                got: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                got: corrupt(&out.stderr).1,
             }),
             status => Err(SshError::Command {
                 target: t.label(),
@@ -396,6 +390,34 @@ impl Ssh {
             }),
         }
     }
+}
+
+/// A shell step that installs one file atomically: `fill` writes the bytes
+/// into `"$t"`, a temporary file beside `path`; the bytes are checked against
+/// `sha256` there (exit 97 with the path and the digest found when they
+/// differ), then given `mode` and renamed over `path`. The temporary file is
+/// removed on any failure.
+pub fn install_step(fill: &str, path: &str, sha256: &str, mode: u32) -> String {
+    let dir = path
+        .rsplit_once('/')
+        .map_or(".", |(d, _)| if d.is_empty() { "/" } else { d });
+    format!(
+        "mkdir -p {dir}; t=$(mktemp -p {dir} .provisioner.XXXXXX); trap 'rm -f \"$t\"' EXIT; \
+         {fill}; got=$(sha256sum \"$t\" | cut -d' ' -f1); \
+         if [ \"$got\" != {sha} ]; then echo {path} \"$got\" >&2; exit 97; fi; \
+         chmod {mode:o} \"$t\"; mv -f \"$t\" {path}; trap - EXIT\n",
+        dir = q(dir),
+        sha = q(sha256),
+        path = q(path),
+    )
+}
+
+/// What `install_step` says on exit 97: (path, the digest found).
+fn corrupt(stderr: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text.lines().last().unwrap_or_default();
+    let (path, got) = line.rsplit_once(' ').unwrap_or((line, ""));
+    (path.trim_matches('\'').to_owned(), got.to_owned())
 }
 
 fn as_root(user: &str, command: &str) -> String {
