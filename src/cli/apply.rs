@@ -34,7 +34,19 @@ pub async fn run(
     approve: &ApproveOpts,
     saved: Option<&Path>,
 ) -> Result<i32, Error> {
-    let mut session = open_session_with(cli, opts).await?;
+    let session = open_session_with(cli, opts).await?;
+    run_in(cli, session, operation, opts, approve, saved).await
+}
+
+/// The same, in a session the caller opened (`certs rotate`'s).
+pub async fn run_in(
+    cli: &Cli,
+    mut session: crate::plan::session::Session,
+    operation: Operation,
+    opts: &ApplyOpts,
+    approve: &ApproveOpts,
+    saved: Option<&Path>,
+) -> Result<i32, Error> {
     let request = Request {
         operation,
         targets: opts.target.clone(),

@@ -2,9 +2,11 @@
 
 mod apply;
 mod collections;
+mod certs;
 mod completions;
 mod deploy;
 mod destroy;
+mod etcd;
 mod plan;
 mod releases;
 mod render;
@@ -103,6 +105,12 @@ pub enum Command {
     Status(status::Args),
     /// Re-apply an earlier revision of a release.
     Rollback(rollback::Args),
+    /// etcd snapshots (on demand, listed) and restore from one.
+    #[command(subcommand)]
+    Etcd(etcd::Cmd),
+    /// Renew the cluster's certificates now (`rotate`), with or without its CAs.
+    #[command(subcommand)]
+    Certs(certs::Cmd),
     /// Inspect and repair state.
     #[command(subcommand)]
     State(state::Cmd),
@@ -132,6 +140,8 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Releases(a) => releases::run(&cli, a).await,
         Command::Status(a) => status::run(&cli, a).await,
         Command::Rollback(a) => rollback::run(&cli, a).await,
+        Command::Etcd(c) => etcd::run(&cli, c).await,
+        Command::Certs(c) => certs::run(&cli, c).await,
         Command::State(c) => state::run(&cli, c).await,
         Command::Completions(a) => completions::run(a),
         Command::Workload(c) => workload::run(&cli, c).await,
@@ -214,6 +224,25 @@ pub async fn open_session(cli: &Cli, name: &str) -> Result<Session, Error> {
         context: cli.context.clone(),
         force_conflicts: cli.force_conflicts,
         no_wait: cli.no_wait,
+        rotate: None,
+    };
+    Session::open(loaded, cli.state_dir.as_deref(), &conn).await
+}
+
+/// A session whose cluster layer renews certificates whatever their expiry.
+pub async fn open_rotating_session(
+    cli: &Cli,
+    name: &str,
+    rotate: crate::provider::Rotation,
+) -> Result<Session, Error> {
+    let loaded = load_env(cli, name)?;
+    let conn = Options {
+        cloud: cli.cloud.clone(),
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+        force_conflicts: cli.force_conflicts,
+        no_wait: cli.no_wait,
+        rotate: Some(rotate),
     };
     Session::open(loaded, cli.state_dir.as_deref(), &conn).await
 }

@@ -173,6 +173,7 @@ async fn running(
 
 pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderError> {
     let t = target(attrs, None)?;
+    p.remember_member(t.clone());
     let mut changed = remote::sync(&p.ssh, &t, files(&t, attrs)?).await?;
     let (issued, expiry) =
         remote::certs(&p.ssh, &t, PKI, certs(&t, attrs)?, p.renew_before).await?;
@@ -264,29 +265,52 @@ pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderE
 }
 
 pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, ProviderError> {
+    if let Ok(t) = target(&rec.attrs, None) {
+        p.remember_member(t);
+    }
     super::read_step(p, rec, |t| files(t, &rec.attrs), &["etcd"]).await
 }
 
-pub async fn delete(p: &ClusterProvider, rec: &Record) -> Result<(), ProviderError> {
+/// Leave the cluster, then stop. etcdctl runs on this node, or, when its
+/// machine is lost, on another member that answers; a lost node has nothing
+/// left to stop.
+pub async fn delete(p: &ClusterProvider, rec: &Record, lost: bool) -> Result<(), ProviderError> {
     let t = target(&rec.attrs, None)?;
     let others: Vec<(String, String)> = members(&rec.attrs)
         .into_iter()
         .filter(|(n, _)| *n != t.node)
         .collect();
     let me = format!("https://{}:2380", t.address);
-    if let Some(list) = running(p, &t, &others).await?
-        && let Some((_, _, id)) = list.iter().find(|(_, u, _)| *u == me)
-    {
-        let via = others.first().map(|(_, a)| a.clone()).unwrap_or_default();
-        p.ssh
-            .run(
-                &t,
-                &format!(
-                    "{} member remove {id:x}",
-                    etcdctl(&format!("https://{via}:2379"))
-                ),
-            )
-            .await?;
+    let runners = if lost {
+        p.other_members(&t.node)
+    } else {
+        vec![t.clone()]
+    };
+    let mut removed = false;
+    for r in &runners {
+        let Ok(Some(list)) = running(p, r, &others).await else {
+            continue;
+        };
+        if let Some((_, _, id)) = list.iter().find(|(_, u, _)| *u == me) {
+            let via = others.first().map(|(_, a)| a.clone()).unwrap_or_default();
+            p.ssh
+                .run(
+                    r,
+                    &format!(
+                        "{} member remove {id:x}",
+                        etcdctl(&format!("https://{via}:2379"))
+                    ),
+                )
+                .await?;
+        }
+        removed = true;
+        break;
+    }
+    if lost {
+        if !removed && !others.is_empty() {
+            tracing::warn!(node = %t.node, "its machine does not answer and no other member does: no member was removed");
+        }
+        return Ok(());
     }
     p.ssh
         .run(&t, "systemctl disable --now -q etcd 2>/dev/null || true; rm -rf /var/lib/etcd/member /etc/etcd/initial.env")

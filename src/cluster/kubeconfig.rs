@@ -128,7 +128,7 @@ pub fn apply(attrs: &Attrs) -> Result<Live, ProviderError> {
     .map_err(|e| ProviderError::fatal(format!("the admin certificate: {e}")).caused_by(e))?;
     let server = format!("https://{}:6443", str_attr(attrs, "api_endpoint")?);
     let context = str_attr(attrs, "context")?;
-    let text = render(
+    let mut text = render(
         context,
         &server,
         &Cred::Data(str_attr(attrs, "ca")?.to_owned()),
@@ -136,6 +136,20 @@ pub fn apply(attrs: &Attrs) -> Result<Live, ProviderError> {
         &Cred::Data(admin.cert_pem),
         &Cred::Data(admin.key_pem),
     );
+    // Behind a bastion: say how to get there, for the provisioner (kubectl
+    // ignores extensions; people use `ssh -L`, see the README).
+    if let Some(via) = attrs.get("via").filter(|v| v.is_object()) {
+        let line = format!("    server: {server}\n");
+        text = text.replacen(
+            &line,
+            &format!(
+                "{line}    extensions:\n    - name: {}\n      extension: {}\n",
+                super::tunnel::EXTENSION,
+                serde_json::to_string(via).unwrap_or_default()
+            ),
+            1,
+        );
+    }
     let p = path(attrs)?;
     write(&p, &text)?;
     if attrs.get("merge").and_then(Value::as_bool).unwrap_or(false) {

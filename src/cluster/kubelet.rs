@@ -288,17 +288,35 @@ pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, Pro
 }
 
 /// Drain the node through the API (cordon, evict, delete the Node), then stop
-/// what runs on it. A machine already gone is not an error: it has nothing left to stop.
-pub async fn delete(p: &ClusterProvider, rec: &Record) -> Result<(), ProviderError> {
+/// what runs on it. A machine that is lost cannot be drained (its pods will
+/// never stop): its Node object is deleted and there is nothing left to stop.
+pub async fn delete(p: &ClusterProvider, rec: &Record, lost: bool) -> Result<(), ProviderError> {
     let t = target(&rec.attrs, None)?;
     if let Some(kc) = p.kubeconfig.as_deref().filter(|k| k.exists()) {
         match crate::k8s::client::Cluster::connect(Some(kc), None).await {
+            Ok(c) if lost => {
+                let node = crate::charts::object::ObjectId {
+                    group: String::new(),
+                    kind: "Node".into(),
+                    namespace: None,
+                    name: t.node.clone(),
+                };
+                // The API may be lost with it (a whole cluster gone); `etcd restore`
+                // removes Node objects of machines the environment no longer has.
+                if let Err(e) = c.delete("v1", &node).await {
+                    tracing::warn!(node = %t.node, "its Node object was not deleted: {e}");
+                }
+            }
             Ok(c) => {
                 c.drain(&t.node, p.timeout.min(std::time::Duration::from_secs(300)))
                     .await?
             }
             Err(e) => tracing::warn!(node = %t.node, "not drained: {e}"),
         }
+    }
+    if lost {
+        tracing::warn!(node = %t.node, "its machine does not answer: removed from the cluster without draining");
+        return Ok(());
     }
     let stop = "systemctl disable --now -q kubelet kube-proxy 2>/dev/null || true; \
                 systemctl disable --now -q containerd 2>/dev/null || true; \

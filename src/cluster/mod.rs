@@ -7,6 +7,7 @@
 //! what was applied and reports the difference as drift.
 
 mod artifacts;
+mod backup;
 mod control_plane;
 mod etcd;
 pub mod flags;
@@ -16,7 +17,12 @@ mod kubelet;
 pub mod pki;
 mod pki_resource;
 mod remote;
+mod restore;
+mod snapshot;
 mod status;
+mod tunnel;
+
+pub use tunnel::{ApiTunnel, api_tunnel};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,9 +33,9 @@ use serde_json::Value;
 
 use crate::core::Address;
 use crate::env::model::Environment;
-use crate::plan::diff::Change;
+use crate::plan::diff::{Action, Change};
 use crate::plan::resource::Desired;
-use crate::provider::{Live, Provider, ProviderError};
+use crate::provider::{Class, Live, Provider, ProviderError, Task};
 use crate::ssh::{Auth, HostKey, Ssh, Target};
 use crate::state::Record;
 
@@ -42,34 +48,57 @@ pub struct ClusterProvider {
     /// Health gates and waits (the environment's `timeouts.create`).
     timeout: Duration,
     renew_before: chrono::Duration,
+    /// `certs rotate --ca`: new CAs in this run.
+    rotate_ca: bool,
+    /// Where etcd snapshots go (`cluster.etcd_snapshots.s3`).
+    snapshots: Option<crate::env::model::S3Location>,
+    /// Nodes that did not answer in this run, and why: their other steps
+    /// are not tried again (a lost machine costs one timeout, not one per step).
+    unreachable: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Every etcd member seen in this run, so one that is lost can be
+    /// removed through another.
+    members: std::sync::Mutex<BTreeMap<String, Target>>,
 }
 
 impl ClusterProvider {
-    pub fn new(env: &Environment) -> Self {
-        let mut key_files = Vec::new();
-        if let Some(k) = &env.cluster.ssh.private_key_file {
-            key_files.push(crate::env::secret::expand_home(k));
-        } else {
-            for k in ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"] {
-                let p = crate::env::secret::expand_home(k);
-                if p.exists() {
-                    key_files.push(p);
-                }
-            }
-        }
+    pub fn new(env: &Environment, rotate: Option<crate::provider::Rotation>) -> Self {
         Self {
-            ssh: Ssh::new(
-                Auth {
-                    key_files,
-                    agent: std::env::var_os("SSH_AUTH_SOCK").is_some(),
-                },
-                Duration::from_secs(env.timeouts.request.max(10)),
-            ),
+            ssh: ssh_for(env),
             timeout: Duration::from_secs(env.timeouts.create.max(60)),
             kubeconfig: kubeconfig_path(env),
-            renew_before: chrono::Duration::days(env.cluster.certificates.renew_before_days.into()),
+            // Rotation: every certificate counts as due, so every one is issued again.
+            renew_before: chrono::Duration::days(match rotate {
+                Some(_) => 365 * 200,
+                None => env.cluster.certificates.renew_before_days.into(),
+            }),
+            rotate_ca: rotate.is_some_and(|r| r.ca),
+            snapshots: env.cluster.etcd_snapshots.s3.clone(),
+            unreachable: Default::default(),
+            members: Default::default(),
         }
     }
+}
+
+/// SSH as the environment says: its key file, else the usual ones, and the agent.
+fn ssh_for(env: &Environment) -> Arc<Ssh> {
+    let mut key_files = Vec::new();
+    if let Some(k) = &env.cluster.ssh.private_key_file {
+        key_files.push(crate::env::secret::expand_home(k));
+    } else {
+        for k in ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"] {
+            let p = crate::env::secret::expand_home(k);
+            if p.exists() {
+                key_files.push(p);
+            }
+        }
+    }
+    Ssh::new(
+        Auth {
+            key_files,
+            agent: std::env::var_os("SSH_AUTH_SOCK").is_some(),
+        },
+        Duration::from_secs(env.timeouts.request.max(10)),
+    )
 }
 
 /// Where this layer writes the admin kubeconfig of `env`; None when the
@@ -278,7 +307,6 @@ pub(crate) fn due(rec: &Record, renew_before: chrono::Duration) -> Vec<String> {
 /// plan is refused before anything changes (removing the whole cluster is
 /// `destroy`, which leaves no member behind).
 fn quorum(changes: &[&Change], desired: &[Desired]) -> Result<(), ProviderError> {
-    use crate::plan::diff::Action;
     let leaving: Vec<String> = changes
         .iter()
         .filter(|c| c.kind == "etcd" && matches!(c.action, Action::Delete | Action::Replace))
@@ -302,6 +330,7 @@ impl Provider for ClusterProvider {
             "cluster_pki",
             "host",
             "etcd",
+            "etcd_backup",
             "control_plane",
             "kubelet",
             "kubeconfig",
@@ -318,22 +347,34 @@ impl Provider for ClusterProvider {
         quorum(changes, desired)?;
         let mut failures = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
-        for c in changes.iter().filter(|c| c.kind == "host") {
+        for c in changes.iter().filter(|c| c.action != Action::Delete) {
             let Some(d) = desired.iter().find(|d| d.address == c.address) else {
                 continue;
             };
             // Servers made by this same run have no address yet.
-            if !crate::core::Ref::all_in(&d.attrs["node"]).is_empty() {
+            let Some(address) = d.attrs.get("node").and_then(|n| n.get("address")) else {
+                continue;
+            };
+            if !address.is_string() {
                 continue;
             }
-            let t = target(&d.attrs, None)?;
+            let mut attrs = d.attrs.clone();
+            // The host key is checked by the host's own step; here only whether it answers.
+            if let Some(n) = attrs.get_mut("node").and_then(Value::as_object_mut)
+                && crate::core::Ref::parse(n.get("host_key").unwrap_or(&Value::Null)).is_some()
+            {
+                n.insert("host_key".into(), Value::Null);
+            }
+            let t = target(&attrs, None)?;
             if !seen.insert(t.address.clone()) {
                 continue;
             }
             if let Err(e) = self.ssh.host_key(&t).await {
                 failures.push(e.to_string());
             }
-            artifacts::Source::from_attr(d.attrs.get("artifacts").unwrap_or(&Value::Null))?;
+            if c.kind == "host" {
+                artifacts::Source::from_attr(d.attrs.get("artifacts").unwrap_or(&Value::Null))?;
+            }
         }
         if failures.is_empty() {
             Ok(())
@@ -346,21 +387,31 @@ impl Provider for ClusterProvider {
         }
     }
 
+    /// A node that does not answer is not an error here: its steps show the
+    /// drift `unreachable`, so a node being removed (a lost machine) can be
+    /// planned, and one being kept is refused by `preflight` before any change.
     async fn read(&self, addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError> {
-        match addr.kind() {
-            "cluster_pki" => Ok(Some(observed(
-                rec,
-                rec.id.as_deref().unwrap_or("pki"),
-                vec![],
-            ))),
-            "host" => host::read(self, rec).await,
-            "etcd" => etcd::read(self, rec).await,
-            "control_plane" => control_plane::read(self, rec).await,
-            "kubelet" => kubelet::read(self, rec).await,
-            "kubeconfig" => kubeconfig::read(rec, self.renew_before),
-            k => Err(ProviderError::fatal(format!(
-                "the cluster layer has no kind `{k}`"
-            ))),
+        let node = rec
+            .attrs
+            .get("node")
+            .and_then(|n| n.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(n) = &node
+            && let Some(why) = self.known_unreachable(n)
+        {
+            return Ok(Some(observed(rec, n, vec![why])));
+        }
+        match self.read_kind(addr, rec).await {
+            Err(e) if matches!(e.class, Class::Transient { .. }) && node.is_some() => {
+                let n = node.unwrap_or_default();
+                let why = format!("unreachable: {}", e.message);
+                if let Ok(mut u) = self.unreachable.lock() {
+                    u.insert(n.clone(), why.clone());
+                }
+                Ok(Some(observed(rec, &n, vec![why])))
+            }
+            other => other,
         }
     }
 
@@ -382,10 +433,33 @@ impl Provider for ClusterProvider {
         self.apply(addr, Some(rec), attrs).await
     }
 
+    /// A node step goes with what it put on the node; a lost machine (it
+    /// does not answer) has nothing left to stop, so only what the cluster
+    /// keeps about it is removed (its Node object, its etcd membership).
     async fn delete(&self, addr: &Address, rec: &Record) -> Result<(), ProviderError> {
+        let lost = match addr.kind() {
+            "etcd" | "etcd_backup" | "kubelet" | "control_plane" => {
+                let t = target(&rec.attrs, None)?;
+                let lost = match self.known_unreachable(&t.node) {
+                    Some(_) => true,
+                    None => self.ssh.host_key(&t).await.is_err(),
+                };
+                if lost {
+                    if let Ok(mut u) = self.unreachable.lock() {
+                        u.entry(t.node.clone())
+                            .or_insert_with(|| "unreachable".into());
+                    }
+                    tracing::warn!(address = %addr, node = %t.label(), "the machine does not answer: nothing is stopped on it");
+                }
+                lost
+            }
+            _ => false,
+        };
         match addr.kind() {
-            "etcd" => etcd::delete(self, rec).await,
-            "kubelet" => kubelet::delete(self, rec).await,
+            "etcd" => etcd::delete(self, rec, lost).await,
+            "kubelet" => kubelet::delete(self, rec, lost).await,
+            "etcd_backup" | "control_plane" if lost => Ok(()),
+            "etcd_backup" => backup::delete(self, rec).await,
             "control_plane" => control_plane::delete(self, rec).await,
             "kubeconfig" => kubeconfig::delete(rec),
             // The machine goes with its server; a static node keeps what it has.
@@ -400,9 +474,65 @@ impl Provider for ClusterProvider {
     async fn status(&self, records: &BTreeMap<Address, Record>) -> Option<Value> {
         status::status(self, records).await
     }
+
+    async fn task(
+        &self,
+        task: &Task,
+        records: &BTreeMap<Address, Record>,
+    ) -> Option<Result<Value, ProviderError>> {
+        Some(match task {
+            Task::EtcdSnapshot => snapshot::take(self, records).await,
+            Task::EtcdSnapshots => snapshot::list(self, records).await,
+            Task::EtcdRestore { snapshot } => restore::restore(self, records, snapshot).await,
+        })
+    }
 }
 
 impl ClusterProvider {
+    async fn read_kind(&self, addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError> {
+        match addr.kind() {
+
+            "cluster_pki" => Ok(Some(observed(
+                rec,
+                rec.id.as_deref().unwrap_or("pki"),
+                if self.rotate_ca {
+                    vec!["new CAs requested (`certs rotate --ca`)".into()]
+                } else {
+                    vec![]
+                },
+            ))),
+            "host" => host::read(self, rec).await,
+            "etcd" => etcd::read(self, rec).await,
+            "etcd_backup" => backup::read(self, rec).await,
+            "control_plane" => control_plane::read(self, rec).await,
+            "kubelet" => kubelet::read(self, rec).await,
+            "kubeconfig" => kubeconfig::read(rec, self.renew_before),
+            k => Err(ProviderError::fatal(format!(
+                "the cluster layer has no kind `{k}`"
+            ))),
+        }
+    }
+
+
+    fn remember_member(&self, t: Target) {
+        if let Ok(mut m) = self.members.lock() {
+            m.insert(t.node.clone(), t);
+        }
+    }
+
+    /// The etcd members seen in this run other than `node`.
+    fn other_members(&self, node: &str) -> Vec<Target> {
+        self.members
+            .lock()
+            .map(|m| m.values().filter(|t| t.node != node).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Why `node` did not answer earlier in this run, if it did not.
+    fn known_unreachable(&self, node: &str) -> Option<String> {
+        self.unreachable.lock().ok()?.get(node).cloned()
+    }
+
     async fn apply(
         &self,
         addr: &Address,
@@ -410,9 +540,10 @@ impl ClusterProvider {
         attrs: &Attrs,
     ) -> Result<Live, ProviderError> {
         let r = match addr.kind() {
-            "cluster_pki" => pki_resource::apply(rec, attrs),
+            "cluster_pki" => pki_resource::apply(rec, attrs, self.rotate_ca),
             "host" => host::apply(self, rec, attrs).await,
             "etcd" => etcd::apply(self, attrs).await,
+            "etcd_backup" => backup::apply(self, attrs).await,
             "control_plane" => control_plane::apply(self, attrs).await,
             "kubelet" => kubelet::apply(self, attrs).await,
             "kubeconfig" => kubeconfig::apply(attrs),

@@ -13,9 +13,23 @@ pub const CA: &str = "kubernetes-ca";
 pub const ETCD_CA: &str = "etcd-ca";
 pub const FRONT_PROXY_CA: &str = "front-proxy-ca";
 
-/// Made once: an update (a new `ca_days`) keeps the CAs; rotating them is
-/// `provisioner certs rotate --ca`.
-pub fn apply(rec: Option<&crate::state::Record>, attrs: &Attrs) -> Result<Live, ProviderError> {
+/// Made once: an update (a new `ca_days`) keeps the CAs; `rotate_ca`
+/// (`provisioner certs rotate --ca`) makes new ones but keeps the
+/// service-account key, so the tokens the cluster has issued stay valid.
+pub fn apply(
+    rec: Option<&crate::state::Record>,
+    attrs: &Attrs,
+    rotate_ca: bool,
+) -> Result<Live, ProviderError> {
+    if let Some(rec) = rec
+        && rotate_ca
+        && let (Some(key), Some(public)) = (rec.secrets.get("sa_key"), rec.outputs.get("sa_pub"))
+    {
+        let mut live = create(attrs)?;
+        live.secrets.insert("sa_key".into(), key.clone());
+        live.outputs.insert("sa_pub".into(), public.clone());
+        return Ok(live);
+    }
     if let Some(rec) = rec
         && rec.secrets.contains_key("ca_key")
     {

@@ -293,6 +293,23 @@ fn check_cluster(c: &mut Checker, env: &Environment) {
             "keep at least 1",
         );
     }
+    if env.cluster.enabled
+        && let Some(s3) = &env.cluster.etcd_snapshots.s3
+        && (s3.access_key.is_none() || s3.secret_key.is_none())
+    {
+        c.error(
+            "cluster.etcd_snapshots.s3",
+            "the etcd nodes upload their snapshots themselves and need credentials",
+            "add access_key and secret_key ({env: VAR} or {file: path})",
+        );
+    }
+    if env.cluster.etcd_snapshots.interval_hours == 0 {
+        c.error(
+            "cluster.etcd_snapshots.interval_hours",
+            "an interval of 0 hours never ends",
+            "e.g. 12 (a divisor of 24 keeps the times fixed)",
+        );
+    }
 }
 
 fn check_stacks(c: &mut Checker, env: &Environment) {

@@ -62,6 +62,16 @@ impl Cluster {
         kubeconfig: Option<&Path>,
         context: Option<&str>,
     ) -> Result<Self, K8sError> {
+        Self::connect_to(kubeconfig, context, None).await
+    }
+
+    /// The same, with the API server at `server` instead of the kubeconfig's
+    /// (a local port forwarded to it; its certificate must name 127.0.0.1).
+    pub async fn connect_to(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+        server: Option<&str>,
+    ) -> Result<Self, K8sError> {
         let cfg_err = |e: &dyn std::fmt::Display| K8sError::Config {
             message: e.to_string(),
         };
@@ -90,9 +100,12 @@ impl Cluster {
             context: context.map(str::to_owned),
             ..Default::default()
         };
-        let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &opts)
             .await
             .map_err(|e| cfg_err(&e))?;
+        if let Some(s) = server {
+            config.cluster_url = s.parse().map_err(|e| cfg_err(&e))?;
+        }
         Self::with_config(config)
     }
 

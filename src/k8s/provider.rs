@@ -46,6 +46,10 @@ pub struct PlatformProvider {
     delete_timeout: Duration,
     cluster: OnceCell<Arc<Cluster>>,
     capabilities: OnceCell<Option<Capabilities>>,
+    /// The environment, for a tunnel to a private cluster's API (its SSH settings).
+    environment: Environment,
+    /// That tunnel, open while the client uses it.
+    tunnel: std::sync::Mutex<Option<crate::cluster::ApiTunnel>>,
 }
 
 type Attrs = BTreeMap<String, Value>;
@@ -169,6 +173,8 @@ impl PlatformProvider {
             delete_timeout: Duration::from_secs(env.timeouts.delete),
             cluster: OnceCell::new(),
             capabilities: OnceCell::new(),
+            environment: env.clone(),
+            tunnel: std::sync::Mutex::new(None),
         }
     }
 
@@ -195,7 +201,15 @@ impl PlatformProvider {
                 let Some(kc) = self.kubeconfig() else {
                     return Err(ProviderError::fatal(K8sError::Config { message: "no cluster is configured for this environment (platform.kubeconfig, --kubeconfig or KUBECONFIG)".into() }.to_string()));
                 };
-                Cluster::connect(Some(kc), self.context.as_deref())
+                let ctx = self.context.as_deref();
+                // A kubeconfig the cluster layer wrote for a private cluster says
+                // which bastion leads to it.
+                let tunnel = crate::cluster::api_tunnel(&self.environment, kc, ctx).await?;
+                let server = tunnel.as_ref().map(|t| t.server.clone());
+                if let Ok(mut slot) = self.tunnel.lock() {
+                    *slot = tunnel;
+                }
+                Cluster::connect_to(Some(kc), ctx, server.as_deref())
                     .await
                     .map(Arc::new)
                     .map_err(|e| ProviderError::fatal(e.to_string()))

@@ -11,3 +11,4 @@ pub mod resource;
 pub mod retry;
 pub mod saved;
 pub mod session;
+pub mod task;

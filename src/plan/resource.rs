@@ -266,6 +266,19 @@ pub static KINDS: &[KindSpec] = &[
         nested: None,
     },
     KindSpec {
+        kind: "etcd_backup",
+        layer: Layer::Cluster,
+        fields: &[
+            upd("node"),
+            upd("interval_hours"),
+            upd("retention"),
+            upd("s3"),
+            upd("drift"),
+        ],
+        holds_data: false,
+        nested: None,
+    },
+    KindSpec {
         kind: "control_plane",
         layer: Layer::Cluster,
         fields: &[
@@ -323,6 +336,7 @@ pub static KINDS: &[KindSpec] = &[
             upd("path"),
             upd("merge"),
             upd("context"),
+            upd("via"),
             upd("cert_days"),
             upd("ca"),
             upd("ca_key"),

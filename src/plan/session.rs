@@ -36,6 +36,8 @@ pub enum Operation {
     Destroy,
     /// Converge the platform layer (and the local secrets it uses) only.
     Deploy,
+    /// Replace etcd's data with a snapshot (`etcd restore`).
+    Restore,
 }
 
 impl Operation {
@@ -44,6 +46,7 @@ impl Operation {
             Operation::Up => "up",
             Operation::Destroy => "destroy",
             Operation::Deploy => "deploy",
+            Operation::Restore => "etcd restore",
         }
     }
 }
@@ -303,6 +306,11 @@ impl Session {
         let mut swept = BTreeMap::new();
         let mut notes = Vec::new();
         let (desired, changes) = match req.operation {
+            Operation::Restore => {
+                return Err(Error::Usage(
+                    "`etcd restore` is not planned from the environment file; run `provisioner etcd restore`".into(),
+                ));
+            }
             Operation::Destroy => {
                 if req.refresh {
                     for (addr, rec) in self.discover_owned(&req.targets).await? {

@@ -196,6 +196,38 @@ pub trait Provider: Send + Sync {
     async fn facts(&self) -> Option<Facts> {
         None
     }
+    /// A day-2 operation beyond converging, on the system `records` describe;
+    /// None when this provider does not offer it. Approval and the state lock
+    /// are the caller's.
+    async fn task(
+        &self,
+        _task: &Task,
+        _records: &BTreeMap<Address, Record>,
+    ) -> Option<Result<Value, ProviderError>> {
+        None
+    }
+}
+
+/// Day-2 operations (`provisioner etcd …`), offered by the layer that owns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// Take an etcd snapshot now, on the first member that answers.
+    EtcdSnapshot,
+    /// The etcd snapshots in the bucket and on the members.
+    EtcdSnapshots,
+    /// Replace every member's data with a snapshot (a file here, or a name in the bucket).
+    EtcdRestore { snapshot: String },
+}
+
+impl Task {
+    /// The command that runs it, for messages and the lock.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Task::EtcdSnapshot => "etcd snapshot",
+            Task::EtcdSnapshots => "etcd snapshots",
+            Task::EtcdRestore { .. } => "etcd restore",
+        }
+    }
 }
 
 /// What providers tell the desired model about their targets.
@@ -220,6 +252,15 @@ pub struct Options {
     pub force_conflicts: bool,
     /// Do not wait for releases to become ready (`--no-wait`).
     pub no_wait: bool,
+    /// `certs rotate`: issue every leaf certificate again (and, with `ca`, the CAs).
+    pub rotate: Option<Rotation>,
+}
+
+/// What `provisioner certs rotate` renews, whatever the expiry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rotation {
+    /// The CAs too (the service-account key is kept, so tokens stay valid).
+    pub ca: bool,
 }
 
 pub struct Registry {
@@ -238,7 +279,7 @@ impl Registry {
                 env,
                 conn.cloud.as_deref(),
             )),
-            Arc::new(crate::cluster::ClusterProvider::new(env)),
+            Arc::new(crate::cluster::ClusterProvider::new(env, conn.rotate)),
             Arc::new(crate::k8s::provider::PlatformProvider::new(env, conn)),
         ])
     }

@@ -7,11 +7,13 @@
 
 mod conn;
 mod error;
+mod forward;
 mod hostkey;
 mod jump;
 mod pool;
 pub mod quote;
 
 pub use error::SshError;
+pub use forward::Forward;
 pub use hostkey::HostKey;
 pub use pool::{Auth, Output, Ssh, Target, install_step};

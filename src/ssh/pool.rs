@@ -115,7 +115,7 @@ impl Ssh {
     }
 
     /// The shared, non-blocking session of a bastion (tunnels only).
-    fn bastion(&self, b: &Target) -> Result<Arc<Conn>, SshError> {
+    pub(super) fn bastion(&self, b: &Target) -> Result<Arc<Conn>, SshError> {
         let mut m = self.bastions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = m.get(&b.key()) {
             return Ok(c.clone());

@@ -167,9 +167,20 @@ pub fn desired(env: &Environment, assigned: &BTreeMap<String, String>, out: &mut
             let a = Address::new("etcd", &n.name);
             out.push(Desired::new(
                 a.clone(),
-                json!({ "node": pinned, "version": version, "members": members,
+                json!({ "node": pinned.clone(), "version": version, "members": members,
                         "cert_days": days, "ca": o("etcd_ca_crt"), "ca_key": s("etcd_ca_key") }),
             ));
+            let mut b = Desired::new(
+                Address::new("etcd_backup", &n.name),
+                json!({ "node": pinned, "interval_hours": c.etcd_snapshots.interval_hours,
+                        "retention": c.etcd_snapshots.retention, "s3": c.etcd_snapshots.s3 }),
+            );
+            b.deps.push(a.clone());
+            // A bucket this environment creates exists before the first upload.
+            if c.etcd_snapshots.s3.as_ref().is_some_and(|s| s.create) {
+                b.deps.push(Address::new("bucket", "etcd_snapshots"));
+            }
+            out.push(b);
             etcd_addrs.push(a);
         }
     }
@@ -236,11 +247,14 @@ pub fn desired(env: &Environment, assigned: &BTreeMap<String, String>, out: &mut
         .iter()
         .map(|n| Address::new("kubelet", &n.name))
         .collect();
-    let mut d = Desired::new(
-        Address::new("kubeconfig", "admin"),
-        json!({ "api_endpoint": api_host, "path": path, "merge": c.kubeconfig.merge,
-                "context": env.name, "cert_days": days, "ca": o("ca_crt"), "ca_key": s("ca_key") }),
-    );
+    let mut attrs = json!({ "api_endpoint": api_host, "path": path, "merge": c.kubeconfig.merge,
+            "context": env.name, "cert_days": days, "ca": o("ca_crt"), "ca_key": s("ca_key") });
+    // A control plane at a node's address behind a bastion is reached through
+    // it (a forwarded port); a given api_endpoint is taken to be reachable.
+    if c.api_endpoint.is_none() && !via.is_null() {
+        attrs["via"] = via.clone();
+    }
+    let mut d = Desired::new(Address::new("kubeconfig", "admin"), attrs);
     // Written once the nodes are up: whoever uses it (the platform layer) finds a cluster that runs pods.
     d.deps.extend(control_addrs.iter().cloned());
     d.deps.extend(kubelets);

@@ -77,13 +77,14 @@
 # control plane, containerd, kubelet, kube-proxy as units; a Deployment, ClusterIP Services)
 # and is the reference for the settings marked "lab:" there.
 #
-# Settings: LAB_PORT_CLUSTER_HTTP (18090). State: $LAB_STATE/cluster/{artifacts,machines,
+# Settings: LAB_PORT_CLUSTER_HTTP (18090), LAB_PORT_CLUSTER_S3 (19101: relay to s3s). State: $LAB_STATE/cluster/{artifacts,machines,
 # ssh,run,log,addresses,env.sh}. `down.sh cluster` deletes every cluster machine (nodes and
 # bastion), both networks and the HTTP server; the artifacts stay (--purge removes them).
 
 # shellcheck source-path=SCRIPTDIR source=../kube/versions.sh
 source "$LAB_DIR/kube/versions.sh"
 LAB_PORT_CLUSTER_HTTP="${LAB_PORT_CLUSTER_HTTP:-18090}"
+LAB_PORT_CLUSTER_S3="${LAB_PORT_CLUSTER_S3:-19101}"
 CLUSTER_S="$LAB_STATE/cluster"
 CLUSTER_MACHINE="$LAB_DIR/nodes/machine.sh"
 CLUSTER_SERIES=v1.20
@@ -223,6 +224,15 @@ cluster_http() {
   NO_PROXY='*' lab_wait_http artifacts-http "$url" 20 "$pidfile" || lab_die "$LAB_WAIT_ERR" "$logf"
 }
 
+# The nodes upload etcd snapshots to the lab's strict-SigV4 S3 (s3s, on the host's
+# loopback): a TCP relay on the nodes' gateway. Host and nodes use the same URL.
+cluster_s3_relay() {
+  local pidfile="$CLUSTER_S/run/s3-relay.pid" logf="$CLUSTER_S/log/s3-relay.log"
+  lab_alive "$pidfile" ||
+    lab_spawn "$pidfile" "$logf" socat "TCP-LISTEN:$LAB_PORT_CLUSTER_S3,bind=$CLUSTER_GW,fork,reuseaddr" \
+      "TCP:127.0.0.1:$LAB_PORT_S3S"
+}
+
 # ---------------------------------------------------------------- machines
 # cluster_machine_files ROOT HOSTNAME : user debian (sudo, the test key), sshd settings,
 # SSH host keys made here (ed25519 + ecdsa; the base's first-boot keygen then skips)
@@ -295,7 +305,7 @@ cluster_key() { # a copy of the test key with the mode ssh wants
 lab_up_cluster() {
   local t0=$EPOCHREALTIME lower
   [[ $EUID -eq 0 ]] || lab_die "cluster needs root (machines, netns, mounts)"
-  lab_apt systemd-container debootstrap zstd openssh-client iproute2 python3 passwd curl
+  lab_apt systemd-container debootstrap zstd openssh-client iproute2 python3 passwd curl socat
   mkdir -p "$CLUSTER_S/run" "$CLUSTER_S/log" "$CLUSTER_S/machines"
   lower=$(cluster_lower)
   cluster_artifacts "$lower"
@@ -304,6 +314,7 @@ lab_up_cluster() {
   "$CLUSTER_MACHINE" net-up "$CLUSTER_NET" "$CLUSTER_CIDR" "$CLUSTER_GW"
   "$CLUSTER_MACHINE" net-up "$CLUSTER_PNET" "$CLUSTER_PCIDR" --isolated
   cluster_http
+  cluster_s3_relay
   cluster_key
   cluster_bastion "$lower"
   cluster_write_env "$lower"
@@ -321,6 +332,7 @@ cluster_write_env() {
     echo "export LAB_CLUSTER_BASTION_KNOWN_HOSTS=$CLUSTER_S/ssh/known_hosts_bastion   # its host keys (IP,IP,clbastion)"
     echo "export LAB_CLUSTER_ARTIFACTS_URL_PRIVATE=http://$CLUSTER_BASTION_PIP:$LAB_PORT_CLUSTER_HTTP/$CLUSTER_SERIES   # for --private nodes (relayed by the bastion)"
     echo "export LAB_CLUSTER_NET=$CLUSTER_CIDR LAB_CLUSTER_GW=$CLUSTER_GW"
+    echo "export LAB_CLUSTER_S3_URL=http://$CLUSTER_GW:$LAB_PORT_CLUSTER_S3   # s3s (up.sh s3s), relayed for the nodes; same credentials"
     echo "export LAB_CLUSTER_PRIVATE_NET=$CLUSTER_PCIDR"
     echo "export LAB_CLUSTER_KUBE_BIN=$CLUSTER_KUBE_BIN   # kubectl v1.20 etc. for the host"
     echo "export LAB_CLUSTER_SSH_USER=$CLUSTER_USER"
@@ -346,6 +358,7 @@ lab_down_cluster() {
   done
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
   lab_stop "$CLUSTER_S/run/http.pid" artifacts-http
+  lab_stop "$CLUSTER_S/run/s3-relay.pid" s3-relay
   for n in "$CLUSTER_NET" "$CLUSTER_PNET"; do
     if [[ -d "$LAB_STATE/nodes/nets/$n" ]]; then "$CLUSTER_MACHINE" net-down "$n" || rc=1; fi
   done
