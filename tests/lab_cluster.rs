@@ -663,7 +663,8 @@ fn a_cluster_reachable_only_through_the_bastion() {
         extra_nodes: "",
         // Uploads from this machine, through the bastion's tunnel.
         source: Source::Dir,
-        extra: "stacks: []\n",
+        // The platform layer reaches the private API through a forwarded port.
+        extra: "stacks: [lab-apps]\n",
         ssh_extra: &ssh_extra,
         cluster_extra: "",
     });
@@ -689,6 +690,20 @@ fn a_cluster_reachable_only_through_the_bastion() {
     assert_eq!(st["control_plane"][0]["readyz"], "ok", "{st}");
     let again = lab.run(&["plan", ENV]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    // The API has no route from here: `up` deployed the releases, and
+    // `deploy` and `releases` reach it, through the bastion.
+    let kc = std::fs::read_to_string(&lab.kubeconfig).unwrap();
+    assert!(kc.contains("provisioner.dev/bastion") && kc.contains(&bastion), "{kc}");
+    let direct = lab.kubectl(&["get", "nodes", "--request-timeout=5s"]);
+    assert!(!direct.status.success(), "the private API answered directly: {}", text(&direct));
+    let deploy = lab.run(&["deploy", ENV, "--auto-approve"]);
+    assert!(deploy.status.success(), "deploy through the bastion: {}", text(&deploy));
+    assert!(text(&deploy).contains("0 created") && text(&deploy).contains("0 updated"), "{}", text(&deploy));
+    let rel = lab.run(&["releases", ENV, "--output", "json"]);
+    assert!(rel.status.success(), "releases: {}", text(&rel));
+    let rel: serde_json::Value = serde_json::from_slice(&rel.stdout).unwrap();
+    let deployed = rel.as_array().map_or(0, |a| a.iter().filter(|r| r["history"].as_array().is_some_and(|h| !h.is_empty())).count());
+    assert!(deployed > 0, "history read from the cluster through the bastion: {rel}");
     nodes_sh(&["delete", "lp-cp1", "lp-w1"]);
 }
 

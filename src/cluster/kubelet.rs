@@ -293,8 +293,8 @@ pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, Pro
 pub async fn delete(p: &ClusterProvider, rec: &Record, lost: bool) -> Result<(), ProviderError> {
     let t = target(&rec.attrs, None)?;
     if let Some(kc) = p.kubeconfig.as_deref().filter(|k| k.exists()) {
-        match crate::k8s::client::Cluster::connect(Some(kc), None).await {
-            Ok(c) if lost => {
+        match super::tunnel::connect(p.ssh.clone(), kc).await {
+            Ok((c, _tunnel)) if lost => {
                 let node = crate::charts::object::ObjectId {
                     group: String::new(),
                     kind: "Node".into(),
@@ -307,7 +307,7 @@ pub async fn delete(p: &ClusterProvider, rec: &Record, lost: bool) -> Result<(),
                     tracing::warn!(node = %t.node, "its Node object was not deleted: {e}");
                 }
             }
-            Ok(c) => {
+            Ok((c, _tunnel)) => {
                 c.drain(&t.node, p.timeout.min(std::time::Duration::from_secs(300)))
                     .await?
             }

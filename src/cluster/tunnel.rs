@@ -83,6 +83,28 @@ pub async fn api_tunnel(
     kubeconfig: &Path,
     context: Option<&str>,
 ) -> Result<Option<ApiTunnel>, ProviderError> {
+    open(super::ssh_for(env), kubeconfig, context).await
+}
+
+/// A client of the cluster a kubeconfig names, through its bastion when it
+/// names one; the tunnel (if any) must outlive the client.
+pub(crate) async fn connect(
+    ssh: Arc<Ssh>,
+    kubeconfig: &Path,
+) -> Result<(crate::k8s::client::Cluster, Option<ApiTunnel>), ProviderError> {
+    let tunnel = open(ssh, kubeconfig, None).await?;
+    let server = tunnel.as_ref().map(|t| t.server.clone());
+    let c = crate::k8s::client::Cluster::connect_to(Some(kubeconfig), None, server.as_deref())
+        .await
+        .map_err(|e| ProviderError::transient(e.to_string()))?;
+    Ok((c, tunnel))
+}
+
+async fn open(
+    ssh: Arc<Ssh>,
+    kubeconfig: &Path,
+    context: Option<&str>,
+) -> Result<Option<ApiTunnel>, ProviderError> {
     let Ok(kc) = Kubeconfig::read_from(kubeconfig) else {
         // Not ours to judge: the client reports an unreadable kubeconfig.
         return Ok(None);
@@ -108,7 +130,6 @@ pub async fn api_tunnel(
             None => None,
         },
     };
-    let ssh = super::ssh_for(env);
     let forward = ssh.forward(&bastion, &host, port).await?;
     tracing::info!(api = %format!("{host}:{port}"), bastion = %bastion.address, local = %forward.local, "reaching the API server through the bastion");
     Ok(Some(ApiTunnel {
