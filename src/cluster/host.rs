@@ -30,6 +30,11 @@ swapoff -a 2>/dev/null || true
 if grep -qE '^[^#].*[[:space:]]swap[[:space:]]' /etc/fstab 2>/dev/null; then sed -i -E '/^[^#].*[[:space:]]swap[[:space:]]/s/^/#/' /etc/fstab; fi
 mkdir -p /etc/kubernetes/pki /etc/etcd/pki /var/lib/kubelet /etc/cni/net.d /opt/cni/bin /var/lib/provisioner/images /etc/containerd /usr/local/bin
 mkdir -p -m 0700 /var/lib/etcd
+missing=; for c in iptables conntrack; do command -v $c >/dev/null 2>&1 || missing="$missing $c"; done
+if [ -n "$missing" ]; then
+  { command -v apt-get >/dev/null && timeout 600 sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q$missing" >/dev/null 2>&1; } ||
+    { echo "the node lacks$missing (kube-proxy needs them) and could not install them with apt-get: add them to the node image" >&2; exit 3; }
+fi
 "#;
 
 /// name → (install path, sha256) of what the node should have.

@@ -98,6 +98,33 @@ async fn wait_active(
     .await
 }
 
+/// The extra source addresses the server's ports accept (`allowed_address_pairs`:
+/// the cluster's pod range, so pods on one node reach pods on another by
+/// their own addresses through port security).
+async fn address_pairs(cx: &Cx, id: &str, attrs: &Attrs) -> Result<(), ProviderError> {
+    let pairs: Vec<Value> = attrs
+        .get("allowed_address_pairs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| json!({ "ip_address": c }))
+        .collect();
+    if pairs.is_empty() && !attrs.contains_key("allowed_address_pairs") {
+        return Ok(());
+    }
+    for port in neutron::list(&cx.api, neutron::PORTS, &[("device_id", id.to_owned())]).await? {
+        let pid = port.get("id").and_then(Value::as_str).unwrap_or_default();
+        cx.api
+            .put(
+                Svc::Network,
+                &[neutron::PORTS.plural, pid],
+                &json!({ "port": { "allowed_address_pairs": pairs } }),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 fn server_live(s: &Value, attrs: &Attrs) -> Live {
     let mut l = super::live(
         s.get("id")
@@ -259,7 +286,10 @@ impl Kind for Server {
             .unwrap_or_default()
             .to_owned();
         match wait_active(cx, addr, &id).await {
-            Ok(s) => Ok(server_live(&s, attrs)),
+            Ok(s) => {
+                address_pairs(cx, &id, attrs).await?;
+                Ok(server_live(&s, attrs))
+            }
             Err(e) => {
                 // An ERROR server is useless and would count against quota: remove it.
                 let _ = delete_and_wait(cx, &id).await;
@@ -270,6 +300,9 @@ impl Kind for Server {
 
     async fn update(&self, cx: &Cx, rec: &Record, attrs: &Attrs) -> Result<Live, ProviderError> {
         let id = rec_id(rec)?;
+        if rec.attrs.get("allowed_address_pairs") != attrs.get("allowed_address_pairs") {
+            address_pairs(cx, id, attrs).await?;
+        }
         if rec.attrs.get("name") != attrs.get("name") {
             cx.api
                 .put(

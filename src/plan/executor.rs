@@ -252,6 +252,14 @@ impl Executor<'_> {
                 }
                 rec.status = Status::Deleting;
                 self.record(state, addr, rec.clone()).await?;
+                // The provider reads outputs it refers to (a node's address) filled in.
+                let mut rec = rec;
+                {
+                    let st = state.lock().await;
+                    for v in rec.attrs.values_mut() {
+                        super::session::fill_output_refs(v, &st);
+                    }
+                }
                 self.pause().await;
                 tracing::info!(address = %addr, "deleting");
                 let deadline = Duration::from_secs(self.timeouts.delete);

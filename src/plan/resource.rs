@@ -202,6 +202,7 @@ pub static KINDS: &[KindSpec] = &[
             rep("user_data"),
             upd("metadata"),
             rep("boot_volume_gb"),
+            upd("allowed_address_pairs"),
         ],
         holds_data: true,
         nested: None,

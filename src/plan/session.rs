@@ -482,7 +482,7 @@ impl Session {
         let state = self.store.load().await?;
         let mut doc = serde_json::Map::new();
         for p in self.registry.providers() {
-            if let Some(serde_json::Value::Object(m)) = p.status(&state.resources).await {
+            if let Some(serde_json::Value::Object(m)) = p.status(&filled(&state)).await {
                 doc.extend(m);
             }
         }
@@ -607,9 +607,25 @@ impl Session {
     }
 }
 
+/// Records as providers read them: references to outputs filled in (a node's
+/// address from its server, its pinned host key from its host step).
+pub(crate) fn filled(state: &StateFile) -> BTreeMap<Address, Record> {
+    state
+        .resources
+        .iter()
+        .map(|(a, r)| {
+            let mut r = r.clone();
+            for v in r.attrs.values_mut() {
+                fill_output_refs(v, state);
+            }
+            (a.clone(), r)
+        })
+        .collect()
+}
+
 /// Replace `{"ref": a, "output": o}` with the output state recorded for `a`,
 /// where it has one (ids and secrets are left as references).
-fn fill_output_refs(v: &mut serde_json::Value, state: &StateFile) {
+pub(crate) fn fill_output_refs(v: &mut serde_json::Value, state: &StateFile) {
     if let Some(r) = crate::core::Ref::parse(v) {
         if let crate::core::Select::Output(o) = &r.select
             && let Some(val) = state

@@ -46,7 +46,7 @@ impl Session {
         };
         let Task::EtcdRestore { snapshot } = task else {
             // Snapshots add a backup and lists read: nothing to approve or lock.
-            return run(self.store.load().await?.resources).await;
+            return run(super::session::filled(&self.store.load().await?)).await;
         };
         let lock = self.store.lock(Operation::Restore.as_str(), lock_timeout).await?;
         let result = async {
@@ -83,7 +83,7 @@ impl Session {
             };
             ui.show_plan(&self.doc(&plan));
             approval::decide(Operation::Restore, self.env_name(), &plan.changes, approval, ui)?;
-            run(plan.state.resources).await
+            run(super::session::filled(&plan.state)).await
         }
         .await;
         lock.release().await?;

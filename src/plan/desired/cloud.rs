@@ -149,6 +149,11 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
         if let Some(gb) = boot {
             attrs["boot_volume_gb"] = gb.into();
         }
+        // The bridge CNI routes pods by their own addresses between nodes:
+        // port security must let the pod range through.
+        if pool != "bastion" && env.cluster.enabled && env.cluster.cni == crate::env::model::Cni::Bridge {
+            attrs["allowed_address_pairs"] = json!([env.cluster.pod_cidr.to_string()]);
+        }
         out.push(Desired::new(server.clone(), attrs));
         for v in node_pool.map(|p| p.volumes.as_slice()).unwrap_or_default() {
             let vname = format!("{pool}-{}", v.name);
@@ -165,10 +170,16 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
         }
         let wants_fip = pool == "bastion" || node_pool.is_some_and(|p| p.floating_ip);
         if wants_fip {
-            out.push(Desired::new(
+            let mut fip = Desired::new(
                 Address::indexed("floating_ip", &pool, i),
                 json!({ "network": env.cloud.external_network, "server": Ref::id(&server) }),
-            ));
+            );
+            // Neutron needs the subnet on a router for a floating IP, and refuses
+            // to remove that interface while one is left: made after, deleted before.
+            if env.network.router {
+                fip.deps.push(Address::new("router_interface", "main"));
+            }
+            out.push(fip);
         }
     }
 }

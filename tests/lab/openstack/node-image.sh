@@ -27,7 +27,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=../lib.sh
 source "$HERE/../lib.sh"
 
-NODE_IMAGE_EXTRA="cloud-init python3-cffi-backend"   # python3-cryptography's virtual dependency (debootstrap does not resolve those)
+NODE_IMAGE_EXTRA="cloud-init python3-cffi-backend iptables conntrack"   # python3-cryptography's virtual dependency (debootstrap does not resolve those); kube-proxy needs iptables + conntrack
 NODE_IMAGE_RECIPE=2   # bump when the changes below change
 
 lower=$("$LAB_DIR/nodes/base.sh" --name os-node --extra "$NODE_IMAGE_EXTRA")
