@@ -36,7 +36,9 @@ impl Lab {
         common::lab_var("S3_ENDPOINT_URL", "s3");
         let artifacts = common::lab_var("LAB_CLUSTER_ARTIFACTS", "cluster");
         let repo = env!("CARGO_MANIFEST_DIR");
-        let dir = Path::new(repo).join("target/test-state").join(common::unique("lab-cc"));
+        let dir = Path::new(repo)
+            .join("target/test-state")
+            .join(common::unique("lab-cc"));
         std::fs::create_dir_all(dir.join("envs")).unwrap();
         let kubeconfig = dir.join("admin.kubeconfig");
         // The lab environment, with the cluster layer on (lab.yaml leaves it off),
@@ -97,7 +99,10 @@ cluster:
     fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         let start = Instant::now();
         while !f() {
-            assert!(start.elapsed() < Duration::from_secs(secs), "{what}: not after {secs} s");
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "{what}: not after {secs} s"
+            );
             std::thread::sleep(Duration::from_secs(2));
         }
     }
@@ -156,7 +161,10 @@ fn up_bootstraps_kubernetes_on_the_servers_it_creates() {
     // The nodes were reached through the bastion, by their servers' addresses.
     let node = &res["etcd.lab-cc-control-0"]["attrs"]["node"];
     assert_eq!(node["address"]["ref"], "server.control[0]", "{node}");
-    assert_eq!(node["via"]["address"]["ref"], "floating_ip.bastion[0]", "{node}");
+    assert_eq!(
+        node["via"]["address"]["ref"], "floating_ip.bastion[0]",
+        "{node}"
+    );
     let kc = std::fs::read_to_string(&lab.kubeconfig).unwrap();
     assert!(kc.contains("provisioner.dev/bastion"), "{kc}");
 
@@ -195,7 +203,12 @@ fn up_bootstraps_kubernetes_on_the_servers_it_creates() {
     });
 
     let again = lab.run(&["plan", ENV]);
-    assert_eq!(again.status.code(), Some(0), "a rerun plans nothing: {}", text(&again));
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "a rerun plans nothing: {}",
+        text(&again)
+    );
 
     let t0 = Instant::now();
     let down = lab.run(&["destroy", ENV, "--auto-approve"]);

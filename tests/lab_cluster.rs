@@ -238,6 +238,12 @@ cluster:
         std::fs::write(&f, format!("{}{days}{}", &text[..start], &text[end..])).unwrap();
     }
 
+    /// `plan` says there is nothing to change (exit 0).
+    fn no_change(&self, when: &str) {
+        let plan = self.run(&["plan", ENV]);
+        assert_eq!(plan.status.code(), Some(0), "{when}: {}", text(&plan));
+    }
+
     fn status(&self) -> serde_json::Value {
         let o = self.run(&["status", ENV, "--output", "json"]);
         assert!(o.status.success(), "status: {}", text(&o));
@@ -493,8 +499,7 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     let renew = lab.run(&["up", ENV, "--auto-approve"]);
     assert!(renew.status.success(), "{}", text(&renew));
     lab.set_renew_before(90);
-    let settled = lab.run(&["plan", ENV]);
-    assert_eq!(settled.status.code(), Some(0), "{}", text(&settled));
+    lab.no_change("after the renewal window is back to 90 days");
     let after = expiry(&lab.status(), "control_plane.lc-cp1", "apiserver");
     assert!(
         after > before,
@@ -523,13 +528,7 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
         ]);
         text(&o).matches("is healthy").count() == 3
     });
-    let after = lab.run(&["plan", ENV]);
-    assert_eq!(
-        after.status.code(),
-        Some(0),
-        "after reboots: {}",
-        text(&after)
-    );
+    lab.no_change("after reboots");
 
     // A machine that presents another host key is refused, naming what to do.
     let w2 = &ips.iter().find(|(n, _)| n == "lc-w2").unwrap().1;
@@ -557,8 +556,7 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
         "-c",
         "cp -a /root/keys/* /etc/ssh/ && systemctl restart ssh",
     ]);
-    let back = lab.run(&["plan", ENV]);
-    assert_eq!(back.status.code(), Some(0), "{}", text(&back));
+    lab.no_change("the host key restored");
 
     // Day 2. Removing two etcd members in one run is refused before anything changes.
     // (etcd members hold data: consent is needed first, and then quorum still says no.)
@@ -688,22 +686,43 @@ fn a_cluster_reachable_only_through_the_bastion() {
     let st = lab.status();
     assert!(st["etcd"]["members"][0]["healthy"] == true, "{st}");
     assert_eq!(st["control_plane"][0]["readyz"], "ok", "{st}");
-    let again = lab.run(&["plan", ENV]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    lab.no_change("the private cluster, rerun");
     // The API has no route from here: `up` deployed the releases, and
     // `deploy` and `releases` reach it, through the bastion.
     let kc = std::fs::read_to_string(&lab.kubeconfig).unwrap();
-    assert!(kc.contains("provisioner.dev/bastion") && kc.contains(&bastion), "{kc}");
+    assert!(
+        kc.contains("provisioner.dev/bastion") && kc.contains(&bastion),
+        "{kc}"
+    );
     let direct = lab.kubectl(&["get", "nodes", "--request-timeout=5s"]);
-    assert!(!direct.status.success(), "the private API answered directly: {}", text(&direct));
+    assert!(
+        !direct.status.success(),
+        "the private API answered directly: {}",
+        text(&direct)
+    );
     let deploy = lab.run(&["deploy", ENV, "--auto-approve"]);
-    assert!(deploy.status.success(), "deploy through the bastion: {}", text(&deploy));
-    assert!(text(&deploy).contains("0 created") && text(&deploy).contains("0 updated"), "{}", text(&deploy));
+    assert!(
+        deploy.status.success(),
+        "deploy through the bastion: {}",
+        text(&deploy)
+    );
+    assert!(
+        text(&deploy).contains("0 created") && text(&deploy).contains("0 updated"),
+        "{}",
+        text(&deploy)
+    );
     let rel = lab.run(&["releases", ENV, "--output", "json"]);
     assert!(rel.status.success(), "releases: {}", text(&rel));
     let rel: serde_json::Value = serde_json::from_slice(&rel.stdout).unwrap();
-    let deployed = rel.as_array().map_or(0, |a| a.iter().filter(|r| r["history"].as_array().is_some_and(|h| !h.is_empty())).count());
-    assert!(deployed > 0, "history read from the cluster through the bastion: {rel}");
+    let deployed = rel.as_array().map_or(0, |a| {
+        a.iter()
+            .filter(|r| r["history"].as_array().is_some_and(|h| !h.is_empty()))
+            .count()
+    });
+    assert!(
+        deployed > 0,
+        "history read from the cluster through the bastion: {rel}"
+    );
     nodes_sh(&["delete", "lp-cp1", "lp-w1"]);
 }
 
@@ -746,7 +765,10 @@ fn etcd_snapshots_on_schedule_and_on_demand_then_restore_onto_fresh_nodes() {
 
     // The schedule: a timer every 12 h, running the script that keeps 2.
     let timer = nodes_sh(&[
-        "exec", "lr-cp1", "sh", "-c",
+        "exec",
+        "lr-cp1",
+        "sh",
+        "-c",
         "systemctl is-active etcd-snapshot.timer && systemctl show -p TimersCalendar etcd-snapshot.timer",
     ]);
     assert!(
@@ -754,18 +776,36 @@ fn etcd_snapshots_on_schedule_and_on_demand_then_restore_onto_fresh_nodes() {
         "{}",
         text(&timer)
     );
-    lab.kubectl_ok(&["create", "configmap", "before-snapshot", "--from-literal=k=v"]);
+    lab.kubectl_ok(&[
+        "create",
+        "configmap",
+        "before-snapshot",
+        "--from-literal=k=v",
+    ]);
     for _ in 0..3 {
         // What the timer starts; names have one-second resolution.
-        let o = nodes_sh(&["exec", "lr-cp1", "systemctl", "start", "etcd-snapshot.service"]);
+        let o = nodes_sh(&[
+            "exec",
+            "lr-cp1",
+            "systemctl",
+            "start",
+            "etcd-snapshot.service",
+        ]);
         assert!(o.status.success(), "{}", text(&o));
         std::thread::sleep(Duration::from_millis(1100));
     }
     let on_demand = lab.run(&["etcd", "snapshot", ENV, "--output", "json"]);
-    assert!(on_demand.status.success(), "etcd snapshot: {}", text(&on_demand));
+    assert!(
+        on_demand.status.success(),
+        "etcd snapshot: {}",
+        text(&on_demand)
+    );
     let taken: serde_json::Value = serde_json::from_slice(&on_demand.stdout).unwrap();
     let name = taken["name"].as_str().unwrap().to_owned();
-    assert!(name.starts_with("etcd-lr-cp1-") && name.ends_with("-on-demand.db"), "{taken}");
+    assert!(
+        name.starts_with("etcd-lr-cp1-") && name.ends_with("-on-demand.db"),
+        "{taken}"
+    );
     assert_eq!(
         taken["url"].as_str().unwrap(),
         format!("{s3}/{bucket}/lab/etcd/{name}"),
@@ -776,14 +816,26 @@ fn etcd_snapshots_on_schedule_and_on_demand_then_restore_onto_fresh_nodes() {
     assert!(list.status.success(), "etcd snapshots: {}", text(&list));
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let names = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_owned()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_owned())
+            .collect()
     };
     let in_bucket = names(&list["bucket"]["snapshots"]);
     let on_node = names(&list["nodes"]["lr-cp1"]);
     assert_eq!(in_bucket.len(), 2, "{list}");
     assert_eq!(in_bucket, on_node, "{list}");
-    assert!(in_bucket.contains(&name) && in_bucket.iter().any(|n| n.ends_with("-scheduled.db")), "{list}");
-    lab.kubectl_ok(&["create", "configmap", "after-snapshot", "--from-literal=k=v"]);
+    assert!(
+        in_bucket.contains(&name) && in_bucket.iter().any(|n| n.ends_with("-scheduled.db")),
+        "{list}"
+    );
+    lab.kubectl_ok(&[
+        "create",
+        "configmap",
+        "after-snapshot",
+        "--from-literal=k=v",
+    ]);
 
     // The machine is lost; the environment names fresh nodes instead.
     nodes_sh(&["delete", "lr-cp1"]);
@@ -795,22 +847,53 @@ fn etcd_snapshots_on_schedule_and_on_demand_then_restore_onto_fresh_nodes() {
     let t0 = Instant::now();
     let up = lab.run(&["up", ENV, "--auto-approve", "--allow-data-loss=etcd.lr-cp1"]);
     assert!(up.status.success(), "up onto fresh nodes: {}", text(&up));
-    eprintln!("fresh 3-node cluster, the lost node's steps removed: {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "fresh 3-node cluster, the lost node's steps removed: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     lab.wait_ready(3, 120);
     let gone = lab.kubectl(&["get", "configmap", "before-snapshot"]);
-    assert!(!gone.status.success(), "a fresh cluster has none of the old objects");
+    assert!(
+        !gone.status.success(),
+        "a fresh cluster has none of the old objects"
+    );
 
     // Restore needs consent: it replaces the members' data.
-    let refused = lab.run(&["etcd", "restore", ENV, "--snapshot", &name, "--auto-approve"]);
+    let refused = lab.run(&[
+        "etcd",
+        "restore",
+        ENV,
+        "--snapshot",
+        &name,
+        "--auto-approve",
+    ]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(text(&refused).contains("--allow-data-loss"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("--allow-data-loss"),
+        "{}",
+        text(&refused)
+    );
     let t0 = Instant::now();
     let restored = lab.run(&[
-        "etcd", "restore", ENV, "--snapshot", &name, "--auto-approve", "--allow-data-loss=etcd",
-        "--output", "json",
+        "etcd",
+        "restore",
+        ENV,
+        "--snapshot",
+        &name,
+        "--auto-approve",
+        "--allow-data-loss=etcd",
+        "--output",
+        "json",
     ]);
-    assert!(restored.status.success(), "etcd restore: {}", text(&restored));
-    eprintln!("restore onto 3 fresh members, every node Ready again: {:.1} s", t0.elapsed().as_secs_f64());
+    assert!(
+        restored.status.success(),
+        "etcd restore: {}",
+        text(&restored)
+    );
+    eprintln!(
+        "restore onto 3 fresh members, every node Ready again: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let r: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
     assert_eq!(r["removed_nodes"], serde_json::json!(["lr-cp1"]), "{r}");
 
@@ -821,16 +904,24 @@ fn etcd_snapshots_on_schedule_and_on_demand_then_restore_onto_fresh_nodes() {
     lab.wait_ready(3, 120);
     let members = lab.etcd_members();
     assert_eq!(members.len(), 3, "{members:?}");
-    assert!(members.iter().all(|(n, ok)| *ok && fresh.contains(&n.as_str())), "{members:?}");
+    assert!(
+        members
+            .iter()
+            .all(|(n, ok)| *ok && fresh.contains(&n.as_str())),
+        "{members:?}"
+    );
     // Converged: nothing left to change.
-    let again = lab.run(&["plan", ENV]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    lab.no_change("after the restore");
 
     // `certs rotate`: every leaf certificate again, the CAs kept; then new CAs.
     let sums = || {
         let o = nodes_sh(&[
-            "exec", "lr-cp2", "sha256sum", "/etc/kubernetes/pki/apiserver.crt",
-            "/etc/kubernetes/pki/ca.crt", "/etc/etcd/pki/peer.crt",
+            "exec",
+            "lr-cp2",
+            "sha256sum",
+            "/etc/kubernetes/pki/apiserver.crt",
+            "/etc/kubernetes/pki/ca.crt",
+            "/etc/etcd/pki/peer.crt",
         ]);
         assert!(o.status.success(), "{}", text(&o));
         String::from_utf8_lossy(&o.stdout)
@@ -842,25 +933,38 @@ fn etcd_snapshots_on_schedule_and_on_demand_then_restore_onto_fresh_nodes() {
     let t0 = Instant::now();
     let rot = lab.run(&["certs", "rotate", ENV, "--auto-approve"]);
     assert!(rot.status.success(), "certs rotate: {}", text(&rot));
-    eprintln!("certs rotate (3 nodes): {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "certs rotate (3 nodes): {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let after = sums();
-    assert!(after[0] != before[0] && after[2] != before[2], "leaves renewed: {before:?} {after:?}");
+    assert!(
+        after[0] != before[0] && after[2] != before[2],
+        "leaves renewed: {before:?} {after:?}"
+    );
     assert_eq!(after[1], before[1], "the CA is kept");
     lab.wait_ready(3, 120);
-    let again = lab.run(&["plan", ENV]);
-    assert_eq!(again.status.code(), Some(0), "after a rotation: {}", text(&again));
+    lab.no_change("after a rotation");
     let t0 = Instant::now();
     let rot = lab.run(&["certs", "rotate", ENV, "--ca", "--auto-approve"]);
     assert!(rot.status.success(), "certs rotate --ca: {}", text(&rot));
-    eprintln!("certs rotate --ca (3 nodes): {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "certs rotate --ca (3 nodes): {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let with_ca = sums();
-    assert!(with_ca.iter().zip(&after).all(|(a, b)| a != b), "{after:?} {with_ca:?}");
+    assert!(
+        with_ca.iter().zip(&after).all(|(a, b)| a != b),
+        "{after:?} {with_ca:?}"
+    );
     // Through the rewritten kubeconfig: every node back, the objects kept.
     lab.wait_ready(3, 180);
     lab.kubectl_ok(&["get", "configmap", "before-snapshot"]);
     let members = lab.etcd_members();
-    assert!(members.len() == 3 && members.iter().all(|(_, ok)| *ok), "{members:?}");
-    let again = lab.run(&["plan", ENV]);
-    assert_eq!(again.status.code(), Some(0), "after a CA rotation: {}", text(&again));
+    assert!(
+        members.len() == 3 && members.iter().all(|(_, ok)| *ok),
+        "{members:?}"
+    );
+    lab.no_change("after a CA rotation");
     nodes_sh(&[&["delete"][..], &fresh].concat());
 }

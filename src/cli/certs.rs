@@ -4,21 +4,10 @@
 //! node step that renews, approval is asked, and components restart only
 //! where a certificate changed.
 
-use super::{ApplyOpts, ApproveOpts, Cli, open_rotating_session};
+use super::{ApplyOpts, ApproveOpts, Cli, open_session_rotating};
 use crate::Error;
 use crate::plan::session::Operation;
 use crate::provider::Rotation;
-
-/// The cluster layer's kinds: what a rotation converges.
-const CLUSTER: [&str; 7] = [
-    "cluster_pki",
-    "host",
-    "etcd",
-    "etcd_backup",
-    "control_plane",
-    "kubelet",
-    "kubeconfig",
-];
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Cmd {
@@ -43,12 +32,15 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
     }
     let opts = ApplyOpts {
         env: opts.env.clone(),
-        target: CLUSTER.iter().map(|k| (*k).to_owned()).collect(),
+        target: crate::cluster::KINDS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect(),
         lock_timeout: opts.lock_timeout,
         // Rotation is decided on the nodes: they are read first.
         refresh: true,
         set: opts.set.clone(),
     };
-    let session = open_rotating_session(cli, &opts.env, Rotation { ca: *ca }).await?;
+    let session = open_session_rotating(cli, &opts.env, Some(Rotation { ca: *ca })).await?;
     super::apply::run_in(cli, session, Operation::Up, &opts, approve, None).await
 }

@@ -74,13 +74,20 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
             s(&doc["size"]),
             s(&doc["sha256"]),
             s(&doc["path"]),
-            doc["url"].as_str().unwrap_or("- (cluster.etcd_snapshots.s3 is not set)")
+            doc["url"]
+                .as_str()
+                .unwrap_or("- (cluster.etcd_snapshots.s3 is not set)")
         ),
         Task::EtcdSnapshots => {
             if let Some(b) = doc["bucket"].as_object() {
                 println!("Bucket {}", s(&b["url"]));
                 for o in b["snapshots"].as_array().into_iter().flatten() {
-                    println!("  {:<64} {:>12} {}", s(&o["name"]), s(&o["size"]), s(&o["modified"]));
+                    println!(
+                        "  {:<64} {:>12} {}",
+                        s(&o["name"]),
+                        s(&o["size"]),
+                        s(&o["modified"])
+                    );
                 }
             }
             for (node, list) in doc["nodes"].as_object().into_iter().flatten() {
@@ -88,7 +95,12 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
                 match list.as_array() {
                     Some(items) => {
                         for o in items {
-                            println!("  {:<64} {:>12} {}", s(&o["name"]), s(&o["size"]), s(&o["modified"]));
+                            println!(
+                                "  {:<64} {:>12} {}",
+                                s(&o["name"]),
+                                s(&o["size"]),
+                                s(&o["modified"])
+                            );
                         }
                     }
                     None => println!("  {}", s(&list["error"])),
@@ -98,10 +110,17 @@ pub async fn run(cli: &Cli, cmd: &Cmd) -> Result<i32, Error> {
         Task::EtcdRestore { .. } => println!(
             "restored {} onto {}; the data it replaced is in {} on each member{}",
             s(&doc["snapshot"]),
-            doc["members"].as_array().map_or(String::new(), |m| m.iter().map(&s).collect::<Vec<_>>().join(", ")),
+            doc["members"].as_array().map_or(String::new(), |m| m
+                .iter()
+                .map(&s)
+                .collect::<Vec<_>>()
+                .join(", ")),
             s(&doc["previous_data"]),
             match doc["removed_nodes"].as_array() {
-                Some(n) if !n.is_empty() => format!("; Node objects of machines no longer in the environment removed: {}", n.iter().map(&s).collect::<Vec<_>>().join(", ")),
+                Some(n) if !n.is_empty() => format!(
+                    "; Node objects of machines no longer in the environment removed: {}",
+                    n.iter().map(&s).collect::<Vec<_>>().join(", ")
+                ),
                 _ => String::new(),
             }
         ),

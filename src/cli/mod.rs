@@ -1,8 +1,8 @@
 //! The command line: one file per subcommand, shared plumbing here.
 
 mod apply;
-mod collections;
 mod certs;
+mod collections;
 mod completions;
 mod deploy;
 mod destroy;
@@ -217,23 +217,14 @@ pub fn load_env(cli: &Cli, name: &str) -> Result<Loaded, Error> {
 
 /// The session of an environment: its state and the providers of its layers.
 pub async fn open_session(cli: &Cli, name: &str) -> Result<Session, Error> {
-    let loaded = load_env(cli, name)?;
-    let conn = Options {
-        cloud: cli.cloud.clone(),
-        kubeconfig: cli.kubeconfig.clone(),
-        context: cli.context.clone(),
-        force_conflicts: cli.force_conflicts,
-        no_wait: cli.no_wait,
-        rotate: None,
-    };
-    Session::open(loaded, cli.state_dir.as_deref(), &conn).await
+    open_session_rotating(cli, name, None).await
 }
 
-/// A session whose cluster layer renews certificates whatever their expiry.
-pub async fn open_rotating_session(
+/// A session whose cluster layer, with `rotate`, renews certificates whatever their expiry.
+pub async fn open_session_rotating(
     cli: &Cli,
     name: &str,
-    rotate: crate::provider::Rotation,
+    rotate: Option<crate::provider::Rotation>,
 ) -> Result<Session, Error> {
     let loaded = load_env(cli, name)?;
     let conn = Options {
@@ -242,7 +233,7 @@ pub async fn open_rotating_session(
         context: cli.context.clone(),
         force_conflicts: cli.force_conflicts,
         no_wait: cli.no_wait,
-        rotate: Some(rotate),
+        rotate,
     };
     Session::open(loaded, cli.state_dir.as_deref(), &conn).await
 }

@@ -79,6 +79,17 @@ impl ClusterProvider {
     }
 }
 
+/// The cluster layer's kinds (what `certs rotate` converges).
+pub const KINDS: [&str; 7] = [
+    "cluster_pki",
+    "host",
+    "etcd",
+    "etcd_backup",
+    "control_plane",
+    "kubelet",
+    "kubeconfig",
+];
+
 /// SSH as the environment says: its key file, else the usual ones, and the agent.
 fn ssh_for(env: &Environment) -> Arc<Ssh> {
     let mut key_files = Vec::new();
@@ -326,15 +337,7 @@ fn quorum(changes: &[&Change], desired: &[Desired]) -> Result<(), ProviderError>
 #[async_trait]
 impl Provider for ClusterProvider {
     fn kinds(&self) -> &'static [&'static str] {
-        &[
-            "cluster_pki",
-            "host",
-            "etcd",
-            "etcd_backup",
-            "control_plane",
-            "kubelet",
-            "kubeconfig",
-        ]
+        &KINDS
     }
 
     /// Every node that will change answers SSH (and, when its key is given,
@@ -491,7 +494,6 @@ impl Provider for ClusterProvider {
 impl ClusterProvider {
     async fn read_kind(&self, addr: &Address, rec: &Record) -> Result<Option<Live>, ProviderError> {
         match addr.kind() {
-
             "cluster_pki" => Ok(Some(observed(
                 rec,
                 rec.id.as_deref().unwrap_or("pki"),
@@ -512,7 +514,6 @@ impl ClusterProvider {
             ))),
         }
     }
-
 
     fn remember_member(&self, t: Target) {
         if let Ok(mut m) = self.members.lock() {

@@ -122,10 +122,7 @@ async fn fetch(p: &ClusterProvider, snapshot: &str) -> Result<Local, ProviderErr
     Ok(local)
 }
 
-fn targets(
-    records: &BTreeMap<Address, Record>,
-    kind: &str,
-) -> Result<Vec<Target>, ProviderError> {
+fn targets(records: &BTreeMap<Address, Record>, kind: &str) -> Result<Vec<Target>, ProviderError> {
     records
         .iter()
         .filter(|(a, _)| a.kind() == kind)
@@ -136,7 +133,11 @@ fn targets(
 /// Run `cmd` on every node at once.
 async fn on_all(p: &ClusterProvider, nodes: &[Target], cmd: &str) -> Result<(), ProviderError> {
     try_join_all(nodes.iter().map(|t| async move {
-        p.ssh.run(t, cmd).await.map(|_| ()).map_err(ProviderError::from)
+        p.ssh
+            .run(t, cmd)
+            .await
+            .map(|_| ())
+            .map_err(ProviderError::from)
     }))
     .await
     .map(|_| ())
@@ -244,7 +245,10 @@ pub async fn restore(
         let ours: Vec<&str> = kubelets.iter().map(|t| t.node.as_str()).collect();
         let out = p
             .ssh
-            .run(cp, &format!("{ADMIN} get nodes -o jsonpath='{{.items[*].metadata.name}}'"))
+            .run(
+                cp,
+                &format!("{ADMIN} get nodes -o jsonpath='{{.items[*].metadata.name}}'"),
+            )
             .await?;
         stale = out
             .stdout

@@ -15,9 +15,7 @@ use crate::ssh::Target;
 use crate::state::Record;
 
 /// The etcd members recorded in state, as nodes to reach.
-pub(crate) fn members(
-    records: &BTreeMap<Address, Record>,
-) -> Result<Vec<Target>, ProviderError> {
+pub(crate) fn members(records: &BTreeMap<Address, Record>) -> Result<Vec<Target>, ProviderError> {
     let list: Vec<Target> = records
         .iter()
         .filter(|(a, _)| a.kind() == "etcd")

@@ -67,15 +67,6 @@ fn host_port(server: &str) -> Option<(String, u16)> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn host_and_port_of_a_server() {
-        assert_eq!(super::host_port("https://10.0.0.5:6443"), Some(("10.0.0.5".into(), 6443)));
-        assert_eq!(super::host_port("https://api.example.org/"), Some(("api.example.org".into(), 443)));
-    }
-}
-
 /// A tunnel to the API when the kubeconfig asks for one; None when the
 /// server is to be reached directly.
 pub async fn api_tunnel(
@@ -137,4 +128,19 @@ async fn open(
         _forward: forward,
         _ssh: ssh,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_and_port_of_a_server() {
+        assert_eq!(
+            super::host_port("https://10.0.0.5:6443"),
+            Some(("10.0.0.5".into(), 6443))
+        );
+        assert_eq!(
+            super::host_port("https://api.example.org/"),
+            Some(("api.example.org".into(), 443))
+        );
+    }
 }

@@ -26,9 +26,10 @@ impl Session {
         lock_timeout: Duration,
         ui: &dyn Ui,
     ) -> Result<Value, Error> {
-        let provider = self.registry.get("etcd").cloned().ok_or_else(|| {
-            Error::Usage(format!("`{}` needs the cluster layer", task.command()))
-        })?;
+        let provider =
+            self.registry.get("etcd").cloned().ok_or_else(|| {
+                Error::Usage(format!("`{}` needs the cluster layer", task.command()))
+            })?;
         let run = |records: BTreeMap<Address, Record>| {
             let provider = provider.clone();
             async move {
@@ -48,7 +49,10 @@ impl Session {
             // Snapshots add a backup and lists read: nothing to approve or lock.
             return run(super::session::filled(&self.store.load().await?)).await;
         };
-        let lock = self.store.lock(Operation::Restore.as_str(), lock_timeout).await?;
+        let lock = self
+            .store
+            .lock(Operation::Restore.as_str(), lock_timeout)
+            .await?;
         let result = async {
             let state = self.store.load().await?;
             let changes: Vec<Change> = state

@@ -151,7 +151,10 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
         }
         // The bridge CNI routes pods by their own addresses between nodes:
         // port security must let the pod range through.
-        if pool != "bastion" && env.cluster.enabled && env.cluster.cni == crate::env::model::Cni::Bridge {
+        if pool != "bastion"
+            && env.cluster.enabled
+            && env.cluster.cni == crate::env::model::Cni::Bridge
+        {
             attrs["allowed_address_pairs"] = json!([env.cluster.pod_cidr.to_string()]);
         }
         out.push(Desired::new(server.clone(), attrs));
