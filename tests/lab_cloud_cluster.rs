@@ -11,7 +11,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // state key, test only
 const ENV: &str = "lab-cc";
@@ -84,27 +84,11 @@ cluster:
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        let bin = std::env::var("LAB_CLUSTER_KUBE_BIN")
-            .map(|b| format!("{b}/kubectl"))
-            .unwrap_or_else(|_| "kubectl".into());
-        Command::new(bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        common::kubectl(&self.kubeconfig, args)
     }
 
-    fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(secs),
-                "{what}: not after {secs} s"
-            );
-            std::thread::sleep(Duration::from_secs(2));
-        }
+    fn wait(&self, what: &str, secs: u64, f: impl FnMut() -> bool) {
+        common::wait_until(what, secs, f)
     }
 
     fn state(&self) -> serde_json::Value {

@@ -274,13 +274,7 @@ cluster:
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        let bin = std::env::var("LAB_CLUSTER_KUBE_BIN")
-            .map(|b| format!("{b}/kubectl"))
-            .unwrap_or_else(|_| "kubectl".into());
-        sh(Command::new(bin)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args))
+        common::kubectl(&self.kubeconfig, args)
     }
 
     fn kubectl_ok(&self, args: &[&str]) -> String {
@@ -289,15 +283,8 @@ cluster:
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    fn wait(&self, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-        let start = Instant::now();
-        while !f() {
-            assert!(
-                start.elapsed() < Duration::from_secs(secs),
-                "{what}: not after {secs} s"
-            );
-            std::thread::sleep(Duration::from_secs(2));
-        }
+    fn wait(&self, what: &str, secs: u64, f: impl FnMut() -> bool) {
+        common::wait_until(what, secs, f)
     }
 }
 

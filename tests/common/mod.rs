@@ -92,3 +92,31 @@ pub fn unique(prefix: &str) -> String {
         .subsec_nanos();
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
+
+/// The lab's kubectl v1.20 (`LAB_CLUSTER_KUBE_BIN`) with `kubeconfig`.
+#[allow(dead_code)] // not every test file talks to a cluster
+pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let bin = std::env::var("LAB_CLUSTER_KUBE_BIN")
+        .map(|b| format!("{b}/kubectl"))
+        .unwrap_or_else(|_| "kubectl".into());
+    std::process::Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Poll `f` every 2 s until it holds; fail naming `what` after `secs`.
+#[allow(dead_code)]
+pub fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(secs),
+            "{what}: not after {secs} s"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
