@@ -3,7 +3,8 @@
 //! machines; the nodes are reached through the bastion's floating IP, their
 //! addresses come from the servers' outputs, the binaries are uploaded through
 //! the bastion, the ports admit the pod range (allowed address pairs), the
-//! platform layer deploys through a port forwarded by the bastion; a pod runs
+//! platform layer deploys through a port forwarded by the bastion (CoreDNS at
+//! the address the kubelets give pods, and the data platform); a pod runs
 //! on the worker; a rerun plans nothing; `destroy` removes everything, the
 //! node steps first.
 
@@ -46,6 +47,7 @@ impl Lab {
         let env = format!(
             "extends: {repo}/environments/lab.yaml
 network: {{cidr: 10.77.30.0/24}}
+stacks: [cluster-addons, data-platform]
 cluster:
   enabled: true
   kubernetes_version: v1.20.2
@@ -185,6 +187,34 @@ fn up_bootstraps_kubernetes_on_the_servers_it_creates() {
         let o = lab.kubectl(&["logs", "hello"]);
         String::from_utf8_lossy(&o.stdout).contains("hello-from-the-cloud")
     });
+
+    // CoreDNS (a release: its image cannot run here) takes the address the
+    // kubelets give pods.
+    let o = lab.kubectl(&[
+        "get",
+        "svc",
+        "-n",
+        "cluster-dns",
+        "kube-dns",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "10.97.0.10",
+        "{}",
+        text(&o)
+    );
+    let o = lab.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/nodes/lab-cc-worker-0/proxy/configz",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(r#""clusterDNS":["10.97.0.10"]"#),
+        "{}",
+        text(&o)
+    );
 
     let again = lab.run(&["plan", ENV]);
     assert_eq!(

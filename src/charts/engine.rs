@@ -482,7 +482,8 @@ pub fn env_context(env: &crate::env::model::Environment) -> Value {
     });
     json!({
         "name": env.name,
-        "cluster": { "kubernetes_version": env.cluster.kubernetes_version, "pod_cidr": env.cluster.pod_cidr.to_string(), "service_cidr": env.cluster.service_cidr.to_string() },
+        "cluster": { "kubernetes_version": env.cluster.kubernetes_version, "pod_cidr": env.cluster.pod_cidr.to_string(), "service_cidr": env.cluster.service_cidr.to_string(),
+                     "dns_ip": crate::cluster::dns_ip(&env.cluster.service_cidr).map(|ip| ip.to_string()) },
         "workload": w,
     })
 }

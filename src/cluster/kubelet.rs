@@ -5,7 +5,6 @@
 
 use serde_json::{Value, json};
 
-use super::control_plane::service_ip;
 use super::kubeconfig::{self, Cred};
 use super::pki::{Leaf, Usage};
 use super::pki_resource::CA;
@@ -27,11 +26,12 @@ fn unit_path(u: &str) -> String {
 fn public_files(t: &Target, attrs: &Attrs) -> Result<Vec<File>, ProviderError> {
     let v = super::version(attrs)?;
     let ip = &t.address;
-    let svc = service_ip(attrs)?;
-    let dns = match svc {
-        std::net::IpAddr::V4(a) => std::net::Ipv4Addr::from(u32::from(a) + 9).to_string(),
-        std::net::IpAddr::V6(a) => a.to_string(),
-    };
+    let svc: ipnet::IpNet = str_attr(attrs, "service_cidr")?
+        .parse()
+        .map_err(|e| ProviderError::fatal(format!("cluster.service_cidr: {e}")))?;
+    let dns = super::dns_ip(&svc)
+        .ok_or_else(|| ProviderError::fatal("cluster.service_cidr is too small for a DNS address"))?
+        .to_string();
     let pod_cidr = str_attr(attrs, "pod_cidr")?;
     let cluster_cidr = str_attr(attrs, "cluster_cidr")?;
     let systemd = str_attr(attrs, "cgroup_driver")? == "systemd";

@@ -79,6 +79,12 @@ impl ClusterProvider {
     }
 }
 
+/// The cluster DNS address the kubelets give pods (and the CoreDNS release
+/// takes): the 10th of the service range, as kubeadm and RKE do.
+pub fn dns_ip(service_cidr: &ipnet::IpNet) -> Option<std::net::IpAddr> {
+    service_cidr.hosts().nth(9)
+}
+
 /// The cluster layer's kinds (what `certs rotate` converges).
 pub const KINDS: [&str; 7] = [
     "cluster_pki",
