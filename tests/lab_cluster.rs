@@ -590,6 +590,32 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     // The workers kept their pod ranges: the server pod still answers at its address.
     let still = lab.fetch(&format!("http://{srv_ip}:8080/index.html"));
     assert_eq!(still.trim(), "hello-from-w2");
+
+    // A failed node is replaced the same way: its machine is gone, so its
+    // member leaves through another member and its Node object is deleted.
+    nodes_sh(&["delete", "lc-cp2"]);
+    lab.without(&["lc-cp2"]);
+    let plan = lab.run(&["plan", ENV]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    let replaced = lab.run(&["up", ENV, "--auto-approve", "--allow-data-loss=etcd.lc-cp2"]);
+    assert!(replaced.status.success(), "{}", text(&replaced));
+    assert!(
+        text(&replaced).contains("does not answer"),
+        "{}",
+        text(&replaced)
+    );
+    let members = lab.etcd_members();
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(
+        members.iter().all(|(n, h)| *h && n != "lc-cp2"),
+        "{members:?}"
+    );
+    let nodes = lab.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert!(
+        !nodes.contains("lc-cp2") && nodes.lines().count() == 4,
+        "{nodes}"
+    );
+    lab.no_change("after a failed node was removed");
 }
 
 #[test]
