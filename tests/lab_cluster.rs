@@ -22,14 +22,7 @@ const ETCDCTL: &str = "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 
 /// The tests share the machines: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::output_text as text;
 
 fn sh(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().unwrap()
@@ -236,6 +229,19 @@ cluster:
         let start = text.find("renew_before_days: ").unwrap() + "renew_before_days: ".len();
         let end = start + text[start..].find('}').unwrap();
         std::fs::write(&f, format!("{}{days}{}", &text[..start], &text[end..])).unwrap();
+    }
+
+    /// `node` is neither an etcd member nor a Node; `members` healthy members
+    /// and `nodes` Nodes are left.
+    fn gone_from_cluster(&self, node: &str, members: usize, nodes: usize) {
+        let m = self.etcd_members();
+        assert_eq!(m.len(), members, "{m:?}");
+        assert!(m.iter().all(|(n, h)| *h && n != node), "{m:?}");
+        let list = self.kubectl_ok(&["get", "nodes", "-o", "name"]);
+        assert!(
+            !list.contains(node) && list.lines().count() == nodes,
+            "{list}"
+        );
     }
 
     /// `plan` says there is nothing to change (exit 0).
@@ -565,17 +571,7 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
     }
     let removed = lab.run(&["up", ENV, "--auto-approve", "--allow-data-loss=etcd.lc-cp3"]);
     assert!(removed.status.success(), "{}", text(&removed));
-    let members = lab.etcd_members();
-    assert_eq!(members.len(), 2, "{members:?}");
-    assert!(
-        members.iter().all(|(n, h)| *h && n != "lc-cp3"),
-        "{members:?}"
-    );
-    let nodes = lab.kubectl_ok(&["get", "nodes", "-o", "name"]);
-    assert!(
-        !nodes.contains("lc-cp3") && nodes.lines().count() == 4,
-        "{nodes}"
-    );
+    lab.gone_from_cluster("lc-cp3", 2, 4);
     assert_eq!(lab.run(&["plan", ENV]).status.code(), Some(0));
     // Adding it back on a fresh machine: `member add`, then the control plane on it.
     nodes_sh(&["delete", "lc-cp3"]);
@@ -604,17 +600,7 @@ fn three_control_planes_two_workers_pods_rerun_and_refusals() {
         "{}",
         text(&replaced)
     );
-    let members = lab.etcd_members();
-    assert_eq!(members.len(), 2, "{members:?}");
-    assert!(
-        members.iter().all(|(n, h)| *h && n != "lc-cp2"),
-        "{members:?}"
-    );
-    let nodes = lab.kubectl_ok(&["get", "nodes", "-o", "name"]);
-    assert!(
-        !nodes.contains("lc-cp2") && nodes.lines().count() == 4,
-        "{nodes}"
-    );
+    lab.gone_from_cluster("lc-cp2", 2, 4);
     lab.no_change("after a failed node was removed");
 }
 
