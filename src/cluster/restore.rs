@@ -197,7 +197,7 @@ pub async fn restore(
                --initial-cluster-token {token} --initial-advertise-peer-urls {peer} --data-dir /var/lib/etcd/restore.tmp >/dev/null; \
              if [ -d /var/lib/etcd/member ]; then mv /var/lib/etcd/member /var/lib/etcd/member.before-restore-{stamp}; fi; \
              mv /var/lib/etcd/restore.tmp/member /var/lib/etcd/member; rmdir /var/lib/etcd/restore.tmp; \
-             chmod 0700 /var/lib/etcd/member; rm -f {staged}",
+             chmod 0700 /var/lib/etcd/member; chown -R etcd:etcd /var/lib/etcd/member; rm -f {staged}",
             staged = q(&staged),
             name = q(&t.node),
             cluster = q(&initial.join(",")),
