@@ -315,19 +315,24 @@ pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderE
     )
     .await?;
     // Gate 2: the API server says it is ready.
+    ready(p, &t).await?;
+    let mut live = super::applied(&t, attrs, expiry);
+    live.outputs
+        .insert("api".into(), format!("https://{}:6443", t.address).into());
+    Ok(live)
+}
+
+/// The API server on `t` says `/readyz` ok.
+pub async fn ready(p: &ClusterProvider, t: &Target) -> Result<(), ProviderError> {
     remote::gate(
         &p.ssh,
-        &t,
+        t,
         "kube-apiserver /readyz",
         &format!("curl -sf --max-time 5 --cacert {PKI}/ca.crt https://127.0.0.1:6443/readyz"),
         p.timeout,
         "see `journalctl -u kube-apiserver` on the node",
     )
-    .await?;
-    let mut live = super::applied(&t, attrs, expiry);
-    live.outputs
-        .insert("api".into(), format!("https://{}:6443", t.address).into());
-    Ok(live)
+    .await
 }
 
 pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, ProviderError> {

@@ -253,22 +253,27 @@ pub async fn apply(p: &ClusterProvider, attrs: &Attrs) -> Result<Live, ProviderE
     )
     .await?;
     if joining {
-        remote::gate(
-            &p.ssh,
-            &t,
-            "etcd member health",
-            &format!(
-                "{} endpoint health",
-                etcdctl(&format!("https://{}:2379", t.address))
-            ),
-            p.timeout,
-            "see `journalctl -u etcd` on the node",
-        )
-        .await?;
+        healthy(p, &t).await?;
     }
     let mut live = super::applied(&t, attrs, expiry);
     live.outputs.insert("peer_url".into(), me.into());
     Ok(live)
+}
+
+/// The health gate: this member answers `endpoint health` (which needs quorum).
+pub async fn healthy(p: &ClusterProvider, t: &Target) -> Result<(), ProviderError> {
+    remote::gate(
+        &p.ssh,
+        t,
+        "etcd member health",
+        &format!(
+            "{} endpoint health",
+            etcdctl(&format!("https://{}:2379", t.address))
+        ),
+        p.timeout,
+        "see `journalctl -u etcd` on the node",
+    )
+    .await
 }
 
 pub async fn read(p: &ClusterProvider, rec: &Record) -> Result<Option<Live>, ProviderError> {

@@ -140,12 +140,7 @@ pub(crate) fn target(attrs: &Attrs, pinned: Option<&Value>) -> Result<Target, Pr
         .get("node")
         .ok_or_else(|| ProviderError::fatal("a cluster resource without a node"))?;
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    let key = |v: Option<&Value>| -> Option<HostKey> {
-        match v? {
-            Value::String(line) => HostKey::parse(line),
-            other => serde_json::from_value(other.clone()).ok(),
-        }
-    };
+    let key = host_key_of;
     let address = s(n, "address").ok_or_else(|| {
         ProviderError::fatal(format!(
             "node {}: no address yet (its server has none in state)",
@@ -172,6 +167,14 @@ pub(crate) fn target(attrs: &Attrs, pinned: Option<&Value>) -> Result<Target, Pr
         via,
         host_key: key(pinned.or(n.get("host_key"))),
     })
+}
+
+/// A host key as attributes hold it: an OpenSSH line or `{type, key}`.
+pub(crate) fn host_key_of(v: Option<&Value>) -> Option<HostKey> {
+    match v? {
+        Value::String(line) => HostKey::parse(line),
+        other => serde_json::from_value(other.clone()).ok(),
+    }
 }
 
 pub(crate) fn str_attr<'a>(attrs: &'a Attrs, k: &str) -> Result<&'a str, ProviderError> {

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::backup::{self, DIR};
-use super::snapshot::members;
-use super::{ClusterProvider, remote, target};
+use super::snapshot::{members, targets};
+use super::{ClusterProvider, remote};
 use crate::core::Address;
 use crate::provider::ProviderError;
 use crate::ssh::Target;
@@ -44,10 +44,6 @@ impl Drop for Local {
     }
 }
 
-fn hex(d: impl AsRef<[u8]>) -> String {
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn io_err(what: &str, e: std::io::Error) -> ProviderError {
     ProviderError::fatal(format!("{what}: {e}")).caused_by(e)
 }
@@ -63,7 +59,7 @@ async fn fetch(p: &ClusterProvider, snapshot: &str) -> Result<Local, ProviderErr
         return Ok(Local {
             path: path.to_owned(),
             owned: false,
-            sha256: hex(h.finalize()),
+            sha256: crate::core::digest::hex(h.finalize()),
             from: path.display().to_string(),
         });
     }
@@ -118,16 +114,8 @@ async fn fetch(p: &ClusterProvider, snapshot: &str) -> Result<Local, ProviderErr
     }
     out.sync_all()
         .map_err(|e| io_err(&local.path.display().to_string(), e))?;
-    local.sha256 = hex(h.finalize());
+    local.sha256 = crate::core::digest::hex(h.finalize());
     Ok(local)
-}
-
-fn targets(records: &BTreeMap<Address, Record>, kind: &str) -> Result<Vec<Target>, ProviderError> {
-    records
-        .iter()
-        .filter(|(a, _)| a.kind() == kind)
-        .map(|(_, r)| target(&r.attrs, None))
-        .collect()
 }
 
 /// Run `cmd` on every node at once.
@@ -211,30 +199,11 @@ pub async fn restore(
     // The members wait for each other: start them together, then gate each.
     on_all(p, &etcd, "systemctl start --no-block etcd").await?;
     for t in &etcd {
-        remote::gate(
-            &p.ssh,
-            t,
-            "etcd member health",
-            &format!(
-                "{} endpoint health",
-                super::etcd::etcdctl(&format!("https://{}:2379", t.address))
-            ),
-            p.timeout,
-            "see `journalctl -u etcd` on the node",
-        )
-        .await?;
+        super::etcd::healthy(p, t).await?;
     }
     on_all(p, &control, &format!("systemctl start {CONTROL}")).await?;
     for t in &control {
-        remote::gate(
-            &p.ssh,
-            t,
-            "kube-apiserver /readyz",
-            "curl -sf --max-time 5 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz",
-            p.timeout,
-            "see `journalctl -u kube-apiserver` on the node",
-        )
-        .await?;
+        super::control_plane::ready(p, t).await?;
     }
     // Kubelets and proxies watched the cluster that was replaced: they start
     // over (a kubelet registers its Node again if the snapshot lacks it).

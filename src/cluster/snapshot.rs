@@ -14,13 +14,21 @@ use crate::provider::ProviderError;
 use crate::ssh::Target;
 use crate::state::Record;
 
+/// The nodes of the records of `kind`, to reach.
+pub(crate) fn targets(
+    records: &BTreeMap<Address, Record>,
+    kind: &str,
+) -> Result<Vec<Target>, ProviderError> {
+    records
+        .iter()
+        .filter(|(a, _)| a.kind() == kind)
+        .map(|(_, r)| target(&r.attrs, None))
+        .collect()
+}
+
 /// The etcd members recorded in state, as nodes to reach.
 pub(crate) fn members(records: &BTreeMap<Address, Record>) -> Result<Vec<Target>, ProviderError> {
-    let list: Vec<Target> = records
-        .iter()
-        .filter(|(a, _)| a.kind() == "etcd")
-        .map(|(_, r)| target(&r.attrs, None))
-        .collect::<Result<_, _>>()?;
+    let list = targets(records, "etcd")?;
     if list.is_empty() {
         return Err(ProviderError::fatal(
             "this environment's state has no etcd member: run `provisioner up` first",

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::env::model::Environment;
 use crate::provider::ProviderError;
-use crate::ssh::{Forward, HostKey, Ssh, Target};
+use crate::ssh::{Forward, Ssh, Target};
 
 pub const EXTENSION: &str = "provisioner.dev/bastion";
 
@@ -115,11 +115,7 @@ async fn open(
         port: via.get("port").and_then(Value::as_u64).unwrap_or(22) as u16,
         user: s("user").unwrap_or_else(|| "debian".into()),
         via: None,
-        host_key: match via.get("host_key") {
-            Some(Value::String(line)) => HostKey::parse(line),
-            Some(other) => serde_json::from_value(other.clone()).ok(),
-            None => None,
-        },
+        host_key: super::host_key_of(via.get("host_key")),
     };
     let forward = ssh.forward(&bastion, &host, port).await?;
     tracing::info!(api = %format!("{host}:{port}"), bastion = %bastion.address, local = %forward.local, "reaching the API server through the bastion");

@@ -10,10 +10,12 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// The bare hex sha256 of `bytes`, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(Sha256::digest(bytes))
+}
+
+/// A digest as lowercase hex (a streamed `Sha256`'s `finalize()`).
+pub fn hex(digest: impl AsRef<[u8]>) -> String {
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The digest of a value's canonical JSON (keys sorted by serde_json's map).
