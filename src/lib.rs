@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod core;
 pub mod env;
+pub mod image;
 pub mod k8s;
 pub mod openstack;
 pub mod plan;
@@ -36,6 +37,8 @@ pub enum Error {
     Workload(#[from] workload::WorkloadError),
     #[error(transparent)]
     Charts(#[from] charts::ChartError),
+    #[error(transparent)]
+    Image(#[from] image::ImageError),
     /// A command line that cannot be run as given.
     #[error("{0}")]
     Usage(String),
@@ -66,6 +69,7 @@ impl Error {
     pub fn class(&self) -> Class {
         match self {
             Error::Preflight(e) | Error::Provider { source: e, .. } => e.class,
+            Error::Image(e) if e.is_transient() => Class::Transient { after: None },
             Error::State(state::StateError::Locked { .. } | state::StateError::LockLost { .. }) => {
                 Class::Conflict
             }

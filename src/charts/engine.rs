@@ -472,10 +472,24 @@ pub fn as_map(r: &Rendered) -> serde_json::Map<String, Value> {
 }
 
 /// The `Environment` templates see: non-secret facts only (no references).
-pub fn env_context(env: &crate::env::model::Environment) -> Value {
+pub fn env_context(
+    env: &crate::env::model::Environment,
+    images: &std::collections::BTreeMap<String, crate::image::Built>,
+) -> Value {
+    // A built image is run by digest, so a rebuilt image rolls out and a moved tag never does.
+    let image = |w: &crate::env::model::Workload| match (&w.image, &env.registry) {
+        (crate::env::model::WorkloadImage::Reference(r), _) => Some(r.clone()),
+        (crate::env::model::WorkloadImage::Build(b), Some(reg)) => {
+            images.get(&b.build).map(|built| crate::image::reference(&reg.url, built))
+        }
+        (crate::env::model::WorkloadImage::Build(_), None) => None,
+    };
+    let registry = env.registry.as_ref().map(|r| {
+        json!({ "host": crate::image::registry_host(&r.url), "pull_secret": r.pull_secret })
+    });
     let w = env.workload.as_ref().map(|w| {
         json!({
-            "namespace": w.namespace, "image": w.image, "storage_class": w.storage_class,
+            "namespace": w.namespace, "image": image(w), "storage_class": w.storage_class,
             "stac_api_url": w.stac_api_url, "titiler_url": w.titiler_url, "collections": w.collections,
             "s3": { "bucket": w.s3.bucket, "prefix": w.s3.prefix, "endpoint": w.s3.endpoint, "region": w.s3.region, "path_style": w.s3.path_style },
         })
@@ -485,6 +499,7 @@ pub fn env_context(env: &crate::env::model::Environment) -> Value {
         "cluster": { "kubernetes_version": env.cluster.kubernetes_version, "pod_cidr": env.cluster.pod_cidr.to_string(), "service_cidr": env.cluster.service_cidr.to_string(),
                      "dns_ip": crate::cluster::dns_ip(&env.cluster.service_cidr).map(|ip| ip.to_string()) },
         "workload": w,
+        "registry": registry,
     })
 }
 

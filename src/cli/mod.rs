@@ -7,6 +7,7 @@ mod completions;
 mod deploy;
 mod destroy;
 mod etcd;
+mod image;
 mod plan;
 mod releases;
 mod render;
@@ -111,6 +112,9 @@ pub enum Command {
     /// Renew the cluster's certificates now (`rotate`), with or without its CAs.
     #[command(subcommand)]
     Certs(certs::Cmd),
+    /// Build the node image, or build and push the container images, on their own.
+    #[command(subcommand)]
+    Image(image::Cmd),
     /// Inspect and repair state.
     #[command(subcommand)]
     State(state::Cmd),
@@ -142,6 +146,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Rollback(a) => rollback::run(&cli, a).await,
         Command::Etcd(c) => etcd::run(&cli, c).await,
         Command::Certs(c) => certs::run(&cli, c).await,
+        Command::Image(c) => image::run(&cli, c).await,
         Command::State(c) => state::run(&cli, c).await,
         Command::Completions(a) => completions::run(a),
         Command::Workload(c) => workload::run(&cli, c).await,
@@ -318,6 +323,7 @@ pub fn error_json(e: &Error) -> serde_json::Value {
         Error::Secret(_) => "secret",
         Error::Workload(_) => "workload",
         Error::Charts(_) => "charts",
+        Error::Image(_) => "image",
         Error::Usage(_) => "usage",
         Error::Preflight(_) => "preflight",
         Error::Provider { .. } => "provider",

@@ -43,6 +43,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
             sets: &sets,
             revisions: Default::default(),
             pod_cidrs: Default::default(),
+            images: crate::image::for_env(&loaded.env)?,
         },
     )?;
     let releases: Vec<_> = model

@@ -40,6 +40,9 @@ pub struct Environment {
     pub releases: BTreeMap<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<Workload>,
+    /// The registry our container images are pushed to and pulled from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryConfig>,
     /// Where the platform layer deploys, until the cluster layer provides the cluster.
     #[serde(default)]
     pub platform: PlatformConfig,
@@ -474,7 +477,9 @@ fn default_s3_region() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     pub namespace: String,
-    pub image: String,
+    /// An image reference, or `{build: images/geozarr}`: built from that
+    /// recipe, pushed to `registry:`, referenced by digest.
+    pub image: WorkloadImage,
     pub s3: S3Location,
     /// Storage class objects are written with, e.g. `STANDARD`, `STANDARD_IA`.
     #[serde(default = "default_storage_class")]
@@ -484,6 +489,57 @@ pub struct Workload {
     pub titiler_url: Option<String>,
     #[serde(default)]
     pub collections: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum WorkloadImage {
+    /// Used as written (a tag moves; prefer `repo@sha256:…`).
+    Reference(String),
+    Build(ImageBuild),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageBuild {
+    /// Folder of the recipe (`image.yaml`), relative to the project root.
+    pub build: String,
+}
+
+impl WorkloadImage {
+    /// The recipe folder, when the image is built here.
+    pub fn build_dir(&self) -> Option<&str> {
+        match self {
+            WorkloadImage::Build(b) => Some(&b.build),
+            WorkloadImage::Reference(_) => None,
+        }
+    }
+}
+
+/// An OCI registry (distribution API). Credentials are references, read
+/// when pushing and when the pull secret is deployed.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `https://host[:port]`; `http://` only with `insecure: true`.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    /// A CA certificate (PEM) to trust for this registry besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Plain HTTP or unverified TLS.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Name of the `imagePullSecrets` Secret made in each namespace that runs our images.
+    #[serde(default = "default_pull_secret")]
+    pub pull_secret: String,
+}
+
+fn default_pull_secret() -> String {
+    "provisioner-registry".into()
 }
 
 fn default_storage_class() -> String {

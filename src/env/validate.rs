@@ -60,6 +60,7 @@ pub fn check(env: &Environment, json: &Value, index: &LocIndex) -> (Vec<Problem>
     check_stacks(&mut c, env);
     check_free_form_secrets(&mut c, json.get("releases"), "releases");
     check_s3(&mut c, env);
+    check_registry(&mut c, env);
     (c.errors, c.warnings)
 }
 
@@ -380,6 +381,34 @@ fn check_free_form_secrets(c: &mut Checker, v: Option<&Value>, path: &str) {
             }
         }
         _ => {}
+    }
+}
+
+fn check_registry(c: &mut Checker, env: &Environment) {
+    let built = env.workload.as_ref().and_then(|w| w.image.build_dir());
+    match (&env.registry, built) {
+        (None, Some(dir)) => c.error(
+            "workload.image.build",
+            format!("`{dir}` is built here but the environment names no registry to push it to"),
+            "add `registry: {url: https://…, username: …, password: {env: VAR}}`",
+        ),
+        (Some(r), _) => {
+            if r.url.starts_with("http://") && !r.insecure {
+                c.error("registry.url", format!("`{}` is plain HTTP", r.url), "use https://, or set `registry.insecure: true` if you mean it");
+            } else if !(r.url.starts_with("https://") || r.url.starts_with("http://")) {
+                c.error("registry.url", format!("`{}` is not an http(s) URL", r.url), "e.g. https://registry.example.org");
+            }
+            if r.username.is_some() != r.password.is_some() {
+                c.error("registry", "username and password go together", "set both, or neither for a registry that needs none");
+            }
+            if matches!(r.password, Some(crate::env::secret::SecretRef::Generate(_))) {
+                c.error("registry.password", "a registry password cannot be generated here", "write `{env: VAR}` or `{file: path}`");
+            }
+            if !dns_label(&r.pull_secret) {
+                c.error("registry.pull_secret", format!("`{}` is not a Kubernetes object name", r.pull_secret), "lowercase letters, digits and `-`");
+            }
+        }
+        (None, None) => {}
     }
 }
 

@@ -74,6 +74,9 @@ fn resolve_secrets(attrs: &Attrs) -> Result<BTreeMap<String, Secret>, ProviderEr
     {
         let secret = match v {
             Value::String(s) => Secret::new(s.clone()),
+            Value::Object(o) if o.contains_key("dockerconfigjson") => {
+                docker_config(&o["dockerconfigjson"], name)?
+            }
             other => {
                 let r: SecretRef = serde_json::from_value(other.clone()).map_err(|_| {
                     ProviderError::fatal(format!("secret input `{name}` is not a reference"))
@@ -85,6 +88,27 @@ fn resolve_secrets(attrs: &Attrs) -> Result<BTreeMap<String, Secret>, ProviderEr
         out.insert(name.clone(), secret);
     }
     Ok(out)
+}
+
+/// A `.dockerconfigjson` for one registry: its user and the password the
+/// reference reads, as kubelets expect it (`auth` = base64 of user:password).
+fn docker_config(spec: &Value, name: &str) -> Result<Secret, ProviderError> {
+    let bad = || ProviderError::fatal(format!("secret input `{name}`: not a registry credential"));
+    let registry = spec.get("registry").and_then(Value::as_str).ok_or_else(bad)?;
+    let user = spec.get("username").and_then(Value::as_str).ok_or_else(bad)?;
+    let r: SecretRef = serde_json::from_value(spec.get("password").cloned().ok_or_else(bad)?)
+        .map_err(|_| bad())?;
+    let password = r
+        .resolve("registry.password")
+        .map_err(|e| ProviderError::fatal(e.to_string()))?;
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{}", password.expose()),
+    );
+    Ok(Secret::new(
+        json!({ "auths": { registry: { "username": user, "password": password.expose(), "auth": auth } } })
+            .to_string(),
+    ))
 }
 
 /// The release's outputs that are known (resolved to strings).
@@ -107,7 +131,11 @@ fn readable_secrets(attrs: &Attrs) -> BTreeMap<String, Secret> {
         .into_iter()
         .flatten()
     {
-        if let Ok(r) = serde_json::from_value::<SecretRef>(v.clone())
+        if let Some(spec) = v.get("dockerconfigjson") {
+            if let Ok(s) = docker_config(spec, name) {
+                out.insert(name.clone(), s);
+            }
+        } else if let Ok(r) = serde_json::from_value::<SecretRef>(v.clone())
             && !matches!(r, SecretRef::Generate(_))
             && let Ok(s) = r.resolve(name)
         {

@@ -61,6 +61,7 @@ pub static RELEASE_OBJECTS: Nested = Nested {
 pub enum Layer {
     Local,
     Storage,
+    Images,
     Cloud,
     Cluster,
     Platform,
@@ -123,6 +124,23 @@ pub static KINDS: &[KindSpec] = &[
             upd("tags"),
         ],
         holds_data: true,
+        nested: None,
+    },
+    // A pushed container image: a new digest is pushed over the old (the
+    // registry keeps both); the registry or repository moving is a new image.
+    KindSpec {
+        kind: "container_image",
+        layer: Layer::Images,
+        fields: &[
+            rep("registry"),
+            rep("repository"),
+            upd("recipe"),
+            upd("tag"),
+            upd("digest"),
+            upd("packages"),
+            upd("size"),
+        ],
+        holds_data: false,
         nested: None,
     },
     KindSpec {

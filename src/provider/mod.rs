@@ -6,6 +6,7 @@
 
 pub mod bucket;
 pub mod certificate;
+pub mod container_image;
 pub mod secret;
 
 use std::collections::BTreeMap;
@@ -275,6 +276,7 @@ impl Registry {
             Arc::new(secret::SecretProvider),
             Arc::new(certificate::CertificateProvider),
             Arc::new(bucket::BucketProvider::new(env)),
+            Arc::new(container_image::ContainerImageProvider::new(env)),
             Arc::new(crate::openstack::OpenStackProvider::new(
                 env,
                 conn.cloud.as_deref(),

@@ -9,7 +9,8 @@
 #   $LAB_CACHE/bin/<tool>-<version>                           built binaries (s3s-fs)
 #   $LAB_CACHE/log/                                           install logs
 # Everything listens on 127.0.0.1 only, except on the private lab networks of the nspawn
-# machines (tests/lab/nodes: bridges in their own netns, joined to the host by a veth).
+# machines (tests/lab/nodes: bridges in their own netns, joined to the host by a veth) and
+# the registry (its own host address $LAB_REGISTRY_ADDR, reached by host and machines).
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LAB_STATE="${LAB_STATE:-/var/tmp/provisioner-lab}"
@@ -21,12 +22,20 @@ LAB_PORT_S3S="${LAB_PORT_S3S:-19001}"
 LAB_PORT_PG="${LAB_PORT_PG:-55432}"
 LAB_PORT_STAC="${LAB_PORT_STAC:-18080}"
 LAB_PORT_TILER="${LAB_PORT_TILER:-18081}"
-for _p in "$LAB_PORT_S3" "$LAB_PORT_S3S" "$LAB_PORT_PG" "$LAB_PORT_STAC" "$LAB_PORT_TILER"; do
+# The registry (tests/lab/registry) is the one service not on 127.0.0.1: it listens on an
+# address of its own that the host and every lab machine reach alike (the kube workers get
+# a route to it; see tests/lab/registry/component.sh).
+LAB_REGISTRY_ADDR="${LAB_REGISTRY_ADDR:-10.239.0.1}"
+LAB_PORT_REGISTRY="${LAB_PORT_REGISTRY:-5000}"
+if ! [[ "$LAB_REGISTRY_ADDR" =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ ]]; then
+  echo "[lab] ERROR: bad LAB_REGISTRY_ADDR '$LAB_REGISTRY_ADDR' (want A.B.C.D)" >&2; exit 1
+fi
+for _p in "$LAB_PORT_S3" "$LAB_PORT_S3S" "$LAB_PORT_PG" "$LAB_PORT_STAC" "$LAB_PORT_TILER" "$LAB_PORT_REGISTRY"; do
   if ! [[ "$_p" =~ ^[0-9]+$ ]] || ((_p < 1 || _p > 65535)); then
     echo "[lab] ERROR: bad port '$_p' in LAB_PORT_*" >&2; exit 1
   fi
 done
-LAB_COMPONENTS=(s3 s3s eo nodes openstack kube cluster)   # start order; down.sh stops in reverse
+LAB_COMPONENTS=(s3 s3s eo registry nodes openstack kube cluster)   # start order; down.sh stops in reverse
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 LC_NUMERIC=C   # $EPOCHREALTIME must use "." as the decimal point for the awk timings
@@ -243,6 +252,7 @@ lab_component() {
   case "$1" in
     s3 | s3s) source "$LAB_DIR/s3/component.sh" ;;
     eo) source "$LAB_DIR/eo/component.sh" ;;
+    registry) source "$LAB_DIR/registry/component.sh" ;;
     openstack) source "$LAB_DIR/openstack/component.sh" ;;
     nodes) source "$LAB_DIR/nodes/component.sh" ;;
     kube) source "$LAB_DIR/kube/component.sh" ;;

@@ -4,6 +4,7 @@
 
 mod cloud;
 mod cluster;
+pub mod images;
 mod local;
 pub mod platform;
 mod storage;
@@ -28,6 +29,8 @@ pub struct Inputs<'a> {
     pub revisions: std::collections::BTreeMap<String, u64>,
     /// The pod range each node has now (state); new nodes get free ones.
     pub pod_cidrs: std::collections::BTreeMap<String, String>,
+    /// Container images built for this environment, by recipe folder.
+    pub images: std::collections::BTreeMap<String, crate::image::Built>,
 }
 
 /// Every resource of every layer, in a stable order.
@@ -35,6 +38,7 @@ pub fn desired(env: &Environment, inputs: &Inputs) -> Result<Vec<Desired>, Chart
     let mut out = Vec::new();
     local::desired(env, &mut out);
     storage::desired(env, &mut out);
+    images::desired(env, inputs, &mut out);
     cloud::desired(env, &mut out);
     cluster::desired(env, &inputs.pod_cidrs, &mut out);
     platform::desired(env, inputs, &mut out)?;

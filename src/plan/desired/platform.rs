@@ -19,6 +19,20 @@ use crate::plan::resource::Desired;
 /// `secrets` attribute: a generated secret is a reference to its sealed value;
 /// `env:`/`file:` references stay references, read by the deploy engine.
 pub fn secret_source(env: &Environment, source: &str) -> Option<Value> {
+    if source == "registry.dockerconfigjson" {
+        // Made at apply time from the user and the password reference (never in the plan).
+        let reg = env.registry.as_ref()?;
+        let password = match reg.password.as_ref()? {
+            SecretRef::Env(v) => json!({ "env": v }),
+            SecretRef::File(p) => json!({ "file": p }),
+            SecretRef::Generate(_) => return None,
+        };
+        return Some(json!({ "dockerconfigjson": {
+            "registry": crate::image::registry_host(&reg.url),
+            "username": reg.username.as_ref()?,
+            "password": password,
+        }}));
+    }
     let r = match source {
         "workload.s3.access_key" => env.workload.as_ref()?.s3.access_key.as_ref()?,
         "workload.s3.secret_key" => env.workload.as_ref()?.s3.secret_key.as_ref()?,
@@ -52,7 +66,7 @@ pub fn desired(
             &table
         }
     };
-    let env_context = engine::env_context(env);
+    let env_context = engine::env_context(env, &inputs.images);
     let mut namespaces = BTreeSet::new();
     let mut releases = Vec::new();
     let mut declared = BTreeSet::new();
@@ -148,6 +162,14 @@ pub fn desired(
             },
         )?;
         namespaces.insert(r.namespace.clone());
+        // A release that runs one of our images waits for its push.
+        let text = serde_json::to_string(&engine::as_map(&rendered)).unwrap_or_default();
+        let pushes: Vec<Address> = inputs
+            .images
+            .iter()
+            .filter(|(_, b)| text.contains(&b.digest))
+            .map(|(dir, _)| super::images::address(dir))
+            .collect();
         let mut needs = vec![Ref::id(&Address::new("namespace", &r.namespace))];
         needs.extend(r.needs.iter().map(|n| Ref::id(&Address::new("release", n))));
         out.push(Desired::new(
@@ -164,6 +186,9 @@ pub fn desired(
                 "objects": engine::as_map(&rendered),
             }),
         ));
+        if let Some(d) = out.last_mut() {
+            d.deps.extend(pushes);
+        }
     }
     for ns in namespaces {
         let mut d = Desired::new(

@@ -16,9 +16,13 @@
 #
 # Binaries: built once from Debian bookworm's `kubernetes` source package (build.sh, ~13 min,
 # cached in $LAB_CACHE/kubernetes/<version>/bin); the workers bind them read-only. Images
-# (no registry): localhost/lab/busybox:1 and localhost/lab/pause:1, OCI tarballs made by
-# image.sh, imported into each worker's containerd when it starts; `image.sh import T.tar`
-# adds more. Pods must use imagePullPolicy Never or IfNotPresent.
+# (no registry needed): localhost/lab/busybox:1 and localhost/lab/pause:1, OCI tarballs made
+# by image.sh, imported into each worker's containerd when it starts; `image.sh import T.tar`
+# adds more. Pods of these images must use imagePullPolicy Never or IfNotPresent.
+# The lab registry (tests/lab/registry, `up.sh registry kube`): the workers route its address
+# ($LAB_REGISTRY_ADDR/32 via $LAB_KUBE_GW) and, when it is up (or comes up later), trust its
+# CA through containerd's certs.d (/etc/containerd/certs.d/<host:port>/hosts.toml + ca.crt).
+# No credentials on the workers: pods pull with imagePullSecrets (kubelet hands them to CRI).
 # No cluster DNS (CoreDNS is not packaged by Debian): Service names do not resolve.
 # Pod network: CNI bridge + host-local per worker (pod CIDR allocated by the controller-
 # manager), no overlay and no masquerading: each worker routes the others' pod CIDRs, and
@@ -34,6 +38,8 @@
 
 # shellcheck source-path=SCRIPTDIR source=versions.sh
 source "$LAB_DIR/kube/versions.sh"
+# shellcheck source-path=SCRIPTDIR source=../registry/component.sh
+source "$LAB_DIR/registry/component.sh"   # reg_hosts_toml
 LAB_PORT_KUBE="${LAB_PORT_KUBE:-16443}"
 LAB_PORT_KUBE_ETCD="${LAB_PORT_KUBE_ETCD:-12379}"
 LAB_PORT_KUBE_CM="${LAB_PORT_KUBE_CM:-16457}"
@@ -59,6 +65,17 @@ KUBE_MACHINE="$LAB_DIR/nodes/machine.sh"
 KUBE_IMG_BUSYBOX=localhost/lab/busybox:1
 KUBE_IMG_PAUSE=localhost/lab/pause:1
 KUBE_PROCS=(socat-apiserver kube-scheduler kube-controller-manager kube-apiserver etcd)   # stop order
+
+# kube_registry : "HOST:PORT CA" of the lab registry when it is up (its env.sh), else
+# "$LAB_REGISTRY_ADDR:$LAB_PORT_REGISTRY" alone
+kube_registry() {
+  if [[ -f "$LAB_STATE/registry/env.sh" ]]; then
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    bash -c 'source "$1" && echo "$LAB_REGISTRY $LAB_REGISTRY_CA"' _ "$LAB_STATE/registry/env.sh"
+  else
+    echo "$LAB_REGISTRY_ADDR:$LAB_PORT_REGISTRY"
+  fi
+}
 
 kube_workers() { local i; for ((i = 1; i <= LAB_KUBE_WORKERS; i++)); do echo "kube-w$i"; done; }
 kube_worker_ip() { echo "$KUBE_NET_PREFIX.$((10 + ${1#kube-w}))"; }
@@ -194,7 +211,7 @@ state = "/run/containerd"
 [grpc]
   address = "/run/containerd/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
-  # no registry anywhere: imported from pause.oci.tar
+  # imported from pause.oci.tar, never pulled
   sandbox_image = "$KUBE_IMG_PAUSE"
   # no CAP_SYS_RESOURCE on the lab host: negative oom_score_adj (sandbox -998) would fail
   restrict_oom_score_adj = true
@@ -209,7 +226,17 @@ state = "/run/containerd"
     bin_dir = "/usr/lib/cni"
     conf_dir = "/etc/cni/net.d"
     conf_template = "/etc/kubernetes/cni.conflist.template"
+  # per-registry settings (CA, endpoints): certs.d/<host:port>/hosts.toml, read at each pull
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "/etc/containerd/certs.d"
 T
+  mkdir -p "$r/etc/containerd/certs.d"
+  local reg reg_ca
+  read -r reg reg_ca <<<"$(kube_registry)"
+  if [[ -n "$reg_ca" && -f "$reg_ca" ]]; then
+    mkdir -p "$r/etc/containerd/certs.d/$reg"
+    reg_hosts_toml "$r/etc/containerd/certs.d/$reg" "$reg_ca"
+  fi
   cat >"$e/cni.conflist.template" <<'T'
 {
   "cniVersion": "0.4.0",
@@ -303,12 +330,14 @@ U
 }
 
 kube_worker_up() { # kube_worker_up NAME : fresh machine, booted without waiting
-  local n=$1 ip root
+  local n=$1 ip root reg
   ip=$(kube_worker_ip "$n")
+  read -r reg _ <<<"$(kube_registry)"
   "$KUBE_MACHINE" delete "$n" --timeout 4 >/dev/null 2>&1 || true
+  # no default route (see the fixture notes): a /32 to the lab registry through the host
   "$KUBE_MACHINE" prepare "$n" --lower "$KUBE_LOWER" --state "$KUBE_S/machines/$n" \
     --net "$KUBE_NETNAME" --ip "$ip/24" --profile kubelet \
-    --route "$LAB_KUBE_SERVICE_CIDR" \
+    --route "$LAB_KUBE_SERVICE_CIDR" --route "${reg%:*}/32:$LAB_KUBE_GW" \
     --bind-ro "$KUBE_BIN:/opt/lab/kube/bin" --bind-ro "$KUBE_S/images:/opt/lab/kube/images"
   root=$("$KUBE_MACHINE" root "$n")
   kube_worker_files "$n" "$root"

@@ -13,10 +13,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/../lib.sh"
 M="$HERE/machine.sh"
 N=${1:-2}
-NET=selftest CIDR=10.239.0.0/24 GW=10.239.0.1
+NET=selftest CIDR=10.234.0.0/24 GW=10.234.0.1   # not 10.239.0.0/24: the registry address
 T="$LAB_STATE/nodes/selftest"
 names=(); for i in $(seq 1 "$N"); do names+=("st-$i"); done
-ip_of() { echo "10.239.0.$((10 + ${1#st-}))"; }
+ip_of() { echo "10.234.0.$((10 + ${1#st-}))"; }
 
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
