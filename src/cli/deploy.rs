@@ -1,5 +1,6 @@
-//! `provisioner deploy <env>`: converge the platform layer (charts) and the
-//! secrets it uses onto the environment's cluster; the cloud is not touched.
+//! `provisioner deploy <env>`: converge the platform layer (charts), the
+//! secrets it uses and the container images it runs (pushed first) onto the
+//! environment's cluster; the cloud is not touched.
 
 use super::{ApplyOpts, ApproveOpts, Cli};
 use crate::Error;

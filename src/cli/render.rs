@@ -44,6 +44,7 @@ pub async fn run(cli: &Cli, args: &Args) -> Result<i32, Error> {
             revisions: Default::default(),
             pod_cidrs: Default::default(),
             images: crate::image::for_env(&loaded.env)?,
+            node_image: None,
         },
     )?;
     let releases: Vec<_> = model

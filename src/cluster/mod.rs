@@ -97,7 +97,7 @@ pub const KINDS: [&str; 7] = [
 ];
 
 /// SSH as the environment says: its key file, else the usual ones, and the agent.
-fn ssh_for(env: &Environment) -> Arc<Ssh> {
+pub(crate) fn ssh_for(env: &Environment) -> Arc<Ssh> {
     let mut key_files = Vec::new();
     if let Some(k) = &env.cluster.ssh.private_key_file {
         key_files.push(crate::env::secret::expand_home(k));

@@ -167,7 +167,7 @@ impl Loaded {
                     );
                 }
                 PackagesFrom::Host => {
-                    s += &format!("apt-get install -y -q --no-install-recommends --no-download {staging}/debs/*.deb\n");
+                    s += &format!("apt-get install -y -q --no-install-recommends {staging}/debs/*.deb\n");
                 }
             }
         }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod client;
 pub mod floating_ip;
+pub mod image;
 pub mod keypair;
 pub mod network;
 pub mod neutron;
@@ -43,6 +44,8 @@ pub struct Cx {
     pub external_network: String,
     /// The environment's keypair name: keypairs cannot be tagged, the name is their owner.
     pub keypair_name: String,
+    /// SSH to builder servers (the cluster layer's engine and keys).
+    pub ssh: std::sync::Arc<crate::ssh::Ssh>,
     ext_net_id: OnceCell<String>,
 }
 
@@ -130,6 +133,7 @@ pub struct OpenStackProvider {
     external_network: String,
     keypair_name: String,
     timeouts: crate::env::model::Timeouts,
+    ssh: std::sync::Arc<crate::ssh::Ssh>,
     cx: OnceCell<Cx>,
     kinds: BTreeMap<&'static str, Box<dyn Kind>>,
 }
@@ -147,6 +151,7 @@ pub const KINDS: &[&str] = &[
     "volume",
     "volume_attachment",
     "floating_ip",
+    "image",
 ];
 
 impl OpenStackProvider {
@@ -164,6 +169,7 @@ impl OpenStackProvider {
         kinds.insert("volume", Box::new(volume::Volume));
         kinds.insert("volume_attachment", Box::new(volume::Attachment));
         kinds.insert("floating_ip", Box::new(floating_ip::FloatingIp));
+        kinds.insert("image", Box::new(image::NodeImage));
         Self {
             cloud: auth::cloud_name(cloud_override, env.cloud.name.as_deref()),
             region: env.cloud.region.clone(),
@@ -171,6 +177,7 @@ impl OpenStackProvider {
             external_network: env.cloud.external_network.clone(),
             keypair_name: env.keypair.name.clone(),
             timeouts: env.timeouts.clone(),
+            ssh: crate::cluster::ssh_for(env),
             cx: OnceCell::new(),
             kinds,
         }
@@ -190,6 +197,7 @@ impl OpenStackProvider {
                     timeouts: self.timeouts.clone(),
                     external_network: self.external_network.clone(),
                     keypair_name: self.keypair_name.clone(),
+                    ssh: self.ssh.clone(),
                     ext_net_id: OnceCell::new(),
                 })
             })

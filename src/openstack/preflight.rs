@@ -50,11 +50,10 @@ pub async fn check(
             }
             Err(e) => problems.push(format!("{a}: {}", e.message)),
         }
-        let image = at
-            .get("image")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        // A reference is the node image this run builds: checked as its base below.
+        let Some(image) = at.get("image").and_then(Value::as_str).map(str::to_owned) else {
+            continue;
+        };
         if !images_checked.contains(&image) {
             if let Err(e) = server::image_id(cx, &image).await {
                 problems.push(format!("{a}: {}", e.message));
@@ -64,6 +63,30 @@ pub async fn check(
         if let Some(gb) = at.get("boot_volume_gb").and_then(Value::as_i64) {
             needs.volumes += 1;
             needs.gigabytes += gb;
+        }
+    }
+    // A node image to build: its base and the builder's flavor exist (the
+    // builder is one more server while it runs).
+    for c in changes
+        .iter()
+        .filter(|c| c.kind == "image" && matches!(c.action, Action::Create | Action::Replace))
+    {
+        let Some(at) = attrs(&c.address) else { continue };
+        let get = |k: &str| at.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        match server::flavor(cx, &get("flavor")).await {
+            Ok((_, vcpus, ram)) => {
+                needs.instances += 1;
+                needs.cores += i64::from(vcpus);
+                needs.ram_mb += i64::try_from(ram).unwrap_or(i64::MAX);
+            }
+            Err(e) => problems.push(format!("{} (builder flavor): {}", c.address, e.message)),
+        }
+        let base = get("base");
+        if !images_checked.contains(&base) {
+            if let Err(e) = server::image_id(cx, &base).await {
+                problems.push(format!("{} (base image): {}", c.address, e.message));
+            }
+            images_checked.push(base);
         }
     }
     for a in creates(changes, "volume") {

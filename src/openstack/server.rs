@@ -71,7 +71,7 @@ fn status(s: &Value) -> &str {
 }
 
 /// Wait for ACTIVE; ERROR is reported with Nova's fault message.
-async fn wait_active(
+pub(crate) async fn wait_active(
     cx: &Cx,
     addr: &(dyn std::fmt::Display + Sync),
     id: &str,
@@ -125,6 +125,18 @@ async fn address_pairs(cx: &Cx, id: &str, attrs: &Attrs) -> Result<(), ProviderE
     Ok(())
 }
 
+/// The first fixed address: what the cluster layer (and an image builder) reaches the machine by.
+pub(crate) fn fixed_address(s: &Value) -> Option<String> {
+    s.get("addresses")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(Value::as_array)
+        .flatten()
+        .find(|a| a.get("OS-EXT-IPS:type").and_then(Value::as_str) != Some("floating"))
+        .and_then(|a| a.get("addr")?.as_str().map(str::to_owned))
+}
+
 fn server_live(s: &Value, attrs: &Attrs) -> Live {
     let mut l = super::live(
         s.get("id")
@@ -145,19 +157,14 @@ fn server_live(s: &Value, attrs: &Attrs) -> Live {
         .iter()
         .filter_map(|a| a.get("addr").cloned())
         .collect();
-    // The first fixed address: what the cluster layer reaches the node by.
-    let fixed = ports
-        .iter()
-        .find(|a| a.get("OS-EXT-IPS:type").and_then(Value::as_str) != Some("floating"))
-        .and_then(|a| a.get("addr").cloned());
-    if let Some(a) = fixed {
-        l.outputs.insert("address".into(), a);
+    if let Some(a) = fixed_address(s) {
+        l.outputs.insert("address".into(), Value::String(a));
     }
     l.outputs.insert("addresses".into(), Value::Array(ips));
     l
 }
 
-async fn owned_by(cx: &Cx, query_tags: (&str, String)) -> Result<Vec<Value>, ProviderError> {
+pub(crate) async fn owned_by(cx: &Cx, query_tags: (&str, String)) -> Result<Vec<Value>, ProviderError> {
     let v = cx
         .api
         .get(Svc::Compute, &["servers", "detail"], &[query_tags])
@@ -168,7 +175,7 @@ async fn owned_by(cx: &Cx, query_tags: (&str, String)) -> Result<Vec<Value>, Pro
         .unwrap_or_default())
 }
 
-async fn delete_and_wait(cx: &Cx, id: &str) -> Result<(), ProviderError> {
+pub(crate) async fn delete_and_wait(cx: &Cx, id: &str) -> Result<(), ProviderError> {
     cx.api.delete(Svc::Compute, &["servers", id]).await?;
     let timeout = Duration::from_secs(cx.timeouts.delete);
     cx.wait_for(&format!("server {id} to be deleted"), timeout, || async {

@@ -143,6 +143,26 @@ pub static KINDS: &[KindSpec] = &[
         holds_data: false,
         nested: None,
     },
+    // A node image: the recipe (its digest) or the base make a new image; the
+    // builder's network, flavor and reach only matter while building.
+    KindSpec {
+        kind: "image",
+        layer: Layer::Cloud,
+        fields: &[
+            rep("name"),
+            rep("recipe"),
+            rep("digest"),
+            rep("base"),
+            upd("flavor"),
+            upd("network"),
+            upd("keypair"),
+            upd("security_groups"),
+            upd("via"),
+            upd("ssh_user"),
+        ],
+        holds_data: false,
+        nested: None,
+    },
     KindSpec {
         kind: "keypair",
         layer: Layer::Cloud,

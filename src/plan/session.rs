@@ -179,6 +179,14 @@ impl Session {
             revisions,
             pod_cidrs,
             images: self.images()?.clone(),
+            node_image: self
+                .loaded
+                .env
+                .image
+                .build
+                .as_deref()
+                .map(crate::image::node::Loaded::load)
+                .transpose()?,
         };
         Ok(desired(&self.loaded.env, &inputs)?)
     }
@@ -362,7 +370,8 @@ impl Session {
                     c.basis = bases.get(&c.address).cloned();
                 }
                 if req.operation == Operation::Deploy {
-                    changes.retain(|c| matches!(c.layer, Layer::Local | Layer::Platform));
+                    // The images the charts run are pushed first: a digest must exist to be pulled.
+                    changes.retain(|c| matches!(c.layer, Layer::Local | Layer::Images | Layer::Platform));
                 }
                 if facts.cluster.is_none() && changes.iter().any(|c| c.layer == Layer::Platform) {
                     if req.operation == Operation::Deploy {

@@ -140,6 +140,11 @@ impl Ssh {
         Ok(c)
     }
 
+    /// Forget the session to a machine that is gone (a deleted builder).
+    pub fn forget(&self, t: &Target) {
+        self.drop_session(t);
+    }
+
     /// Forget every session to `t` (and its bastion's, when `t` is one).
     fn drop_session(&self, t: &Target) {
         if let Ok(mut s) = self.slot(t).lock() {

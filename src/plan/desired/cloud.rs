@@ -5,9 +5,10 @@ use serde_json::{Value, json};
 
 use crate::core::{Address, Ref};
 use crate::env::model::Environment;
+use crate::image::node::Loaded;
 use crate::plan::resource::Desired;
 
-pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
+pub fn desired(env: &Environment, node_image: Option<&Loaded>, out: &mut Vec<Desired>) {
     // Only existing machines (`cluster.nodes`) and no pools: nothing to make in the cloud.
     if env.node_pools.is_empty() && !env.cluster.nodes.is_empty() {
         return;
@@ -92,6 +93,34 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
         env.network.cidr.to_string(),
     );
 
+    // The node image, when the environment builds one: the pools boot it, the
+    // builder and the bastion boot its base.
+    let built = node_image.map(|l| {
+        let a = Address::new("image", "node");
+        let mut attrs = json!({
+            "name": format!("{}-{}", env.image.name, l.short()),
+            "recipe": env.image.build,
+            "digest": l.digest,
+            "base": l.recipe.base,
+            "flavor": l.recipe.flavor,
+            "ssh_user": l.recipe.ssh_user,
+            "network": Ref::id(&subnet),
+            "keypair": Ref::id(&keypair),
+            "security_groups": [Ref::id(&nodes_sg)],
+        });
+        if env.bastion.enabled {
+            let fip = Address::indexed("floating_ip", "bastion", 0);
+            attrs["via"] = json!({ "address": Ref::output(&fip, "address"), "user": env.image.ssh_user });
+        }
+        let mut d = Desired::new(a.clone(), attrs);
+        if env.network.router {
+            // The builder fetches packages through the router.
+            d.deps.push(Address::new("router_interface", "main"));
+        }
+        out.push(d);
+        (a, l.recipe.base.clone())
+    });
+
     let mut servers = Vec::new();
     if env.bastion.enabled {
         servers.push((
@@ -133,10 +162,15 @@ pub fn desired(env: &Environment, out: &mut Vec<Desired>) {
     for (pool, i, flavor, group, sgs, meta, boot) in servers {
         let server = Address::indexed("server", &pool, i);
         let node_pool = env.node_pools.iter().find(|p| p.name == pool);
+        let image = match &built {
+            Some((_, base)) if pool == "bastion" => json!(base),
+            Some((a, _)) => Ref::id(a),
+            None => json!(env.image.name),
+        };
         let mut attrs = json!({
             "name": format!("{n}-{pool}-{i}"),
             "flavor": flavor,
-            "image": env.image.name,
+            "image": image,
             "keypair": Ref::id(&keypair),
             "network": Ref::id(&subnet),
             "security_groups": sgs.iter().map(Ref::id).collect::<Vec<Value>>(),
