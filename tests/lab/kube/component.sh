@@ -24,6 +24,10 @@
 # CA through containerd's certs.d (/etc/containerd/certs.d/<host:port>/hosts.toml + ca.crt).
 # No credentials on the workers: pods pull with imagePullSecrets (kubelet hands them to CRI).
 # No cluster DNS (CoreDNS is not packaged by Debian): Service names do not resolve.
+# The eo services (up.sh s3 / eo: moto S3, STAC API, TiTiler) listen on the host's loopback;
+# socat relays on the gateway make them reachable from pods (and the host) at
+# http://$LAB_KUBE_GW:<same port> ($LAB_KUBE_S3_URL, $LAB_KUBE_STAC_URL, $LAB_KUBE_TITILER_URL).
+# They relay whatever listens there: a service started later is reachable without a restart.
 # Pod network: CNI bridge + host-local per worker (pod CIDR allocated by the controller-
 # manager), no overlay and no masquerading: each worker routes the others' pod CIDRs, and
 # the host routes every pod CIDR and the Service CIDR to the workers (via the lab network),
@@ -64,7 +68,7 @@ KUBE_PKI="$KUBE_S/pki"
 KUBE_MACHINE="$LAB_DIR/nodes/machine.sh"
 KUBE_IMG_BUSYBOX=localhost/lab/busybox:1
 KUBE_IMG_PAUSE=localhost/lab/pause:1
-KUBE_PROCS=(socat-apiserver kube-scheduler kube-controller-manager kube-apiserver etcd)   # stop order
+KUBE_PROCS=(relay-s3 relay-stac relay-titiler socat-apiserver kube-scheduler kube-controller-manager kube-apiserver etcd)   # stop order
 
 # kube_registry : "HOST:PORT CA" of the lab registry when it is up (its env.sh), else
 # "$LAB_REGISTRY_ADDR:$LAB_PORT_REGISTRY" alone
@@ -414,6 +418,30 @@ kube_forwarder() {
     lab_die "$LAB_WAIT_ERR" "$logf"
 }
 
+# kube_eo_relays : the host's eo services (loopback) relayed on the gateway for pods: S3
+# (moto), STAC API, TiTiler at $LAB_KUBE_GW on the same ports (a TCP relay per connection;
+# pods are seen with their own addresses, the host routes every pod CIDR back)
+kube_eo_relays() {
+  local name port pidfile
+  for name in s3:$LAB_PORT_S3 stac:$LAB_PORT_STAC titiler:$LAB_PORT_TILER; do
+    port=${name#*:} name=${name%%:*}
+    pidfile="$KUBE_S/run/relay-$name.pid"
+    lab_alive "$pidfile" && continue
+    if (exec 3<>"/dev/tcp/$LAB_KUBE_GW/$port") 2>/dev/null; then
+      lab_die "$LAB_KUBE_GW:$port (relay of $name for pods) is held by a process this lab did not start"
+    fi
+    lab_spawn "$pidfile" "$KUBE_S/log/relay-$name.log" socat "TCP-LISTEN:$port,bind=$LAB_KUBE_GW,reuseaddr,fork" \
+      "TCP:$LAB_HOST:$port"
+  done
+  # listening (the services behind may not be up: checked by their own components)
+  for name in s3:$LAB_PORT_S3 stac:$LAB_PORT_STAC titiler:$LAB_PORT_TILER; do
+    for _ in $(seq 50); do
+      ss -ltnH "sport = :${name#*:}" 2>/dev/null | grep -q "$LAB_KUBE_GW:" && break
+      sleep 0.1
+    done
+  done
+}
+
 # ---------------------------------------------------------------- up / down
 lab_up_kube() {
   local t0=$EPOCHREALTIME w fresh=0 ready pending t1 cidr first=
@@ -439,6 +467,7 @@ lab_up_kube() {
   done
   kube_workers >"$KUBE_S/workers"
   kube_control_plane
+  kube_eo_relays
   ((${#pending[@]} == 0)) || "$KUBE_MACHINE" wait "${pending[@]}" --timeout 180 ||
     lab_die "kube workers did not boot (consoles: $KUBE_S/machines/*/console.log)"
   t1=$EPOCHREALTIME
@@ -495,7 +524,13 @@ kube_write_env() {
     echo "export LAB_KUBE_CA=$KUBE_PKI/ca.crt"
     echo "export LAB_KUBE_SERVICE_CIDR=$LAB_KUBE_SERVICE_CIDR LAB_KUBE_CLUSTER_CIDR=$LAB_KUBE_CLUSTER_CIDR"
     echo "export LAB_MACHINE=$KUBE_MACHINE   # exec NODE CMD... runs a command on a worker"
+    echo "# the host's eo services relayed for pods (up.sh s3/eo must be up for them to answer)"
+    echo "export LAB_KUBE_GW=$LAB_KUBE_GW"
+    echo "export LAB_KUBE_S3_URL=http://$LAB_KUBE_GW:$LAB_PORT_S3   # moto (same credentials)"
+    echo "export LAB_KUBE_STAC_URL=http://$LAB_KUBE_GW:$LAB_PORT_STAC"
+    echo "export LAB_KUBE_TITILER_URL=http://$LAB_KUBE_GW:$LAB_PORT_TILER"
     lab_env_noproxy
+    echo "case \",\${NO_PROXY:-},\" in *,$LAB_KUBE_GW,*) ;; *) export NO_PROXY=\"$LAB_KUBE_GW,\${NO_PROXY:-}\" no_proxy=\"$LAB_KUBE_GW,\${no_proxy:-}\" ;; esac"
   } >"$KUBE_S/env.sh"
 }
 
