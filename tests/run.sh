@@ -18,9 +18,10 @@ fi
 # Lab: moto (reference S3) and s3s-fs (strict SigV4 S3); PostgreSQL+pgSTAC, the
 # STAC API and TiTiler (eo) for the workload; OpenStack (Debian's Keystone, Nova
 # with the fake driver, Neutron, Cinder, Glance) for the cloud layer; a Kubernetes
-# v1.20 cluster (kube: control plane + nspawn worker, built once) for charts. Stopped on exit.
+# v1.20 cluster (kube: control plane + nspawn worker, built once) for charts; an
+# OCI registry (Debian's docker-registry, TLS + htpasswd) for images. Stopped on exit.
 trap 'bash tests/lab/down.sh >/dev/null 2>&1 || true' EXIT
-bash tests/lab/up.sh s3 s3s eo openstack kube cluster
+bash tests/lab/up.sh s3 s3s eo registry openstack kube cluster
 # shellcheck disable=SC1091
 source "${LAB_STATE:-/var/tmp/provisioner-lab}/env.sh"
 
