@@ -101,18 +101,6 @@ impl Drop for Lab {
     }
 }
 
-/// The openstack CLI as the demo user (the project the lab environment works in).
-fn openstack_json(args: &[&str]) -> serde_json::Value {
-    let cli = std::env::var("LAB_OS_CLI").unwrap_or_else(|_| "openstack".into());
-    let out = Command::new(cli)
-        .env("OS_CLOUD", "lab-demo")
-        .args(args)
-        .args(["-f", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openstack {args:?}: {}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 #[ignore = "lab: needs tests/lab/up.sh s3 openstack cluster"]
@@ -158,8 +146,8 @@ fn up_bootstraps_kubernetes_on_the_servers_it_creates() {
     });
     // Port security admits the pod range on every node's port.
     let worker = res["server.worker[0]"]["id"].as_str().unwrap();
-    let ports = openstack_json(&["port", "list", "--device-id", worker]);
-    let port = openstack_json(&["port", "show", ports[0]["ID"].as_str().unwrap()]);
+    let ports = common::openstack_json(&["port", "list", "--device-id", worker]);
+    let port = common::openstack_json(&["port", "show", ports[0]["ID"].as_str().unwrap()]);
     let pairs = port["allowed_address_pairs"].to_string();
     assert!(pairs.contains("10.245.0.0/16"), "{port}");
 

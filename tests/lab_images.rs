@@ -938,22 +938,6 @@ fn kget(args: &[&str]) -> Option<Value> {
         .then(|| serde_json::from_slice(&o.stdout).unwrap())
 }
 
-fn http_get(url: &str) -> (u16, Vec<u8>, String) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(url)
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        let status = r.status().as_u16();
-        let ct = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        (status, r.bytes().await.unwrap().to_vec(), ct)
-    })
-}
 
 /// The WorkflowTemplate's container of step `name`.
 fn step_container(wt: &Value, name: &str) -> Value {
@@ -1346,7 +1330,7 @@ releases:
         "{} objects, no root zarr.json",
         objects.len()
     );
-    let (st, body, _) = http_get(&format!("{stac}/search?collections={collection}&ids={id}"));
+    let (st, body, _) = common::http_get(&format!("{stac}/search?collections={collection}&ids={id}"));
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     let found: Value = serde_json::from_slice(&body).unwrap();
     let item = &found["features"][0];
@@ -1359,45 +1343,8 @@ releases:
     );
 
     // TiTiler renders the tile at the item's centre through the item's own xyz link.
-    let xyz = item["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["rel"] == "xyz")
-        .unwrap_or_else(|| panic!("no xyz link: {item}"))["href"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(xyz.starts_with(&kube_titiler), "{xyz}");
-    let b: Vec<f64> = item["bbox"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let (lon, lat, z) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, 12);
-    let n = f64::from(1u32 << z);
-    let x = ((lon + 180.0) / 360.0 * n) as u32;
-    let y = ((1.0
-        - (lat.to_radians().tan() + 1.0 / lat.to_radians().cos()).ln() / std::f64::consts::PI)
-        / 2.0
-        * n) as u32;
-    let url = xyz
-        .replace("{z}", &z.to_string())
-        .replace("{x}", &x.to_string())
-        .replace("{y}", &y.to_string());
-    let (st, png, ct) = http_get(&url);
-    assert_eq!(
-        (st, ct.as_str()),
-        (200, "image/png"),
-        "{url}: {}",
-        String::from_utf8_lossy(&png)
-    );
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 1000,
-        "{url} gave {} bytes",
-        png.len()
-    );
+    let tile = common::assert_item_tile_renders(item);
+    assert!(tile.starts_with(&kube_titiler), "{tile}");
 
     // The webhook receiver (argo namespace) pulls the same image with its own copy of the secret.
     common::wait_until("the webhook receiver available", 180, || {
@@ -1406,10 +1353,9 @@ releases:
     });
 
     eprintln!(
-        "Job (convert + register in {image}): {job_secs} s; the worker resolved the digest {resolved} times, fetched {fetched} of its {} blobs; {} objects written; tile {z}/{x}/{y}: {} bytes of PNG",
+        "Job (convert + register in {image}): {job_secs} s; the worker resolved the digest {resolved} times, fetched {fetched} of its {} blobs; {} objects written; tile rendered: {tile}",
         blobs.len(),
         objects.len(),
-        png.len()
     );
     let o = env.run(&[
         "collections",

@@ -93,21 +93,10 @@ impl Drop for Lab {
     }
 }
 
-fn openstack_json(args: &[&str]) -> Value {
-    let cli = std::env::var("LAB_OS_CLI").unwrap_or_else(|_| "openstack".into());
-    let out = Command::new(cli)
-        .env("OS_CLOUD", "lab-demo")
-        .args(args)
-        .args(["-f", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openstack {args:?}: {}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Names of the lab's servers that are this environment's image builders.
 fn builders() -> Vec<String> {
-    openstack_json(&["server", "list"])
+    common::openstack_json(&["server", "list"])
         .as_array()
         .unwrap()
         .iter()
@@ -119,7 +108,7 @@ fn builders() -> Vec<String> {
 
 /// (name, id, status) of the images this environment built.
 fn images() -> Vec<(String, String, String)> {
-    openstack_json(&["image", "list"])
+    common::openstack_json(&["image", "list"])
         .as_array()
         .unwrap()
         .iter()
@@ -136,7 +125,7 @@ fn images() -> Vec<(String, String, String)> {
 
 /// A command run inside a server's machine (the lab's hypervisor view).
 fn on_server(name: &str, script: &str) -> String {
-    let id = openstack_json(&["server", "show", name])["id"].as_str().unwrap().to_owned();
+    let id = common::openstack_json(&["server", "show", name])["id"].as_str().unwrap().to_owned();
     let out = Command::new(std::env::var("LAB_OS_MACHINE").unwrap())
         .args(["exec", &format!("os-{id}"), "sh", "-c", script])
         .output()
@@ -189,7 +178,7 @@ fn node_image_built_like_packer_booted_replaced_and_crash_safe() {
     assert_eq!(imgs.len(), 1, "{imgs:?}");
     assert_eq!(imgs[0].2, "active");
     assert!(builders().is_empty(), "the builder is deleted after the build");
-    let shown = openstack_json(&["image", "show", &imgs[0].1]);
+    let shown = common::openstack_json(&["image", "show", &imgs[0].1]);
     let tags = shown["tags"].to_string();
     assert!(tags.contains("pv-env:lab-ni") && tags.contains("pv-addr:image.node"), "owned: {shown}");
     println!("image build: {:.1} s ({})", t_build.as_secs_f64(), imgs[0].0);
@@ -203,9 +192,9 @@ fn node_image_built_like_packer_booted_replaced_and_crash_safe() {
     let t = Instant::now();
     lab.ok(&["up", ENV, "--auto-approve"]);
     println!("up (servers from the built image): {:.1} s", t.elapsed().as_secs_f64());
-    let worker = openstack_json(&["server", "show", "lab-ni-worker-0"]);
+    let worker = common::openstack_json(&["server", "show", "lab-ni-worker-0"]);
     assert!(worker["image"].to_string().contains(&imgs[0].1), "{}", worker["image"]);
-    let bastion = openstack_json(&["server", "show", "lab-ni-bastion-0"]);
+    let bastion = common::openstack_json(&["server", "show", "lab-ni-bastion-0"]);
     assert!(bastion["image"].to_string().contains("debian-12-node"), "the bastion boots the base: {}", bastion["image"]);
     let seen = on_server(
         "lab-ni-worker-0",

@@ -53,20 +53,6 @@ fn python(script: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
-fn http_get(url: &str) -> (u16, Vec<u8>, String) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(url).await.unwrap();
-        let status = r.status().as_u16();
-        let ct = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        (status, r.bytes().await.unwrap().to_vec(), ct)
-    })
-}
 
 async fn bucket(endpoint: &str, name: &str, ak: &str, sk: &str) -> aws_sdk_s3::Client {
     let loc = provisioner::env::model::S3Location {
@@ -201,7 +187,7 @@ fn convert_register_render_verify_tier_clean() {
         &stac,
     ]);
     assert_eq!(code, 0, "{err}");
-    let (_, body, _) = http_get(&format!("{stac}/collections/{collection}"));
+    let (_, body, _) = common::http_get(&format!("{stac}/collections/{collection}"));
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap()["title"],
         "Lab S2 L2A"
@@ -238,7 +224,7 @@ fn convert_register_render_verify_tier_clean() {
         "replaced",
         "re-registration is idempotent"
     );
-    let (st, body, _) = http_get(&format!("{stac}/search?collections={collection}&ids={id}"));
+    let (st, body, _) = common::http_get(&format!("{stac}/search?collections={collection}&ids={id}"));
     assert_eq!(st, 200);
     let found: Value = serde_json::from_slice(&body).unwrap();
     let item = &found["features"][0];
@@ -272,44 +258,7 @@ fn convert_register_render_verify_tier_clean() {
     );
     assert!(ok, "TiTiler did not render the reflectance:\n{log}");
     // ... and so does the item's own xyz link, at the tile holding the item's centre.
-    let xyz = item["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["rel"] == "xyz")
-        .unwrap()["href"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b: Vec<f64> = item["bbox"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let (lon, lat, z) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, 12);
-    let n = f64::from(1u32 << z);
-    let x = ((lon + 180.0) / 360.0 * n) as u32;
-    let y = ((1.0
-        - (lat.to_radians().tan() + 1.0 / lat.to_radians().cos()).ln() / std::f64::consts::PI)
-        / 2.0
-        * n) as u32;
-    let url = xyz
-        .replace("{z}", &z.to_string())
-        .replace("{x}", &x.to_string())
-        .replace("{y}", &y.to_string());
-    let (st, png, ct) = http_get(&url);
-    assert_eq!(
-        (st, ct.as_str()),
-        (200, "image/png"),
-        "{url}: {}",
-        String::from_utf8_lossy(&png)
-    );
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 1000,
-        "{url} gave {} bytes",
-        png.len()
-    );
+    common::assert_item_tile_renders(item);
 
     // Tier: a filtered dry run changes nothing; the full run moves every object and records it.
     let item_url = format!("{stac}/collections/{collection}/items/{id}");
@@ -364,7 +313,7 @@ fn convert_register_render_verify_tier_clean() {
         ))
         .unwrap();
     assert!(after.iter().all(|(_, c, _)| c == "EXPRESS_ONEZONE"));
-    let (_, body, _) = http_get(&item_url);
+    let (_, body, _) = common::http_get(&item_url);
     let item: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         item["assets"]["reflectance"]["alternate"]["s3"]["storage:scheme"]["tier"],
@@ -393,7 +342,7 @@ fn convert_register_render_verify_tier_clean() {
         ))
         .unwrap();
     assert!(left.is_empty(), "{} objects left", left.len());
-    let (st, _, _) = http_get(&item_url);
+    let (st, _, _) = common::http_get(&item_url);
     assert_eq!(st, 404);
 }
 

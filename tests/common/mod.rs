@@ -131,3 +131,79 @@ pub fn output_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// GET `url`: (status, body, content type).
+pub fn http_get(url: &str) -> (u16, Vec<u8>, String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (status, r.bytes().await.unwrap().to_vec(), ct)
+    })
+}
+
+/// The item's own `xyz` link renders a PNG with data at zoom 12, at the tile
+/// holding the centre of the item's bbox. Returns the tile's URL.
+pub fn assert_item_tile_renders(item: &serde_json::Value) -> String {
+    let xyz = item["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["rel"] == "xyz")
+        .unwrap_or_else(|| panic!("no xyz link: {item}"))["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b: Vec<f64> = item["bbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let (lon, lat, z) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, 12);
+    let n = f64::from(1u32 << z);
+    let x = ((lon + 180.0) / 360.0 * n) as u32;
+    let y = ((1.0
+        - (lat.to_radians().tan() + 1.0 / lat.to_radians().cos()).ln() / std::f64::consts::PI)
+        / 2.0
+        * n) as u32;
+    let url = xyz
+        .replace("{z}", &z.to_string())
+        .replace("{x}", &x.to_string())
+        .replace("{y}", &y.to_string());
+    let (st, png, ct) = http_get(&url);
+    assert_eq!(
+        (st, ct.as_str()),
+        (200, "image/png"),
+        "{url}: {}",
+        String::from_utf8_lossy(&png)
+    );
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 1000,
+        "{url} gave {} bytes",
+        png.len()
+    );
+    url
+}
+
+/// The openstack CLI as the lab's demo user (the project the lab environments
+/// work in), its JSON answer.
+pub fn openstack_json(args: &[&str]) -> serde_json::Value {
+    let cli = std::env::var("LAB_OS_CLI").unwrap_or_else(|_| "openstack".into());
+    let out = std::process::Command::new(cli)
+        .env("OS_CLOUD", "lab-demo")
+        .args(args)
+        .args(["-f", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openstack {args:?}: {}", output_text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
