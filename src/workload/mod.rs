@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod eopf;
 pub mod floor;
+pub mod gcp;
 pub mod geo;
 pub mod glob;
 
