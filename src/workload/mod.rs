@@ -19,6 +19,7 @@ pub mod source;
 pub mod stac;
 
 pub mod synth;
+pub mod synth_s1;
 pub mod tier;
 pub mod webhook;
 

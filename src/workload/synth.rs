@@ -5,6 +5,8 @@
 //! in the reflectance, a no-data wedge (DN 0) along the swath edge, mostly-zero
 //! masks. `.zmetadata` is written last: a product without it is incomplete.
 
+use std::collections::BTreeMap;
+
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -67,7 +69,8 @@ fn check_size(n: u64) -> Result<u64> {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub path: String,
-    pub product_type: ProductType,
+    /// `stac_discovery.properties.product:type` of what was written.
+    pub product_type: String,
     pub size: u64,
     pub objects: u64,
     pub bytes: u64,
@@ -77,7 +80,7 @@ pub struct Report {
 /// Pixel generators. Values are functions of the ground position, so the
 /// resolutions of one band look alike.
 #[derive(Debug, Clone, Copy)]
-enum Gen {
+pub(super) enum Gen {
     Reflectance(u32),
     Aot,
     Wvp,
@@ -87,30 +90,33 @@ enum Gen {
     Probability(u32),
     Tci,
     Zero,
+    /// Sentinel-1 GRD amplitude (DN) of polarisation 0 (VV) or 1 (VH):
+    /// backscatter following the terrain, times exponential speckle.
+    Sar(u32),
 }
 
-struct Spec {
-    path: String,
-    dtype: &'static str,
-    shape: Vec<u64>,
-    chunks: Vec<u64>,
-    fill: Value,
-    compress: bool,
-    attrs: Map<String, Value>,
-    data: Data,
+pub(super) struct Spec {
+    pub(super) path: String,
+    pub(super) dtype: &'static str,
+    pub(super) shape: Vec<u64>,
+    pub(super) chunks: Vec<u64>,
+    pub(super) fill: Value,
+    pub(super) compress: bool,
+    pub(super) attrs: Map<String, Value>,
+    pub(super) data: Data,
 }
 
-enum Data {
+pub(super) enum Data {
     Pixels { kind: Gen, res: u64 },
     Raw(Vec<u8>),
 }
 
-struct Scene {
-    utm: Utm,
-    x0: f64,
-    y0: f64,
+pub(super) struct Scene {
+    pub(super) utm: Utm,
+    pub(super) x0: f64,
+    pub(super) y0: f64,
     /// Ground extent of the tile in metres.
-    extent: f64,
+    pub(super) extent: f64,
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -179,6 +185,12 @@ impl Scene {
                 }
             }
             Gen::Zero => 0,
+            Gen::Sar(pol) => {
+                let sigma = 0.03 + 0.2 * ((t + 2000.0) / 4000.0).clamp(0.0, 1.0);
+                let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                let amp = (sigma * -u.ln()).sqrt() * if pol == 0 { 520.0 } else { 210.0 };
+                (amp as u64).min(u64::from(u16::MAX))
+            }
         }
     }
 }
@@ -548,7 +560,7 @@ fn specs(o: &Options, sc: &Scene) -> Vec<Spec> {
     out
 }
 
-fn f8(vals: impl Iterator<Item = f64>) -> Vec<u8> {
+pub(super) fn f8(vals: impl Iterator<Item = f64>) -> Vec<u8> {
     vals.flat_map(f64::to_le_bytes).collect()
 }
 
@@ -872,11 +884,38 @@ pub fn generate(sink: &dyn Sink, o: &Options) -> Result<Report> {
             extent: o.size as f64 * 10.0,
         },
     };
-    sink.clear()?;
     let specs = specs(o, &sc);
+    let mut group_attrs = BTreeMap::new();
+    group_attrs.insert(String::new(), root_attrs(o, &sc));
+    write_store(sink, &specs, &sc, &group_attrs)?;
+    let (objects, bytes) = sink.written();
+    Ok(Report {
+        path: sink.url(),
+        product_type: match o.product {
+            ProductType::L2A => "S02MSIL2A",
+            ProductType::L1C => "S02MSIL1C",
+        }
+        .to_owned(),
+        size: o.size,
+        objects,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Write a Zarr v2 store: every array's chunks (in parallel), the groups
+/// (with `group_attrs` by path, `""` the root), the arrays' metadata, and
+/// `.zmetadata` last, so a product without it is known to be incomplete.
+pub(super) fn write_store(
+    sink: &dyn Sink,
+    specs: &[Spec],
+    sc: &Scene,
+    group_attrs: &BTreeMap<String, Map<String, Value>>,
+) -> Result<()> {
+    sink.clear()?;
     let mut meta = Map::new();
     let mut groups: Vec<String> = vec![String::new()];
-    for s in &specs {
+    for s in specs {
         let mut p = s.path.as_str();
         while let Some((parent, _)) = p.rsplit_once('/') {
             groups.push(parent.to_string());
@@ -894,17 +933,13 @@ pub fn generate(sink: &dyn Sink, o: &Options) -> Result<Report> {
             }
         };
         meta.insert(key(".zgroup"), json!({"zarr_format": 2}));
-        let attrs = if g.is_empty() {
-            Value::Object(root_attrs(o, &sc))
-        } else {
-            json!({})
-        };
+        let attrs = Value::Object(group_attrs.get(g).cloned().unwrap_or_default());
         meta.insert(key(".zattrs"), attrs);
     }
     specs
         .par_iter()
-        .try_for_each(|s| write_array(sink, &sc, s))?;
-    for s in &specs {
+        .try_for_each(|s| write_array(sink, sc, s))?;
+    for s in specs {
         let compressor = if s.compress {
             json!({"id": "blosc", "cname": "zstd", "clevel": 3, "shuffle": 2, "blocksize": 0})
         } else {
@@ -929,15 +964,7 @@ pub fn generate(sink: &dyn Sink, o: &Options) -> Result<Report> {
         to_vec(&json!({"metadata": meta, "zarr_consolidated_format": 1}))?,
     )?;
     sink.flush()?;
-    let (objects, bytes) = sink.written();
-    Ok(Report {
-        path: sink.url(),
-        product_type: o.product,
-        size: o.size,
-        objects,
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(())
 }
 
 fn write_array(sink: &dyn Sink, sc: &Scene, s: &Spec) -> Result<()> {

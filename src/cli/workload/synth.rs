@@ -12,6 +12,8 @@ use crate::workload::synth::{self, Chunking, Options};
 pub enum Product {
     L2a,
     L1c,
+    /// Sentinel-1 IW GRD (VV + VH); `workload convert` does not take it yet.
+    S1Grd,
 }
 
 #[derive(Debug, clap::Args)]
@@ -21,7 +23,8 @@ pub struct Args {
     pub out: String,
     #[arg(long, value_enum, default_value_t = Product::L2a)]
     pub product: Product,
-    /// full (10980² at r10m), small (1830²), tiny (366²) or an r10m edge in pixels.
+    /// full (10980² at r10m), small (1830²), tiny (366²) or an r10m edge in
+    /// pixels; for s1-grd: full (16677 × 26064), small or tiny.
     #[arg(long, default_value = "small")]
     pub size: String,
     /// Source chunking: small (1830/915/305) or real (5490² at r10m, else one chunk).
@@ -35,6 +38,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     let product = match a.product {
         Product::L2a => ProductType::L2A,
         Product::L1c => ProductType::L1C,
+        Product::S1Grd => return run_s1(cli, a).await,
     };
     let loc = Location::parse(&a.out)?;
     // The product id is the store's basename, as `convert` will derive it.
@@ -49,8 +53,24 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     };
     let out = sink(&loc, &a.s3.opts(None)).await?;
     let report = blocking(move || synth::generate(out.as_ref(), &opts)).await?;
+    show(cli, &report)
+}
+
+async fn run_s1(cli: &Cli, a: &Args) -> Result<i32, Error> {
+    use crate::workload::synth_s1::{self, DEFAULT_ID, S1Options, S1Size};
+    let loc = Location::parse(&a.out)?;
+    let id = Some(item_id(&a.out))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_ID.to_string());
+    let opts = S1Options { size: S1Size::from_name(&a.size)?, id };
+    let out = sink(&loc, &a.s3.opts(None)).await?;
+    let report = blocking(move || synth_s1::generate(out.as_ref(), &opts)).await?;
+    show(cli, &report)
+}
+
+fn show(cli: &Cli, report: &synth::Report) -> Result<i32, Error> {
     match cli.output {
-        Output::Json => print_json(&report)?,
+        Output::Json => print_json(report)?,
         Output::Human => println!(
             "wrote {} ({} objects, {:.1} MB) in {:.1} s",
             report.path,
