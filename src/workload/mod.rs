@@ -21,6 +21,7 @@ pub mod stac;
 pub mod synth;
 pub mod synth_s1;
 pub mod tier;
+pub mod warp;
 pub mod webhook;
 
 pub mod zarr3;

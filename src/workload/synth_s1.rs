@@ -280,16 +280,19 @@ mod tests {
         let store = std::sync::Arc::new(zarrs::filesystem::FilesystemStore::new(&path).unwrap());
         let g = group_name(DEFAULT_ID, "VV");
         let read = |p: &str| zarrs::array::Array::open(store.clone(), &format!("/{g}/{p}")).unwrap();
-        let lon: Vec<f64> = read("conditions/gcp/longitude").retrieve_array_subset_elements(&read("conditions/gcp/longitude").subset_all()).unwrap();
-        let lat: Vec<f64> = read("conditions/gcp/latitude").retrieve_array_subset_elements(&read("conditions/gcp/latitude").subset_all()).unwrap();
-        let line: Vec<u32> = read("conditions/gcp/line").retrieve_array_subset_elements(&read("conditions/gcp/line").subset_all()).unwrap();
-        let pixel: Vec<u32> = read("conditions/gcp/pixel").retrieve_array_subset_elements(&read("conditions/gcp/pixel").subset_all()).unwrap();
+        fn all<T: zarrs::array::ElementOwned>(a: &zarrs::array::Array<zarrs::filesystem::FilesystemStore>) -> Vec<T> {
+            a.retrieve_array_subset::<Vec<T>>(&a.subset_all()).unwrap()
+        }
+        let lon: Vec<f64> = all(&read("conditions/gcp/longitude"));
+        let lat: Vec<f64> = all(&read("conditions/gcp/latitude"));
+        let line: Vec<u32> = all(&read("conditions/gcp/line"));
+        let pixel: Vec<u32> = all(&read("conditions/gcp/pixel"));
         let grid = GcpGrid::new(line.iter().map(|&v| f64::from(v)).collect(), pixel.iter().map(|&v| f64::from(v)).collect(), lon, lat).unwrap();
         let s = swath(&size);
         let e = metres(grid.lonlat(200.5, 300.5), s.lonlat(200.5, 300.5));
         assert!(e < 1.5, "the GCPs georeference pixel (200.5, 300.5) within {e} m");
         let grd = read("measurements/grd");
-        let px: Vec<u16> = grd.retrieve_chunk_elements(&[0, 0]).unwrap();
+        let px: Vec<u16> = grd.retrieve_chunk::<Vec<u16>>(&[0, 0]).unwrap();
         let mean = px.iter().map(|&v| f64::from(v)).sum::<f64>() / px.len() as f64;
         let zeros = px.iter().filter(|&&v| v == 0).count();
         assert!((50.0..400.0).contains(&mean), "VV amplitude mean {mean}");
