@@ -263,7 +263,30 @@ pub struct Swath {
     pub rg: f64,
 }
 
+/// `k` indices spread evenly over `0..n` (both ends included, rounded): how
+/// products space their GCP rows and columns.
+pub fn spread(n: u64, k: u64) -> Vec<u64> {
+    (0..k)
+        .map(|i| ((n - 1) as f64 * i as f64 / (k - 1).max(1) as f64).round() as u64)
+        .collect()
+}
+
 impl Swath {
+    /// The `rows × cols` GCP grid a product of `lines × pixels` would carry.
+    pub fn gcp_grid(&self, lines: u64, pixels: u64, rows: u64, cols: u64) -> Result<GcpGrid, GcpError> {
+        let ls: Vec<f64> = spread(lines, rows).into_iter().map(|v| v as f64).collect();
+        let ps: Vec<f64> = spread(pixels, cols).into_iter().map(|v| v as f64).collect();
+        let (mut lon, mut lat) = (Vec::new(), Vec::new());
+        for l in &ls {
+            for p in &ps {
+                let (x, y) = self.lonlat(*l, *p);
+                lon.push(x);
+                lat.push(y);
+            }
+        }
+        GcpGrid::new(ls, ps, lon, lat)
+    }
+
     pub fn lonlat(&self, line: f64, pixel: f64) -> (f64, f64) {
         let on_track = destination(self.start, self.heading, line * self.az);
         // The track's bearing at that point: towards a point a little further on.
@@ -283,27 +306,13 @@ mod tests {
         (Swath { start: (11.9, 47.9), heading: 191.0, az: 10.0, rg: 10.0 }, 16677, 26064)
     }
 
-    fn grid_from(s: &Swath, lines: u32, pixels: u32, rows: usize, cols: usize) -> GcpGrid {
-        let ls: Vec<f64> = (0..rows).map(|i| (f64::from(lines - 1) * i as f64 / (rows - 1) as f64).round()).collect();
-        let ps: Vec<f64> = (0..cols).map(|j| (f64::from(pixels - 1) * j as f64 / (cols - 1) as f64).round()).collect();
-        let (mut lon, mut lat) = (Vec::new(), Vec::new());
-        for l in &ls {
-            for p in &ps {
-                let (x, y) = s.lonlat(*l, *p);
-                lon.push(x);
-                lat.push(y);
-            }
-        }
-        GcpGrid::new(ls, ps, lon, lat).unwrap()
-    }
-
     /// The stated error of the model: zero at the GCPs, and between them
     /// (a dense 97 × 97 sample of the image, cell centres included) against
     /// the exact swath geometry the GCPs were taken from. Printed in metres.
     #[test]
     fn error_at_and_between_the_gcps_in_metres() {
         let (s, lines, pixels) = swath();
-        let g = grid_from(&s, lines, pixels, 10, 21);
+        let g = s.gcp_grid(lines.into(), pixels.into(), 10, 21).unwrap();
         let mut at_gcp: f64 = 0.0;
         for r in 0..g.rows() {
             for c in 0..g.cols() {
@@ -346,7 +355,7 @@ mod tests {
     #[test]
     fn inverse_round_trips_inside_the_swath() {
         let (s, lines, pixels) = swath();
-        let g = grid_from(&s, lines, pixels, 10, 21);
+        let g = s.gcp_grid(lines.into(), pixels.into(), 10, 21).unwrap();
         let mut worst: f64 = 0.0;
         for (l, p) in [(0.0, 0.0), (8000.5, 13000.25), (16676.0, 26063.0), (123.0, 25000.0), (15000.0, 7.0)] {
             let (lon, lat) = g.lonlat(l, p);

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::gcp::Swath;
+use super::gcp::{Swath, spread};
 use super::geo::Utm;
 use super::io::Sink;
 use super::synth::{Data, Gen, Report, Scene, Spec, f8, write_store};
@@ -63,7 +63,6 @@ pub fn swath(size: &S1Size) -> Swath {
 
 /// The GCP grid's rows (lines) and columns (pixels), as real products space them.
 pub fn gcp_axes(size: &S1Size) -> (Vec<u64>, Vec<u64>) {
-    let spread = |n: u64, k: u64| -> Vec<u64> { (0..k).map(|i| ((n - 1) as f64 * i as f64 / (k - 1) as f64).round() as u64).collect() };
     (spread(size.lines, 10), spread(size.pixels, 21))
 }
 

@@ -193,17 +193,7 @@ mod tests {
     fn setup() -> (GcpGrid, Swath, u64, u64) {
         let (lines, pixels) = (334u64, 522u64);
         let s = Swath { start: (11.9, 47.9), heading: 191.0, az: 166_770.0 / lines as f64, rg: 260_640.0 / pixels as f64 };
-        let ls: Vec<f64> = (0..10).map(|i| ((lines - 1) as f64 * f64::from(i) / 9.0).round()).collect();
-        let ps: Vec<f64> = (0..21).map(|j| ((pixels - 1) as f64 * f64::from(j) / 20.0).round()).collect();
-        let (mut lon, mut lat) = (Vec::new(), Vec::new());
-        for l in &ls {
-            for p in &ps {
-                let (x, y) = s.lonlat(*l, *p);
-                lon.push(x);
-                lat.push(y);
-            }
-        }
-        (GcpGrid::new(ls, ps, lon, lat).unwrap(), s, lines, pixels)
+        (s.gcp_grid(lines, pixels, 10, 21).unwrap(), s, lines, pixels)
     }
 
     #[test]
