@@ -152,7 +152,8 @@ cluster:
     restrict_oom_score_adj: true
     pause_image: localhost/lab/pause:1
     preload_images: [images/pause.oci.tar, images/busybox.oci.tar]
-    kubelet: {{failSwapOn: false, cgroupRoot: /}}
+    # the host disk is the nodes' disk: evict only when it is really full (as the kube lab)
+    kubelet: {{failSwapOn: false, cgroupRoot: /, evictionHard: {{memory.available: 100Mi, nodefs.available: 5%, imagefs.available: 5%, nodefs.inodesFree: 5%}}}}
 {cluster_extra}",
             kc = kubeconfig.display(),
             extra = topo.extra,
