@@ -74,12 +74,12 @@ pub fn recipe_files(dir: &str) -> Result<std::collections::BTreeMap<String, Vec<
     }
     let sub = dir.strip_prefix("images/").unwrap_or(dir);
     let Some(d) = EMBEDDED.get_dir(sub) else {
-        return Err(ImageError::Recipe {
-            file: dir.into(),
-            field: "(folder)".into(),
-            message: "no such recipe folder here or built in".into(),
-            hint: "name a folder under images/, e.g. images/geozarr".into(),
-        });
+        return Err(ImageError::recipe(
+            dir,
+            "(folder)",
+            "no such recipe folder here or built in",
+            "name a folder under images/, e.g. images/geozarr",
+        ));
     };
     fn walk(d: &include_dir::Dir<'_>, base: &str, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
         for f in d.files() {
@@ -122,22 +122,23 @@ pub fn for_env(
     env: &crate::env::model::Environment,
 ) -> Result<std::collections::BTreeMap<String, Built>, ImageError> {
     let mut out = std::collections::BTreeMap::new();
-    let Some(dir) = env.workload.as_ref().and_then(|w| w.image.build_dir()) else {
-        return Ok(out);
-    };
-    let files = recipe_files(dir)?;
-    let text = files.get("image.yaml").ok_or_else(|| ImageError::Recipe {
-        file: format!("{dir}/image.yaml"),
-        field: "(file)".into(),
-        message: "missing".into(),
-        hint: "a container image folder holds image.yaml".into(),
-    })?;
-    let recipe = Recipe::parse(&format!("{dir}/image.yaml"), &String::from_utf8_lossy(text))?;
-    out.insert(dir.to_owned(), build(&recipe, std::path::Path::new("."))?);
+    if let Some(dir) = env.workload.as_ref().and_then(|w| w.image.build_dir()) {
+        out.insert(dir.to_owned(), build(&Recipe::load(dir)?, std::path::Path::new("."))?);
+    }
     Ok(out)
 }
 
 impl ImageError {
+    /// A recipe problem: the file, the field, what is wrong, what to do.
+    pub(crate) fn recipe(file: &str, field: &str, message: impl Into<String>, hint: &str) -> Self {
+        ImageError::Recipe {
+            file: file.into(),
+            field: field.into(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
     /// The registry or the network failed, not the input: retry later.
     pub fn is_transient(&self) -> bool {
         matches!(self, ImageError::Registry(r) if r.is_transient())

@@ -89,15 +89,6 @@ pub struct Loaded {
     pub digest: String,
 }
 
-fn bad(file: &str, field: &str, message: String, hint: &str) -> ImageError {
-    ImageError::Recipe {
-        file: file.into(),
-        field: field.into(),
-        message,
-        hint: hint.into(),
-    }
-}
-
 impl Loaded {
     /// Read recipe folder `dir` (a checkout's, else the built-in one) and check its recipe.
     pub fn load(dir: &str) -> Result<Self, ImageError> {
@@ -108,27 +99,27 @@ impl Loaded {
         let name = format!("{dir}/recipe.yaml");
         let text = files
             .get("recipe.yaml")
-            .ok_or_else(|| bad(&name, "(file)", "missing".into(), "a node image folder holds recipe.yaml"))?;
+            .ok_or_else(|| ImageError::recipe(&name, "(file)", "missing", "a node image folder holds recipe.yaml"))?;
         let text = String::from_utf8_lossy(text);
         let recipe: NodeRecipe = serde_saphyr::from_str(&text).map_err(|e| {
-            bad(&name, "(document)", e.to_string(), "fields: base, flavor, ssh_user, packages, packages_from, files, sysctls, users, units, scripts")
+            ImageError::recipe(&name, "(document)", e.to_string(), "fields: base, flavor, ssh_user, packages, packages_from, files, sysctls, users, units, scripts")
         })?;
         for (path, f) in &recipe.files {
             if !path.starts_with('/') {
-                return Err(bad(&name, &format!("files.{path}"), "not an absolute path".into(), "e.g. /etc/motd"));
+                return Err(ImageError::recipe(&name, &format!("files.{path}"), "not an absolute path", "e.g. /etc/motd"));
             }
             if let Some(src) = f.content.strip_prefix('@')
                 && !files.contains_key(src)
             {
-                return Err(bad(&name, &format!("files.{path}.content"), format!("`{src}` is not a file of {dir}"), "put the file beside recipe.yaml"));
+                return Err(ImageError::recipe(&name, &format!("files.{path}.content"), format!("`{src}` is not a file of {dir}"), "put the file beside recipe.yaml"));
             }
             if u32::from_str_radix(&f.mode, 8).is_err() {
-                return Err(bad(&name, &format!("files.{path}.mode"), format!("`{}` is not an octal mode", f.mode), "e.g. \"0644\""));
+                return Err(ImageError::recipe(&name, &format!("files.{path}.mode"), format!("`{}` is not an octal mode", f.mode), "e.g. \"0644\""));
             }
         }
         for (i, s) in recipe.scripts.iter().enumerate() {
             if !files.contains_key(s) {
-                return Err(bad(&name, &format!("scripts[{i}]"), format!("`{s}` is not a file of {dir}"), "put the script beside recipe.yaml"));
+                return Err(ImageError::recipe(&name, &format!("scripts[{i}]"), format!("`{s}` is not a file of {dir}"), "put the script beside recipe.yaml"));
             }
         }
         let mut h = Vec::new();

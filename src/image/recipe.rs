@@ -85,26 +85,21 @@ impl Default for User {
 }
 
 impl Recipe {
-    /// Load and check `dir/image.yaml`.
-    pub fn load(dir: &Path) -> Result<Self, ImageError> {
-        let file = dir.join("image.yaml");
-        let text = std::fs::read_to_string(&file).map_err(ImageError::io(&file))?;
-        Self::parse(&file.display().to_string(), &text)
+    /// Read recipe folder `dir` (a checkout's, else the built-in one) and check its `image.yaml`.
+    pub fn load(dir: &str) -> Result<Self, ImageError> {
+        let file = format!("{dir}/image.yaml");
+        let files = super::recipe_files(dir)?;
+        let text = files.get("image.yaml").ok_or_else(|| {
+            ImageError::recipe(&file, "(file)", "missing", "a container image folder holds image.yaml")
+        })?;
+        Self::parse(&file, &String::from_utf8_lossy(text))
     }
 
     pub fn parse(file: &str, text: &str) -> Result<Self, ImageError> {
-        let r: Recipe = serde_saphyr::from_str(text).map_err(|e| ImageError::Recipe {
-            file: file.into(),
-            field: "(document)".into(),
-            message: e.to_string(),
-            hint: "fields: repository, tag, base.packages, binary.{from,to}, user, entrypoint, cmd, workdir, env, labels".into(),
+        let r: Recipe = serde_saphyr::from_str(text).map_err(|e| {
+            ImageError::recipe(file, "(document)", e.to_string(), "fields: repository, tag, base.packages, binary.{from,to}, user, entrypoint, cmd, workdir, env, labels")
         })?;
-        let bad = |field: &str, message: String, hint: &str| ImageError::Recipe {
-            file: file.into(),
-            field: field.into(),
-            message,
-            hint: hint.into(),
-        };
+        let bad = |field: &str, message: String, hint: &str| ImageError::recipe(file, field, message, hint);
         if r.uid_is_root() {
             return Err(bad("user.uid", "0 is root".into(), "run as a non-root user, e.g. 65532"));
         }

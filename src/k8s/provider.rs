@@ -74,20 +74,26 @@ fn resolve_secrets(attrs: &Attrs) -> Result<BTreeMap<String, Secret>, ProviderEr
     {
         let secret = match v {
             Value::String(s) => Secret::new(s.clone()),
-            Value::Object(o) if o.contains_key("dockerconfigjson") => {
-                docker_config(&o["dockerconfigjson"], name)?
-            }
-            other => {
-                let r: SecretRef = serde_json::from_value(other.clone()).map_err(|_| {
-                    ProviderError::fatal(format!("secret input `{name}` is not a reference"))
-                })?;
-                r.resolve(name)
-                    .map_err(|e| ProviderError::fatal(e.to_string()))?
-            }
+            other => read_reference(name, other).unwrap_or_else(|| {
+                Err(ProviderError::fatal(format!(
+                    "secret input `{name}` is not a reference"
+                )))
+            })?,
         };
         out.insert(name.clone(), secret);
     }
     Ok(out)
+}
+
+/// A secret input that names where its value is (`env:`, `file:`, or a
+/// registry credential built from one), read now; None when it is not such a
+/// reference (a generated secret still pointing into state).
+fn read_reference(name: &str, v: &Value) -> Option<Result<Secret, ProviderError>> {
+    if let Some(spec) = v.get("dockerconfigjson") {
+        return Some(docker_config(spec, name));
+    }
+    let r: SecretRef = serde_json::from_value(v.clone()).ok()?;
+    Some(r.resolve(name).map_err(|e| ProviderError::fatal(e.to_string())))
 }
 
 /// A `.dockerconfigjson` for one registry: its user and the password the
@@ -124,25 +130,13 @@ fn known_outputs(attrs: &Attrs) -> BTreeMap<String, String> {
 
 /// Only the secrets readable without state (env:, file:), for refresh.
 fn readable_secrets(attrs: &Attrs) -> BTreeMap<String, Secret> {
-    let mut out = BTreeMap::new();
-    for (name, v) in attrs
+    attrs
         .get("secrets")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-    {
-        if let Some(spec) = v.get("dockerconfigjson") {
-            if let Ok(s) = docker_config(spec, name) {
-                out.insert(name.clone(), s);
-            }
-        } else if let Ok(r) = serde_json::from_value::<SecretRef>(v.clone())
-            && !matches!(r, SecretRef::Generate(_))
-            && let Ok(s) = r.resolve(name)
-        {
-            out.insert(name.clone(), s);
-        }
-    }
-    out
+        .filter_map(|(name, v)| Some((name.clone(), read_reference(name, v)?.ok()?)))
+        .collect()
 }
 
 /// The release history state keeps (the cluster keeps the manifests): the

@@ -110,9 +110,6 @@ pub struct Session {
     pub catalog: Option<Catalog>,
     /// `--set RELEASE.key=value` overrides, in order.
     pub sets: Vec<(String, serde_json::Value)>,
-    /// Container images the environment builds, built (from the cache) on
-    /// first use: only commands that plan need their digests.
-    images: std::sync::OnceLock<BTreeMap<String, crate::image::Built>>,
 }
 
 /// Where the changes to apply come from.
@@ -147,7 +144,6 @@ impl Session {
             registry,
             catalog,
             sets: Vec::new(),
-            images: std::sync::OnceLock::new(),
         })
     }
 
@@ -178,7 +174,8 @@ impl Session {
             sets: &self.sets,
             revisions,
             pod_cidrs,
-            images: self.images()?.clone(),
+            // Built (or read from the cache) here: only planning needs the digests.
+            images: crate::image::for_env(&self.loaded.env)?,
             node_image: self
                 .loaded
                 .env
@@ -189,17 +186,6 @@ impl Session {
                 .transpose()?,
         };
         Ok(desired(&self.loaded.env, &inputs)?)
-    }
-
-    /// The container images this environment builds (assembled or read from
-    /// the cache once per run).
-    pub fn images(&self) -> Result<&BTreeMap<String, crate::image::Built>, Error> {
-        if let Some(i) = self.images.get() {
-            return Ok(i);
-        }
-        // Blocking, briefly when cached (hashing the binary); planning waits for it anyway.
-        let built = crate::image::for_env(&self.loaded.env)?;
-        Ok(self.images.get_or_init(|| built))
     }
 
     /// Every input file (environment files, then charts and stacks) with its digest.

@@ -103,10 +103,7 @@ impl ContainerImageProvider {
             .to_owned();
         let want = attrs.get("digest").and_then(Value::as_str).unwrap_or_default().to_owned();
         let built = tokio::task::spawn_blocking(move || {
-            let files = crate::image::recipe_files(&dir)?;
-            let text = files.get("image.yaml").cloned().unwrap_or_default();
-            let recipe = crate::image::Recipe::parse(&format!("{dir}/image.yaml"), &String::from_utf8_lossy(&text))?;
-            crate::image::build(&recipe, std::path::Path::new("."))
+            crate::image::build(&crate::image::Recipe::load(&dir)?, std::path::Path::new("."))
         })
         .await
         .map_err(|e| ProviderError::fatal(format!("{addr}: build task: {e}")))?

@@ -22,15 +22,10 @@ pub fn secret_source(env: &Environment, source: &str) -> Option<Value> {
     if source == "registry.dockerconfigjson" {
         // Made at apply time from the user and the password reference (never in the plan).
         let reg = env.registry.as_ref()?;
-        let password = match reg.password.as_ref()? {
-            SecretRef::Env(v) => json!({ "env": v }),
-            SecretRef::File(p) => json!({ "file": p }),
-            SecretRef::Generate(_) => return None,
-        };
         return Some(json!({ "dockerconfigjson": {
             "registry": crate::image::registry_host(&reg.url),
             "username": reg.username.as_ref()?,
-            "password": password,
+            "password": read_at_apply(reg.password.as_ref()?)?,
         }}));
     }
     let r = match source {
@@ -38,11 +33,17 @@ pub fn secret_source(env: &Environment, source: &str) -> Option<Value> {
         "workload.s3.secret_key" => env.workload.as_ref()?.s3.secret_key.as_ref()?,
         name => env.secrets.get(name)?,
     };
-    Some(match r {
-        SecretRef::Generate(_) => Ref::secret(&Address::new("secret", source), "value"),
-        SecretRef::Env(v) => json!({ "env": v }),
-        SecretRef::File(p) => json!({ "file": p }),
-    })
+    Some(read_at_apply(r).unwrap_or_else(|| Ref::secret(&Address::new("secret", source), "value")))
+}
+
+/// An `env:`/`file:` reference as the deploy engine reads it; None for a
+/// generated secret (its value lives in state).
+fn read_at_apply(r: &SecretRef) -> Option<Value> {
+    match r {
+        SecretRef::Env(v) => Some(json!({ "env": v })),
+        SecretRef::File(p) => Some(json!({ "file": p })),
+        SecretRef::Generate(_) => None,
+    }
 }
 
 pub fn desired(
