@@ -279,12 +279,18 @@ fn bad_sources_fail_clearly_and_leave_no_complete_output() {
         "{err}"
     );
     let mut doc: Value = serde_json::from_str(&text).unwrap();
-    doc["metadata"][".zattrs"]["stac_discovery"]["properties"]["product:type"] = "S01SIWGRH".into();
+    doc["metadata"][".zattrs"]["stac_discovery"]["properties"]["product:type"] = "S03OLCEFR".into();
     std::fs::write(&zmeta_path, doc.to_string()).unwrap();
     let (code, _, err) = convert(&src, &dest);
     assert_eq!(code, 1);
     assert!(
-        err.contains("S01SIWGRH") && err.contains("product:type"),
+        err.contains("S03OLCEFR") && err.contains("product:type"),
         "{err}"
     );
+    // An S1 product type on an S2 layout: its polarisation groups are missing.
+    doc["metadata"][".zattrs"]["stac_discovery"]["properties"]["product:type"] = "S01SIWGRH".into();
+    std::fs::write(&zmeta_path, doc.to_string()).unwrap();
+    let (code, _, err) = convert(&src, &dest);
+    assert_eq!(code, 1);
+    assert!(err.contains("no polarisation groups"), "{err}");
 }

@@ -1,4 +1,7 @@
-//! EOPF Sentinel-2 → S2-optimised GeoZarr.
+//! EOPF → GeoZarr. `convert` dispatches on the product type; this file is the
+//! Sentinel-2 pipeline (S2-optimised layout) and the pieces both pipelines
+//! share: level metadata, multiscales, CF grid mapping, copied groups. The
+//! Sentinel-1 pipeline is `convert_s1`.
 //!
 //! Order of work, chosen so each source chunk is read once and memory stays at
 //! about one full-resolution band: r10m bands one by one (b08 also yields the
@@ -15,8 +18,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::eopf::{ArrayV2, Dtype, Product, fill_f64, parent};
-use super::geo::{Transform, Utm};
+use super::eopf::{ArrayV2, Dtype, Product, ProductType, fill_f64, parent};
+use super::geo::{Crs, Transform, Utm};
 use super::io::Sink;
 use super::zarr3::{
     self, NAN_FILL_ATTR, Tree, array_json, blosc_codec, bytes_codec, chunk_key, inner_chunk,
@@ -38,11 +41,18 @@ const PYRAMID: [(&str, u64, &str); 3] = [
 pub struct Options {
     /// Target inner chunk edge (the reference's `spatial_chunk`, 256 in production).
     pub spatial_chunk: u64,
+    /// Output CRS of a Sentinel-1 product: `EPSG:4326` (default, like the
+    /// reference), `utm` (the zone of the footprint's centre) or `EPSG:326zz/327zz`.
+    /// Sentinel-2 keeps its own UTM grid.
+    pub crs: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { spatial_chunk: 256 }
+        Self {
+            spatial_chunk: 256,
+            crs: None,
+        }
     }
 }
 
@@ -58,10 +68,16 @@ pub struct LevelReport {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub output: String,
-    pub product_type: super::eopf::ProductType,
+    pub product_type: String,
     pub epsg: u32,
     pub levels: Vec<LevelReport>,
     pub copied_arrays: usize,
+    /// Chunks of the source's data arrays (S2: reflectance bands, S1: `grd`),
+    /// and the fetches the conversion made of them: equal when every chunk was
+    /// read once. (Small arrays may be read twice: S1's GCPs, for the model and
+    /// for the copy.)
+    pub source_chunks: u64,
+    pub source_chunk_reads: u64,
     pub objects: u64,
     pub bytes: u64,
     pub seconds: f64,
@@ -79,17 +95,72 @@ struct Band {
     w: u64,
 }
 
-struct Level {
-    name: String,
-    t: Transform,
-    h: u64,
-    w: u64,
-    vars: Vec<String>,
+/// One level of a multiscale group, as its metadata describes it.
+pub(super) struct Level {
+    pub(super) name: String,
+    /// The level it is averaged from (None: the native level).
+    pub(super) parent: Option<String>,
+    pub(super) t: Transform,
+    pub(super) h: u64,
+    pub(super) w: u64,
+    pub(super) vars: Vec<String>,
 }
 
+/// Convert any supported product: Sentinel-2 L1C/L2A or Sentinel-1 GRD.
 pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) -> Result<Report> {
+    match p.product_type {
+        ProductType::S1Grd => super::convert_s1::convert(p, sink, opts, bar),
+        ProductType::L1C | ProductType::L2A => convert_s2(p, sink, opts, bar),
+    }
+}
+
+/// The arrays a conversion reads every chunk of (for the codec floor).
+pub fn read_plan(p: &Product) -> Vec<&ArrayV2> {
+    let mut arrays = data_arrays(p);
+    for g in copy_plan(p) {
+        arrays.extend(p.arrays_in(&g));
+    }
+    arrays
+}
+
+/// The data arrays: what is resampled, and nearly all the bytes read.
+pub fn data_arrays(p: &Product) -> Vec<&ArrayV2> {
+    match p.product_type {
+        ProductType::S1Grd => p
+            .arrays
+            .values()
+            .filter(|a| super::convert_s1::is_grd(a))
+            .collect(),
+        _ => p
+            .arrays
+            .values()
+            .filter(|a| a.path.starts_with(REFLECTANCE) && is_band(a))
+            .collect(),
+    }
+}
+
+/// How many chunks the data arrays have.
+pub(super) fn source_chunks(p: &Product) -> u64 {
+    data_arrays(p)
+        .iter()
+        .map(|a| a.grid().iter().product::<u64>())
+        .sum()
+}
+
+fn convert_s2(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) -> Result<Report> {
     let started = Instant::now();
-    let utm = Utm::from_epsg(p.epsg)?;
+    if let Some(c) = opts.crs.as_deref()
+        && Crs::from_code(c).ok().map(Crs::epsg) != p.epsg
+    {
+        return Err(WorkloadError::Usage(format!(
+            "--crs {c}: a Sentinel-2 product keeps its own grid (EPSG:{}); --crs is for Sentinel-1",
+            p.epsg.unwrap_or(0)
+        )));
+    }
+    let epsg = p.epsg.ok_or_else(|| {
+        WorkloadError::product(p.reader.describe(".zattrs"), "no CRS found for the Sentinel-2 grids")
+    })?;
+    let utm = Crs::Utm(Utm::from_epsg(epsg)?);
     let removed = sink.clear()?;
     if removed > 0 {
         tracing::info!(output = %sink.url(), "removed the previous output");
@@ -211,6 +282,7 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         );
         levels.push(Level {
             name: name.into(),
+            parent: (name != "r10m").then(|| "r10m".to_string()),
             t,
             h,
             w,
@@ -262,7 +334,7 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
                 ))
             })
             .collect::<Result<_>>()?;
-        write_coords_derived(sink, &tree, &group, &t, h, w)?;
+        write_coords_derived(sink, &tree, &group, utm, &t, h, w)?;
         write_level_meta(sink, &tree, &group, utm, &t, h, w)?;
         tracing::info!(
             level = name,
@@ -272,6 +344,7 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         // BTreeMap keys: already sorted.
         levels.push(Level {
             name: name.into(),
+            parent: Some(from.to_string()),
             t,
             h,
             w,
@@ -290,30 +363,13 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
     })?;
 
     tree.group(REFLECTANCE, multiscales_attrs(&levels, utm));
-    let mut bbox = [
-        f64::INFINITY,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::NEG_INFINITY,
-    ];
-    for l in &levels {
-        let b = utm.bbox_lonlat(l.t.bbox(l.h, l.w));
-        bbox = [
-            bbox[0].min(b[0]),
-            bbox[1].min(b[1]),
-            bbox[2].max(b[2]),
-            bbox[3].max(b[3]),
-        ];
-    }
-    let mut root = Map::new();
-    root.insert("spatial:bbox".into(), json!(bbox));
-    root.insert("proj:code".into(), json!("EPSG:4326"));
-    tree.finish(sink, root, &[REFLECTANCE, ""])?;
+    let bbox = bbox_lonlat(&levels, utm);
+    tree.finish(sink, root_attrs(bbox), &[REFLECTANCE, ""])?;
     let (objects, bytes) = sink.written();
     Ok(Report {
         output: sink.url(),
-        product_type: p.product_type,
-        epsg: p.epsg,
+        product_type: p.product_code.clone(),
+        epsg,
         levels: levels
             .iter()
             .map(|l| LevelReport {
@@ -325,11 +381,41 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
             })
             .collect(),
         copied_arrays: copies.iter().map(|g| p.arrays_in(g).len()).sum(),
+        source_chunks: source_chunks(p),
+        source_chunk_reads: p.chunk_reads(&data_arrays(p)),
         objects,
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         bbox_4326: bbox,
     })
+}
+
+/// The lon/lat bounds of every level.
+pub(super) fn bbox_lonlat(levels: &[Level], crs: Crs) -> [f64; 4] {
+    let mut bbox = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    for l in levels {
+        let b = crs.bbox_lonlat(l.t.bbox(l.h, l.w));
+        bbox = [
+            bbox[0].min(b[0]),
+            bbox[1].min(b[1]),
+            bbox[2].max(b[2]),
+            bbox[3].max(b[3]),
+        ];
+    }
+    bbox
+}
+
+/// The store root's attributes: global lon/lat bounds (data-model #156).
+pub(super) fn root_attrs(bbox: [f64; 4]) -> Map<String, Value> {
+    let mut root = Map::new();
+    root.insert("spatial:bbox".into(), json!(bbox));
+    root.insert("proj:code".into(), json!("EPSG:4326"));
+    root
 }
 
 /// A reflectance band: 2-D unsigned integer digital numbers over (y, x).
@@ -343,6 +429,8 @@ pub fn is_band(a: &ArrayV2) -> bool {
 /// Groups copied as they are: every group holding arrays outside the reflectance
 /// levels, minus the quicklooks (the reference dropped them: they cost time and
 /// storage and nothing reads them).
+/// Sentinel-1: every group but `measurements` (its radar-geometry coordinates
+/// do not apply to the warped grid).
 pub fn copy_plan(p: &Product) -> Vec<String> {
     let mut groups: Vec<String> = p
         .arrays
@@ -351,26 +439,32 @@ pub fn copy_plan(p: &Product) -> Vec<String> {
         .collect();
     groups.sort();
     groups.dedup();
+    let s1 = p.product_type == ProductType::S1Grd;
     groups.retain(|g| {
-        !(g.starts_with(REFLECTANCE) || g.starts_with("quality/") && g.contains("quicklook"))
+        if s1 {
+            !g.ends_with("/measurements")
+        } else {
+            !(g.starts_with(REFLECTANCE) || g.starts_with("quality/") && g.contains("quicklook"))
+        }
     });
     groups
 }
 
 /// Lets parallel tasks fill disjoint parts of one buffer.
-struct Disjoint<'a, T> {
+pub(super) struct Disjoint<'a, T> {
     ptr: *mut T,
     len: usize,
     _life: PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: `Disjoint` is only used by `read_reflectance`, where every task writes
-// the rows of a different source chunk, so no two tasks touch the same element.
+// SAFETY: `Disjoint` is only used where every task writes the part of the
+// buffer its own source chunk covers (`read_reflectance`, `convert_s1::load_row`),
+// so no two tasks touch the same element.
 unsafe impl<T: Send> Send for Disjoint<'_, T> {}
 unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
 
 impl<'a, T> Disjoint<'a, T> {
-    fn new(v: &'a mut [T]) -> Self {
+    pub(super) fn new(v: &'a mut [T]) -> Self {
         Self {
             ptr: v.as_mut_ptr(),
             len: v.len(),
@@ -379,7 +473,7 @@ impl<'a, T> Disjoint<'a, T> {
     }
     /// SAFETY: callers must not request overlapping ranges from different threads.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn range(&self, start: usize, len: usize) -> &mut [T] {
+    pub(super) unsafe fn range(&self, start: usize, len: usize) -> &mut [T] {
         assert!(start + len <= self.len, "range outside the buffer");
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
@@ -519,7 +613,7 @@ fn level_var_attrs(src: Option<&Map<String, Value>>) -> Map<String, Value> {
 
 /// `grid_mapping` names the CRS variable; listing it in `coordinates` is what
 /// makes xarray load it as a coordinate, where rioxarray looks for the CRS.
-fn link_grid_mapping(m: &mut Map<String, Value>) {
+pub(super) fn link_grid_mapping(m: &mut Map<String, Value>) {
     m.insert("grid_mapping".into(), json!("spatial_ref"));
     let coords = m
         .get("coordinates")
@@ -556,14 +650,14 @@ fn write_level_var(
         &shard,
         json!("float32"),
         json!("NaN"),
-        zarr3::sharded_codecs(inner),
+        zarr3::sharded_codecs(inner, 4),
         level_var_attrs(src_attrs),
         Some(&["y", "x"]),
     );
     tree.array(sink, &path, doc)
 }
 
-fn clean_attrs(src: &Map<String, Value>) -> Map<String, Value> {
+pub(super) fn clean_attrs(src: &Map<String, Value>) -> Map<String, Value> {
     src.iter()
         .filter(|(k, _)| !matches!(k.as_str(), "_eopf_attrs" | "_ARRAY_DIMENSIONS"))
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -596,11 +690,12 @@ fn write_coords_source(p: &Product, sink: &dyn Sink, tree: &Tree, group: &str) -
     Ok(())
 }
 
-/// x/y of a derived level: float64 pixel centres (the mean of the fine centres).
-fn write_coords_derived(
+/// x/y of a derived (or warped) level: float64 pixel centres (the mean of the fine centres).
+pub(super) fn write_coords_derived(
     sink: &dyn Sink,
     tree: &Tree,
     group: &str,
+    crs: Crs,
     t: &Transform,
     h: u64,
     w: u64,
@@ -620,15 +715,9 @@ fn write_coords_derived(
         sink.put(&chunk_key(&path, &[0]), vals)?;
         let mut attrs = Map::new();
         attrs.insert("_FillValue".into(), json!(NAN_FILL_ATTR));
-        attrs.insert("units".into(), json!("m"));
-        attrs.insert(
-            "standard_name".into(),
-            json!(if dim == "x" {
-                "projection_x_coordinate"
-            } else {
-                "projection_y_coordinate"
-            }),
-        );
+        for (k, v) in crs.axis_attrs(dim) {
+            attrs.insert(k.into(), json!(v));
+        }
         let doc = array_json(
             &[n],
             &[n],
@@ -671,29 +760,28 @@ fn conventions(multiscales: bool) -> Value {
     Value::Array(v)
 }
 
-fn spatial_attrs(m: &mut Map<String, Value>, utm: Utm, t: &Transform, h: u64, w: u64) {
+fn spatial_attrs(m: &mut Map<String, Value>, crs: Crs, t: &Transform, h: u64, w: u64) {
     m.insert("spatial:dimensions".into(), json!(["y", "x"]));
     m.insert("spatial:registration".into(), json!("pixel"));
     m.insert("spatial:bbox".into(), json!(t.bbox(h, w)));
     m.insert("spatial:transform".into(), json!(t.rasterio()));
     m.insert("spatial:shape".into(), json!([h, w]));
-    m.insert("proj:code".into(), json!(format!("EPSG:{}", utm.epsg())));
+    m.insert("proj:code".into(), json!(format!("EPSG:{}", crs.epsg())));
 }
 
 /// The `spatial_ref` grid-mapping variable and the group's geo attributes.
-#[allow(clippy::too_many_arguments)]
-fn write_level_meta(
+pub(super) fn write_level_meta(
     sink: &dyn Sink,
     tree: &Tree,
     group: &str,
-    utm: Utm,
+    crs: Crs,
     t: &Transform,
     h: u64,
     w: u64,
 ) -> Result<()> {
     let path = format!("{group}/spatial_ref");
     sink.put(&chunk_key(&path, &[]), 0i64.to_le_bytes().to_vec())?;
-    let attrs = utm.cf_attrs(t).as_object().cloned().unwrap_or_default();
+    let attrs = crs.cf_attrs(t).as_object().cloned().unwrap_or_default();
     tree.array(
         sink,
         &path,
@@ -709,27 +797,22 @@ fn write_level_meta(
     )?;
     let mut g = Map::new();
     g.insert("grid_mapping".into(), json!("spatial_ref"));
-    spatial_attrs(&mut g, utm, t, h, w);
+    spatial_attrs(&mut g, crs, t, h, w);
     g.insert("zarr_conventions".into(), conventions(false));
     tree.group(group, g);
     Ok(())
 }
 
-fn multiscales_attrs(levels: &[Level], utm: Utm) -> Map<String, Value> {
-    let derived_from = |n: &str| match n {
-        "r20m" | "r60m" => Some("r10m"),
-        "r120m" => Some("r60m"),
-        "r360m" => Some("r120m"),
-        "r720m" => Some("r360m"),
-        _ => None,
-    };
+pub(super) fn multiscales_attrs(levels: &[Level], crs: Crs) -> Map<String, Value> {
     let layout: Vec<Value> = levels
         .iter()
         .map(|l| {
             let mut e = Map::new();
             e.insert("asset".into(), json!(l.name));
-            if let Some(parent) =
-                derived_from(&l.name).and_then(|d| levels.iter().find(|x| x.name == d))
+            if let Some(parent) = l
+                .parent
+                .as_deref()
+                .and_then(|d| levels.iter().find(|x| x.name == d))
             {
                 let scale = (parent.w as f64 / l.w as f64).max(parent.h as f64 / l.h as f64);
                 e.insert("derived_from".into(), json!(parent.name));
@@ -750,7 +833,7 @@ fn multiscales_attrs(levels: &[Level], utm: Utm) -> Map<String, Value> {
         json!({"layout": layout, "resampling_method": "average"}),
     );
     if let Some(first) = levels.first() {
-        spatial_attrs(&mut m, utm, &first.t, first.h, first.w);
+        spatial_attrs(&mut m, crs, &first.t, first.h, first.w);
     }
     m
 }
@@ -759,7 +842,13 @@ fn multiscales_attrs(levels: &[Level], utm: Utm) -> Map<String, Value> {
 /// with byte shuffle for data, no compression for coordinates. Groups gridded on
 /// x/y under `/quality` and `/conditions/mask` also get `spatial_ref` and the
 /// spatial attributes, so readers (TiTiler) can place them.
-fn copy_group(p: &Product, sink: &dyn Sink, tree: &Tree, group: &str, utm: Utm) -> Result<()> {
+pub(super) fn copy_group(
+    p: &Product,
+    sink: &dyn Sink,
+    tree: &Tree,
+    group: &str,
+    crs: Crs,
+) -> Result<()> {
     let arrays = p.arrays_in(group);
     let dims_of_group: Vec<String> = arrays.iter().flat_map(|a| a.dims()).collect();
     let georef = if (group.starts_with("quality/") || group.starts_with("conditions/mask/"))
@@ -826,7 +915,7 @@ fn copy_group(p: &Product, sink: &dyn Sink, tree: &Tree, group: &str, utm: Utm) 
         tree.array(sink, &a.path, doc)?;
     }
     if let Some((t, h, w)) = georef {
-        write_level_meta(sink, tree, group, utm, &t, h, w)?;
+        write_level_meta(sink, tree, group, crs, &t, h, w)?;
     } else if let Some(g) = p.groups.get(group) {
         tree.group(group, clean_attrs(g));
     }

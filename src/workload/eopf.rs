@@ -1,10 +1,11 @@
-//! The source: an EOPF Sentinel-2 product in Zarr v2 with consolidated
-//! metadata. One GET of `.zmetadata` gives the whole hierarchy; chunks are then
-//! fetched and decoded one at a time, each exactly once.
+//! The source: an EOPF product (Sentinel-2 L1C/L2A, Sentinel-1 GRD) in Zarr v2
+//! with consolidated metadata. One GET of `.zmetadata` gives the whole
+//! hierarchy; chunks are then fetched and decoded one at a time, and every
+//! fetch is counted, so a conversion can show it read each chunk once.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::{Map, Value};
 use zarrs::array::BytesRepresentation;
@@ -180,13 +181,29 @@ pub fn fill_f64(v: &Value) -> Option<f64> {
     }
 }
 
-/// Which Sentinel-2 product a source is.
+/// Which product a source is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum ProductType {
     #[serde(rename = "S02MSIL2A")]
     L2A,
     #[serde(rename = "S02MSIL1C")]
     L1C,
+    /// Sentinel-1 GRD (`S01S??GR?`: IW/EW/SM, high/medium/full resolution).
+    #[serde(rename = "S01GRD")]
+    S1Grd,
+}
+
+impl ProductType {
+    /// From `stac_discovery.properties.product:type`; None for products this
+    /// converter does not handle.
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "S02MSIL2A" => Some(Self::L2A),
+            "S02MSIL1C" => Some(Self::L1C),
+            c if c.len() == 9 && c.starts_with("S01S") && c[6..8] == *"GR" => Some(Self::S1Grd),
+            _ => None,
+        }
+    }
 }
 
 /// An opened product: its hierarchy (from `.zmetadata`) and the reader for chunks.
@@ -195,8 +212,13 @@ pub struct Product {
     pub groups: BTreeMap<String, Map<String, Value>>,
     pub arrays: BTreeMap<String, ArrayV2>,
     pub product_type: ProductType,
-    pub epsg: u32,
+    /// `product:type` as the product spells it.
+    pub product_code: String,
+    /// The CRS of a Sentinel-2 product's grids (S1 is in radar geometry: None).
+    pub epsg: Option<u32>,
     pub root_attrs: Map<String, Value>,
+    /// Chunk fetches so far (`chunk` calls), per array path.
+    reads: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Groups a Sentinel-2 product must have for the conversion to make sense.
@@ -249,34 +271,38 @@ impl Product {
             }
         }
         let root_attrs = groups.get("").cloned().unwrap_or_default();
-        let ptype = root_attrs
-            .get("stac_discovery")
-            .and_then(|s| s.pointer("/properties/product:type"))
-            .and_then(Value::as_str)
+        // S2 says what it is at the root; S1 in each polarisation's group.
+        let ptype = std::iter::once(&root_attrs)
+            .chain(groups.iter().filter(|(k, _)| !k.contains('/')).map(|(_, v)| v))
+            .find_map(|a| {
+                a.get("stac_discovery")
+                    .and_then(|s| s.pointer("/properties/product:type"))
+                    .and_then(Value::as_str)
+            })
             .ok_or_else(|| {
                 WorkloadError::product(
                     reader.describe(".zattrs"),
                     "no stac_discovery.properties.product:type: not an EOPF product",
                 )
-            })?;
-        let product_type = match ptype {
-            "S02MSIL2A" => ProductType::L2A,
-            "S02MSIL1C" => ProductType::L1C,
-            other => {
-                return Err(WorkloadError::product(
-                    reader.describe(".zattrs"),
-                    format!(
-                        "product type `{other}` (stac_discovery.properties.product:type) is not Sentinel-2 L1C/L2A; this converter handles S02MSIL1C and S02MSIL2A"
-                    ),
-                ));
-            }
+            })?
+            .to_string();
+        let Some(product_type) = ProductType::from_code(&ptype) else {
+            return Err(WorkloadError::product(
+                reader.describe(".zattrs"),
+                format!(
+                    "product type `{ptype}` (stac_discovery.properties.product:type) is not handled; this converter handles Sentinel-2 S02MSIL1C/S02MSIL2A and Sentinel-1 GRD (S01SIWGRH and the other S01S??GR? types)"
+                ),
+            ));
         };
-        for g in REQUIRED_GROUPS {
-            if !groups.contains_key(g) {
-                return Err(WorkloadError::product(
-                    reader.describe(g),
-                    "required group is missing; the product is incomplete",
-                ));
+        let s2 = matches!(product_type, ProductType::L1C | ProductType::L2A);
+        if s2 {
+            for g in REQUIRED_GROUPS {
+                if !groups.contains_key(g) {
+                    return Err(WorkloadError::product(
+                        reader.describe(g),
+                        "required group is missing; the product is incomplete",
+                    ));
+                }
             }
         }
         let mut p = Self {
@@ -284,11 +310,21 @@ impl Product {
             groups,
             arrays,
             product_type,
-            epsg: 0,
+            product_code: ptype,
+            epsg: None,
             root_attrs,
+            reads: Mutex::default(),
         };
-        p.epsg = p.find_epsg()?;
+        if s2 {
+            p.epsg = Some(p.find_epsg()?);
+        }
         Ok(p)
+    }
+
+    /// Chunk fetches made so far of `arrays`.
+    pub fn chunk_reads(&self, arrays: &[&ArrayV2]) -> u64 {
+        let reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+        arrays.iter().filter_map(|a| reads.get(&a.path)).sum()
     }
 
     /// CRS: root `other_metadata.horizontal_CRS_code`, else a band's `proj:epsg`.
@@ -323,9 +359,19 @@ impl Product {
             })
     }
 
+    /// The product's `stac_discovery` (S2: at the root; S1: the root's, else
+    /// the first polarisation group's).
+    pub fn stac_discovery(&self) -> Option<&Value> {
+        self.root_attrs.get("stac_discovery").or_else(|| {
+            self.groups
+                .iter()
+                .filter(|(k, _)| !k.is_empty() && !k.contains('/'))
+                .find_map(|(_, a)| a.get("stac_discovery"))
+        })
+    }
+
     pub fn id(&self) -> Option<&str> {
-        self.root_attrs
-            .get("stac_discovery")
+        self.stac_discovery()
             .and_then(|s| s.get("id"))
             .and_then(Value::as_str)
     }
@@ -351,6 +397,12 @@ impl Product {
     /// a missing chunk is the fill value, as Zarr defines.
     pub fn chunk(&self, a: &ArrayV2, idx: &[u64]) -> Result<Vec<u8>> {
         let key = a.key(idx);
+        *self
+            .reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(a.path.clone())
+            .or_default() += 1;
         let expect = a.chunk_elems() * a.dtype.size();
         let Some(raw) = self.reader.get(&key)? else {
             return Ok(a.fill_bytes().repeat(a.chunk_elems()));

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::convert::{REFLECTANCE, copy_plan, is_band};
+use super::convert::read_plan;
 use super::eopf::{Product, blosc_decompress, grid_indices};
 use super::io::Reader;
 use super::zarr3::{Encoder, chunk_key};
@@ -26,14 +26,7 @@ pub struct Floor {
 
 pub fn measure(p: &Product, out: &dyn Reader) -> Result<Floor> {
     // Decode: every chunk of every array the conversion reads.
-    let mut arrays: Vec<_> = p
-        .arrays
-        .values()
-        .filter(|a| a.path.starts_with(REFLECTANCE) && is_band(a))
-        .collect();
-    for g in copy_plan(p) {
-        arrays.extend(p.arrays_in(&g));
-    }
+    let arrays = read_plan(p);
     let work: Vec<_> = arrays
         .iter()
         .flat_map(|a| a.chunk_indices().into_iter().map(move |i| (*a, i)))
@@ -69,8 +62,13 @@ pub fn measure(p: &Product, out: &dyn Reader) -> Result<Floor> {
             Some("sharding_indexed") => {
                 let shard = u64s(meta.pointer("/chunk_grid/configuration/chunk_shape"));
                 let sub = u64s(codecs[0].pointer("/configuration/chunk_shape"));
+                let inner_codecs = codecs[0].pointer("/configuration/codecs").and_then(Value::as_array);
+                let typesize = inner_codecs
+                    .and_then(|c| c.iter().find(|c| c["name"] == "blosc"))
+                    .and_then(|b| b.pointer("/configuration/typesize").and_then(Value::as_u64))
+                    .unwrap_or(4) as usize;
                 (
-                    4,
+                    typesize,
                     Some(
                         shard
                             .iter()

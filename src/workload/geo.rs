@@ -1,6 +1,8 @@
-//! Coordinates and CRS for Sentinel-2 grids: UTM on WGS 84 (EPSG 326zz/327zz).
-//! Transforms are pixel-EDGE based (GDAL/rasterio convention): the origin is
-//! the outer corner of the first pixel, not its centre.
+//! Coordinates and CRS of output grids: UTM on WGS 84 (EPSG 326zz/327zz, what
+//! Sentinel-2 grids are, and an option for Sentinel-1) and geographic lon/lat
+//! (EPSG:4326, Sentinel-1's default, like the reference). Transforms are
+//! pixel-EDGE based (GDAL/rasterio convention): the origin is the outer corner
+//! of the first pixel, not its centre.
 
 use serde_json::{Value, json};
 
@@ -17,7 +19,25 @@ pub struct Utm {
     pub north: bool,
 }
 
+/// Krüger series coefficients of WGS 84: (n, A) of the rectifying sphere.
+fn kruger() -> (f64, f64) {
+    let f = 1.0 / INV_F;
+    let n = f / (2.0 - f);
+    let n2 = n * n;
+    (n, A / (1.0 + n) * (1.0 + n2 / 4.0 + n2 * n2 / 64.0))
+}
+
 impl Utm {
+    /// The zone a lon/lat point falls in (the plain 6° rule, without the
+    /// Norway/Svalbard exceptions).
+    pub fn containing(lon: f64, lat: f64) -> Self {
+        let zone = (((lon + 180.0) / 6.0).floor() as i64).rem_euclid(60) as u32 + 1;
+        Self {
+            zone,
+            north: lat >= 0.0,
+        }
+    }
+
     pub fn from_epsg(epsg: u32) -> Result<Self> {
         match epsg {
             32601..=32660 => Ok(Self {
@@ -98,13 +118,39 @@ impl Utm {
         })
     }
 
+    /// (longitude, latitude) in degrees → (easting, northing), by the Krüger
+    /// series (sub-millimetre inside a zone; the inverse of `to_lonlat`).
+    pub fn from_lonlat(self, lon: f64, lat: f64) -> (f64, f64) {
+        let (nn, big_a) = kruger();
+        let (n2, n3) = (nn * nn, nn * nn * nn);
+        let alpha = [
+            nn / 2.0 - 2.0 * n2 / 3.0 + 5.0 * n3 / 16.0,
+            13.0 * n2 / 48.0 - 3.0 * n3 / 5.0,
+            61.0 * n3 / 240.0,
+        ];
+        let phi = lat.to_radians();
+        let dlam = (lon - self.central_meridian()).to_radians();
+        let c = 2.0 * nn.sqrt() / (1.0 + nn);
+        let t = (phi.sin().atanh() - c * (c * phi.sin()).atanh()).sinh();
+        let xi_p = t.atan2(dlam.cos());
+        let eta_p = (dlam.sin() / (1.0 + t * t).sqrt()).atanh();
+        let (mut xi, mut eta) = (xi_p, eta_p);
+        for (j, a) in alpha.iter().enumerate() {
+            let k = 2.0 * (j as f64 + 1.0);
+            xi += a * (k * xi_p).sin() * (k * eta_p).cosh();
+            eta += a * (k * xi_p).cos() * (k * eta_p).sinh();
+        }
+        (
+            500_000.0 + K0 * big_a * eta,
+            self.false_northing() + K0 * big_a * xi,
+        )
+    }
+
     /// (easting, northing) → (longitude, latitude) in degrees, by the Krüger
     /// series (sub-millimetre inside a zone).
     pub fn to_lonlat(self, e: f64, n: f64) -> (f64, f64) {
-        let f = 1.0 / INV_F;
-        let nn = f / (2.0 - f);
+        let (nn, big_a) = kruger();
         let (n2, n3) = (nn * nn, nn * nn * nn);
-        let big_a = A / (1.0 + nn) * (1.0 + n2 / 4.0 + n2 * n2 / 64.0);
         let beta = [
             nn / 2.0 - 2.0 * n2 / 3.0 + 37.0 * n3 / 96.0,
             n2 / 48.0 + n3 / 15.0,
@@ -161,6 +207,99 @@ impl Utm {
             }
         }
         out
+    }
+}
+
+const WKT_GEOGCS: &str = concat!(
+    r#"GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG","7030"]],AUTHORITY["EPSG","6326"]],"#,
+    r#"PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT["degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],"#,
+    r#"AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]"#
+);
+
+/// The CRS of an output grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crs {
+    /// WGS 84 geographic, EPSG:4326: x = longitude, y = latitude, degrees.
+    LonLat,
+    Utm(Utm),
+}
+
+impl Crs {
+    /// `EPSG:4326`, `4326`, `EPSG:32632`, …
+    pub fn from_code(code: &str) -> Result<Self> {
+        let n: u32 = code
+            .trim()
+            .trim_start_matches("EPSG:")
+            .trim_start_matches("epsg:")
+            .parse()
+            .map_err(|_| {
+                WorkloadError::Usage(format!(
+                    "CRS `{code}`: expected EPSG:4326, EPSG:326zz/327zz (a UTM zone) or `utm`"
+                ))
+            })?;
+        if n == 4326 {
+            Ok(Self::LonLat)
+        } else {
+            Utm::from_epsg(n).map(Self::Utm)
+        }
+    }
+    pub fn epsg(self) -> u32 {
+        match self {
+            Self::LonLat => 4326,
+            Self::Utm(u) => u.epsg(),
+        }
+    }
+    pub fn is_geographic(self) -> bool {
+        self == Self::LonLat
+    }
+    /// Grid coordinates → (lon, lat).
+    pub fn to_lonlat(self, x: f64, y: f64) -> (f64, f64) {
+        match self {
+            Self::LonLat => (x, y),
+            Self::Utm(u) => u.to_lonlat(x, y),
+        }
+    }
+    /// (lon, lat) → grid coordinates.
+    pub fn from_lonlat(self, lon: f64, lat: f64) -> (f64, f64) {
+        match self {
+            Self::LonLat => (lon, lat),
+            Self::Utm(u) => u.from_lonlat(lon, lat),
+        }
+    }
+    pub fn bbox_lonlat(self, b: [f64; 4]) -> [f64; 4] {
+        match self {
+            Self::LonLat => b,
+            Self::Utm(u) => u.bbox_lonlat(b),
+        }
+    }
+    /// CF grid-mapping attributes of `spatial_ref`, with GDAL's `GeoTransform`.
+    pub fn cf_attrs(self, t: &Transform) -> Value {
+        match self {
+            Self::Utm(u) => u.cf_attrs(t),
+            Self::LonLat => json!({
+                "crs_wkt": WKT_GEOGCS,
+                "spatial_ref": WKT_GEOGCS,
+                "semi_major_axis": A,
+                "semi_minor_axis": A * (1.0 - 1.0 / INV_F),
+                "inverse_flattening": INV_F,
+                "reference_ellipsoid_name": "WGS 84",
+                "longitude_of_prime_meridian": 0.0,
+                "prime_meridian_name": "Greenwich",
+                "geographic_crs_name": "WGS 84",
+                "horizontal_datum_name": "World Geodetic System 1984",
+                "grid_mapping_name": "latitude_longitude",
+                "GeoTransform": t.gdal(),
+            }),
+        }
+    }
+    /// CF attributes of the x and y coordinate variables.
+    pub fn axis_attrs(self, dim: &str) -> [(&'static str, &'static str); 3] {
+        match (self, dim) {
+            (Self::LonLat, "x") => [("standard_name", "longitude"), ("units", "degrees_east"), ("long_name", "longitude")],
+            (Self::LonLat, _) => [("standard_name", "latitude"), ("units", "degrees_north"), ("long_name", "latitude")],
+            (Self::Utm(_), "x") => [("standard_name", "projection_x_coordinate"), ("units", "m"), ("long_name", "x coordinate of projection")],
+            (Self::Utm(_), _) => [("standard_name", "projection_y_coordinate"), ("units", "m"), ("long_name", "y coordinate of projection")],
+        }
     }
 }
 
@@ -271,6 +410,25 @@ mod tests {
         };
         let (_, lat) = s.to_lonlat(500_000.0, 10_000_000.0);
         assert!(lat.abs() < 1e-9);
+    }
+
+    #[test]
+    fn utm_forward_inverts_the_inverse() {
+        let z = Utm::containing(10.3, 46.0);
+        assert_eq!(z, Utm { zone: 32, north: true });
+        // pyproj 3: EPSG:4326 (10.292532035827, 46.046265455836) → EPSG:32632 (600000, 5100000).
+        let (e, n) = z.from_lonlat(10.292_532_035_827, 46.046_265_455_836);
+        assert!((e - 600_000.0).abs() < 1e-3 && (n - 5_100_000.0).abs() < 1e-3, "{e} {n}");
+        for (lon, lat) in [(7.5, 60.0), (11.9, -33.0), (8.99, 0.001)] {
+            let u = Utm::containing(lon, lat);
+            let (e, n) = u.from_lonlat(lon, lat);
+            let (lo, la) = u.to_lonlat(e, n);
+            // 1e-8° ≈ 1 mm: what the 3-term series of each direction leaves.
+            assert!((lo - lon).abs() < 1e-8 && (la - lat).abs() < 1e-8, "{lon} {lat}: {lo} {la}");
+        }
+        assert_eq!(Crs::from_code("EPSG:4326").unwrap(), Crs::LonLat);
+        assert_eq!(Crs::from_code("32733").unwrap().epsg(), 32733);
+        assert!(Crs::from_code("EPSG:3857").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! benchmarks), `stac` (items, collections, registration), `tier` (storage class).
 
 pub mod convert;
+pub mod convert_s1;
 pub mod eopf;
 pub mod floor;
 pub mod gcp;

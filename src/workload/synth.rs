@@ -52,6 +52,7 @@ impl Options {
         match p {
             ProductType::L2A => "S2A_MSIL2A_20251008T100041_N0511_R122_T32TQM_20251008T122613",
             ProductType::L1C => "S2B_MSIL1C_20250113T103309_N0511_R108_T32TLQ_20250113T122458",
+            ProductType::S1Grd => super::synth_s1::DEFAULT_ID,
         }
     }
 }
@@ -93,6 +94,9 @@ pub(super) enum Gen {
     /// Sentinel-1 GRD amplitude (DN) of polarisation 0 (VV) or 1 (VH):
     /// backscatter following the terrain, times exponential speckle.
     Sar(u32),
+    /// 1 + row + 2·col (capped at u16::MAX): a value that says where it was
+    /// read, for checking a warp.
+    Ramp,
 }
 
 pub(super) struct Spec {
@@ -191,6 +195,7 @@ impl Scene {
                 let amp = (sigma * -u.ln()).sqrt() * if pol == 0 { 520.0 } else { 210.0 };
                 (amp as u64).min(u64::from(u16::MAX))
             }
+            Gen::Ramp => (1 + row + 2 * col).min(u64::from(u16::MAX)),
         }
     }
 }
@@ -883,6 +888,8 @@ pub fn generate(sink: &dyn Sink, o: &Options) -> Result<Report> {
             y0: 5_000_040.0,
             extent: o.size as f64 * 10.0,
         },
+        // Its own generator: a different hierarchy and geometry.
+        ProductType::S1Grd => return Err(WorkloadError::Usage("Sentinel-1 GRD products are made by synth_s1::generate".into())),
     };
     let specs = specs(o, &sc);
     let mut group_attrs = BTreeMap::new();
@@ -894,6 +901,7 @@ pub fn generate(sink: &dyn Sink, o: &Options) -> Result<Report> {
         product_type: match o.product {
             ProductType::L2A => "S02MSIL2A",
             ProductType::L1C => "S02MSIL1C",
+            ProductType::S1Grd => super::synth_s1::PRODUCT_TYPE,
         }
         .to_owned(),
         size: o.size,

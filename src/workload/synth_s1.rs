@@ -95,7 +95,7 @@ fn f4s(vals: impl Iterator<Item = f64>) -> Vec<u8> {
     vals.flat_map(|v| (v as f32).to_le_bytes()).collect()
 }
 
-fn group_name(id: &str, pol: &str) -> String {
+pub fn group_name(id: &str, pol: &str) -> String {
     let stem = id.replace("S1A_IW_GRDH_1SDV", "S01SIWGRD");
     format!("{stem}_{pol}")
 }
@@ -147,7 +147,8 @@ fn stac_discovery(id: &str, size: &S1Size) -> Value {
 }
 
 /// Every array of one polarisation's group.
-fn specs(root: &str, pol: u32, size: &S1Size) -> Vec<Spec> {
+fn specs(root: &str, pol: u32, o: &S1Options) -> Vec<Spec> {
+    let size = &o.size;
     let mut out = Vec::new();
     let m = format!("{root}/measurements");
     out.push(Spec {
@@ -162,7 +163,7 @@ fn specs(root: &str, pol: u32, size: &S1Size) -> Vec<Spec> {
             a.insert("long_name".into(), json!("measurement digital number"));
             a
         },
-        data: Data::Pixels { kind: Gen::Sar(pol), res: 10 },
+        data: Data::Pixels { kind: if o.ramp { Gen::Ramp } else { Gen::Sar(pol) }, res: 10 },
     });
     // 2025-10-08T05:24:17Z in ns, one line every 1.5 ms (the azimuth time interval).
     let t0: i64 = 1_759_901_057_000_000_000;
@@ -208,6 +209,9 @@ fn specs(root: &str, pol: u32, size: &S1Size) -> Vec<Spec> {
 pub struct S1Options {
     pub size: S1Size,
     pub id: String,
+    /// `grd` = 1 + line + 2·pixel instead of SAR amplitudes (checks a warp:
+    /// every value says where it came from).
+    pub ramp: bool,
 }
 
 /// Write the product to `sink`.
@@ -223,7 +227,7 @@ pub fn generate(sink: &dyn Sink, o: &S1Options) -> Result<Report> {
     for (i, pol) in POLARISATIONS.iter().enumerate() {
         let g = group_name(&o.id, pol);
         group_attrs.insert(g.clone(), root.clone());
-        all.extend(specs(&g, i as u32, &o.size));
+        all.extend(specs(&g, i as u32, o));
     }
     // The scene only feeds the pixel generator (terrain, noise); S1 pixels are
     // addressed by (line, pixel), the UTM frame plays no part.
@@ -258,7 +262,7 @@ mod tests {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let out = rt.block_on(sink(&loc, &Default::default())).unwrap();
         let size = S1Size::from_name("tiny").unwrap();
-        let r = generate(out.as_ref(), &S1Options { size, id: DEFAULT_ID.into() }).unwrap();
+        let r = generate(out.as_ref(), &S1Options { size, id: DEFAULT_ID.into(), ramp: false }).unwrap();
         assert_eq!(r.product_type, "S01SIWGRH");
         let meta: Value = serde_json::from_slice(&std::fs::read(path.join(".zmetadata")).unwrap()).unwrap();
         let m = &meta["metadata"];

@@ -2,10 +2,12 @@
 //! through the GCP model, one output tile at a time, so memory is bounded by
 //! a tile and the source window it needs, never the whole array.
 //!
-//! - The output grid (EPSG:4326, square pixels in degrees as GDAL's default
-//!   transform makes them) covers the swath's footprint, traced along the
-//!   image's four edges; its pixel size keeps the source's ground spacing in
-//!   latitude.
+//! - The output grid (EPSG:4326 by default, or a UTM zone; square pixels)
+//!   covers the swath's footprint, traced along the image's four edges. Its
+//!   pixel size is GDAL's suggested one (`GDALSuggestedWarpOutput`, what the
+//!   reference's `calculate_default_transform` uses): the footprint's diagonal
+//!   spans as many output pixels as the image's diagonal has source pixels.
+//!   Width and height are rounded up to whole tiles, so every tile is full.
 //! - For a tile, the source position of every output pixel centre comes from
 //!   the exact inverse on a lattice every `LATTICE` output pixels,
 //!   bilinearly interpolated between (GDAL's approximate transformer does the
@@ -16,17 +18,16 @@
 //!   65535 fill leaking into averages is not reproduced.
 
 use super::gcp::GcpGrid;
+use super::geo::{Crs, Transform};
 
 /// The value of "no data", in the source and in the output.
 pub const NODATA: u16 = 0;
 /// Output pixels between exact inverse evaluations.
 pub const LATTICE: u64 = 16;
-/// Metres per degree of latitude (mean).
-const M_PER_DEG: f64 = 111_320.0;
-
-/// A regular lon/lat grid: west and north edges, pixel size, size in pixels.
+/// A regular north-up grid in `crs`: west and north edges, pixel size, size in pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Grid {
+    pub crs: Crs,
     pub west: f64,
     pub north: f64,
     pub res: f64,
@@ -35,35 +36,43 @@ pub struct Grid {
 }
 
 impl Grid {
-    /// The grid covering `lines × pixels` of the image `g` georeferences, at
-    /// `spacing` metres per source pixel.
-    pub fn for_image(g: &GcpGrid, lines: u64, pixels: u64, spacing: f64) -> Self {
+    /// The grid in `crs` covering `lines × pixels` of the image `g`
+    /// georeferences, its width and height multiples of `tile`.
+    pub fn for_image(g: &GcpGrid, crs: Crs, lines: u64, pixels: u64, tile: u64) -> Self {
         let (mut w, mut e, mut s, mut n) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         let (lmax, pmax) = ((lines - 1) as f64, (pixels - 1) as f64);
         let steps = 64;
         for i in 0..=steps {
             let t = f64::from(i) / f64::from(steps);
             for (l, p) in [(t * lmax, 0.0), (t * lmax, pmax), (0.0, t * pmax), (lmax, t * pmax)] {
-                let (x, y) = g.lonlat(l, p);
+                let (lon, lat) = g.lonlat(l, p);
+                let (x, y) = crs.from_lonlat(lon, lat);
                 w = w.min(x);
                 e = e.max(x);
                 s = s.min(y);
                 n = n.max(y);
             }
         }
-        let res = spacing / M_PER_DEG;
+        let res = (e - w).hypot(n - s) / (lines as f64).hypot(pixels as f64);
+        let whole = |v: f64| ((v / res).ceil() as u64).max(1).div_ceil(tile.max(1)) * tile.max(1);
         Self {
+            crs,
             west: w,
             north: n,
             res,
-            width: ((e - w) / res).ceil() as u64,
-            height: ((n - s) / res).ceil() as u64,
+            width: whole(e - w),
+            height: whole(n - s),
         }
     }
 
-    /// (lon, lat) of the centre of output pixel (row, col).
+    /// Grid coordinates of the centre of output pixel (row, col).
     pub fn centre(&self, row: f64, col: f64) -> (f64, f64) {
         (self.west + (col + 0.5) * self.res, self.north - (row + 0.5) * self.res)
+    }
+
+    /// The affine transform of the grid (pixel edges).
+    pub fn transform(&self) -> Transform {
+        Transform { a: self.res, c: self.west, e: -self.res, f: self.north }
     }
 
     /// The grid `factor` times coarser (a pyramid level), covering the same extent.
@@ -77,47 +86,76 @@ impl Grid {
     }
 }
 
-/// Where the pixels of one output tile sample the source: (line, pixel) per
-/// output pixel, row-major, NaN where the inverse does not exist.
+/// Where the pixels of one output tile sample the source: the exact inverse
+/// (line, pixel) on a lattice every `LATTICE` output pixels (its last row and
+/// column on the tile's edge), NaN where the inverse does not exist. The
+/// position of any pixel is interpolated from it on demand, so a tile costs
+/// a few kilobytes however large it is.
 #[derive(Debug, Clone)]
 pub struct TileMap {
     pub rows: u64,
     pub cols: u64,
-    pub lines: Vec<f64>,
-    pub pixels: Vec<f64>,
+    lat_r: Vec<u64>,
+    lat_c: Vec<u64>,
+    exact: Vec<(f64, f64)>,
 }
 
 /// The tile of `rows × cols` output pixels whose top-left is (r0, c0).
 pub fn tile_map(g: &GcpGrid, grid: &Grid, r0: u64, c0: u64, rows: u64, cols: u64) -> TileMap {
-    // Exact inverses on the lattice (its last row/column on the tile's edge).
-    let lat_r: Vec<u64> = lattice(rows);
-    let lat_c: Vec<u64> = lattice(cols);
+    let lat_r = lattice(rows);
+    let lat_c = lattice(cols);
     let mut exact = Vec::with_capacity(lat_r.len() * lat_c.len());
     for &r in &lat_r {
         for &c in &lat_c {
-            let (lon, lat) = grid.centre((r0 + r) as f64, (c0 + c) as f64);
+            let (x, y) = grid.centre((r0 + r) as f64, (c0 + c) as f64);
+            let (lon, lat) = grid.crs.to_lonlat(x, y);
             exact.push(g.line_pixel(lon, lat).unwrap_or((f64::NAN, f64::NAN)));
         }
     }
-    let nc = lat_c.len();
-    let mut lines = Vec::with_capacity((rows * cols) as usize);
-    let mut pixels = Vec::with_capacity((rows * cols) as usize);
-    for r in 0..rows {
-        let i = (r / LATTICE).min(lat_r.len() as u64 - 2) as usize;
-        let tr = (r - lat_r[i]) as f64 / (lat_r[i + 1] - lat_r[i]) as f64;
-        for c in 0..cols {
-            let j = (c / LATTICE).min(nc as u64 - 2) as usize;
-            let tc = (c - lat_c[j]) as f64 / (lat_c[j + 1] - lat_c[j]) as f64;
-            let q = |a: usize, b: usize| exact[a * nc + b];
-            let mix = |f: fn((f64, f64)) -> f64| {
-                (1.0 - tr) * ((1.0 - tc) * f(q(i, j)) + tc * f(q(i, j + 1)))
-                    + tr * ((1.0 - tc) * f(q(i + 1, j)) + tc * f(q(i + 1, j + 1)))
-            };
-            lines.push(mix(|v| v.0));
-            pixels.push(mix(|v| v.1));
-        }
+    TileMap { rows, cols, lat_r, lat_c, exact }
+}
+
+impl TileMap {
+    /// The lattice cell of output row (or column) `v` and the position in it.
+    fn cell(lat: &[u64], v: u64) -> (usize, f64) {
+        let i = ((v / LATTICE) as usize).min(lat.len() - 2);
+        (i, (v - lat[i]) as f64 / (lat[i + 1] - lat[i]) as f64)
     }
-    TileMap { rows, cols, lines, pixels }
+
+    /// Source (line, pixel) of output pixel (r, c) of the tile.
+    pub fn position(&self, r: u64, c: u64) -> (f64, f64) {
+        let (i, tr) = Self::cell(&self.lat_r, r);
+        let (j, tc) = Self::cell(&self.lat_c, c);
+        let nc = self.lat_c.len();
+        let q = |a: usize, b: usize| self.exact[a * nc + b];
+        let (a, b, c2, d) = (q(i, j), q(i, j + 1), q(i + 1, j), q(i + 1, j + 1));
+        let mix = |f: fn((f64, f64)) -> f64| {
+            (1.0 - tr) * ((1.0 - tc) * f(a) + tc * f(b)) + tr * ((1.0 - tc) * f(c2) + tc * f(d))
+        };
+        (mix(|v| v.0), mix(|v| v.1))
+    }
+
+    /// The source rows and columns the tile reads (inclusive, clamped to the
+    /// image), or None when the tile falls wholly outside it. Interpolated
+    /// positions are convex combinations of lattice points, so the lattice's
+    /// bounds hold every one of them.
+    pub fn window(&self, lines: u64, pixels: u64) -> Option<[u64; 4]> {
+        let (mut l0, mut l1, mut p0, mut p1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for (l, p) in &self.exact {
+            if l.is_finite() && p.is_finite() {
+                l0 = l0.min(*l);
+                l1 = l1.max(*l);
+                p0 = p0.min(*p);
+                p1 = p1.max(*p);
+            }
+        }
+        let (ln, pn) = (lines as f64 - 0.5, pixels as f64 - 0.5);
+        if l0 > l1 || l1 < -0.5 || p1 < -0.5 || l0 >= ln || p0 >= pn {
+            return None;
+        }
+        let clamp = |v: f64, n: u64| (v.max(0.0) as u64).min(n - 1);
+        Some([clamp(l0.floor(), lines), clamp(l1.ceil(), lines), clamp(p0.floor(), pixels), clamp(p1.ceil(), pixels)])
+    }
 }
 
 /// 0, LATTICE, 2·LATTICE, … and the last index, for an edge of `n` pixels (n ≥ 1).
@@ -129,59 +167,50 @@ fn lattice(n: u64) -> Vec<u64> {
     v
 }
 
-/// The source rows and columns a tile reads (inclusive, clamped to the
-/// image), or None when the whole tile falls outside it.
-pub fn source_window(m: &TileMap, lines: u64, pixels: u64) -> Option<[u64; 4]> {
-    let (mut l0, mut l1, mut p0, mut p1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (l, p) in m.lines.iter().zip(&m.pixels) {
-        if inside(*l, *p, lines, pixels) {
-            l0 = l0.min(*l);
-            l1 = l1.max(*l);
-            p0 = p0.min(*p);
-            p1 = p1.max(*p);
-        }
-    }
-    if l0 > l1 {
-        return None;
-    }
-    let clamp = |v: f64, n: u64| (v.max(0.0) as u64).min(n - 1);
-    Some([clamp(l0.floor(), lines), clamp(l1.ceil(), lines), clamp(p0.floor(), pixels), clamp(p1.ceil(), pixels)])
-}
-
 fn inside(l: f64, p: f64, lines: u64, pixels: u64) -> bool {
     // Pixel centres at integer positions: the image spans [-0.5, n - 0.5).
     l >= -0.5 && p >= -0.5 && l < lines as f64 - 0.5 && p < pixels as f64 - 0.5
 }
 
-/// The output tile: each pixel bilinear over the source neighbours that hold
-/// data (`src(line, pixel)`, called only inside the image), NODATA outside.
-pub fn sample(m: &TileMap, lines: u64, pixels: u64, src: &dyn Fn(u64, u64) -> u16) -> Vec<u16> {
-    let mut out = Vec::with_capacity(m.lines.len());
-    for (l, p) in m.lines.iter().zip(&m.pixels) {
-        if !inside(*l, *p, lines, pixels) {
-            out.push(NODATA);
-            continue;
+/// The output tile, row-major: each pixel bilinear over the source neighbours
+/// that hold data (`src(line, pixel)`, called only inside the image), NODATA
+/// outside.
+pub fn sample<F: Fn(u64, u64) -> u16>(m: &TileMap, lines: u64, pixels: u64, src: F) -> Vec<u16> {
+    let mut out = Vec::with_capacity((m.rows * m.cols) as usize);
+    for r in 0..m.rows {
+        for c in 0..m.cols {
+            let (l, p) = m.position(r, c);
+            out.push(sample_at(l, p, lines, pixels, &src));
         }
-        let l = l.clamp(0.0, (lines - 1) as f64);
-        let p = p.clamp(0.0, (pixels - 1) as f64);
-        let (li, pi) = (l.floor() as u64, p.floor() as u64);
-        let (tl, tp) = (l - li as f64, p - pi as f64);
-        let (ln, pn) = ((li + 1).min(lines - 1), (pi + 1).min(pixels - 1));
-        let (mut acc, mut wsum) = (0.0, 0.0);
-        for (ll, wl) in [(li, 1.0 - tl), (ln, tl)] {
-            for (pp, wp) in [(pi, 1.0 - tp), (pn, tp)] {
-                let w = wl * wp;
+    }
+    out
+}
+
+#[inline]
+fn sample_at<F: Fn(u64, u64) -> u16>(l: f64, p: f64, lines: u64, pixels: u64, src: &F) -> u16 {
+    if !inside(l, p, lines, pixels) {
+        return NODATA;
+    }
+    let l = l.clamp(0.0, (lines - 1) as f64);
+    let p = p.clamp(0.0, (pixels - 1) as f64);
+    let (li, pi) = (l.floor() as u64, p.floor() as u64);
+    let (tl, tp) = (l - li as f64, p - pi as f64);
+    let (ln, pn) = ((li + 1).min(lines - 1), (pi + 1).min(pixels - 1));
+    let (mut acc, mut wsum) = (0.0, 0.0);
+    for (ll, wl) in [(li, 1.0 - tl), (ln, tl)] {
+        for (pp, wp) in [(pi, 1.0 - tp), (pn, tp)] {
+            let w = wl * wp;
+            if w > 0.0 {
                 let v = src(ll, pp);
-                if v != NODATA && w > 0.0 {
+                if v != NODATA {
                     acc += w * f64::from(v);
                     wsum += w;
                 }
             }
         }
-        // Rounded, and never rounded down into the no-data value.
-        out.push(if wsum > 0.0 { ((acc / wsum).round() as u16).max(1) } else { NODATA });
     }
-    out
+    // Rounded, and never rounded down into the no-data value.
+    if wsum > 0.0 { ((acc / wsum).round() as u16).max(1) } else { NODATA }
 }
 
 #[cfg(test)]
@@ -196,25 +225,40 @@ mod tests {
         (s.gcp_grid(lines, pixels, 10, 21).unwrap(), s, lines, pixels)
     }
 
+    fn lonlat_grid(g: &GcpGrid, lines: u64, pixels: u64) -> Grid {
+        Grid::for_image(g, Crs::LonLat, lines, pixels, 16)
+    }
+
     #[test]
-    fn the_grid_covers_the_swath_with_the_source_spacing() {
+    fn the_grid_covers_the_swath_with_the_source_diagonal() {
         let (g, s, lines, pixels) = setup();
-        let grid = Grid::for_image(&g, lines, pixels, s.rg);
+        let grid = lonlat_grid(&g, lines, pixels);
         for (l, p) in [(0.0, 0.0), (0.0, (pixels - 1) as f64), ((lines - 1) as f64, 0.0), ((lines - 1) as f64, (pixels - 1) as f64)] {
             let (x, y) = s.lonlat(l, p);
             assert!(x >= grid.west - 1e-9 && x <= grid.west + grid.width as f64 * grid.res + 1e-9, "lon {x}");
             assert!(y <= grid.north + 1e-9 && y >= grid.north - grid.height as f64 * grid.res - 1e-9, "lat {y}");
         }
-        assert!((grid.res * M_PER_DEG - s.rg).abs() < 1e-6);
+        assert!(grid.width % 16 == 0 && grid.height % 16 == 0);
+        // GDAL's rule: the footprint's diagonal has the image diagonal's pixel count (less the padding).
+        let (w, h) = ((grid.width - 8) as f64, (grid.height - 8) as f64);
+        let diag = w.hypot(h) / (lines as f64).hypot(pixels as f64);
+        assert!((0.97..1.03).contains(&diag), "{diag}");
         assert_eq!(grid.coarsen(2).width, grid.width.div_ceil(2));
+        // In UTM the same rule gives about the source's ground spacing.
+        let (lon, lat) = s.lonlat(lines as f64 / 2.0, pixels as f64 / 2.0);
+        let utm = Grid::for_image(&g, Crs::Utm(crate::workload::geo::Utm::containing(lon, lat)), lines, pixels, 16);
+        assert!(utm.res > 0.8 * s.rg && utm.res < 1.6 * s.rg, "{} m for {} m pixels", utm.res, s.rg);
     }
 
     /// The lattice interpolation stays within a small fraction of a pixel of
-    /// the exact inverse (GDAL's approximate transformer allows 0.125).
+    /// the exact inverse (GDAL's approximate transformer allows 0.125), on the
+    /// real product's geometry (16677 × 26064 pixels of 10 m).
     #[test]
     fn tile_positions_match_the_exact_inverse() {
-        let (g, s, lines, pixels) = setup();
-        let grid = Grid::for_image(&g, lines, pixels, s.rg);
+        let (lines, pixels) = (16_677u64, 26_064u64);
+        let s = Swath { start: (11.9, 47.9), heading: 191.0, az: 166_770.0 / lines as f64, rg: 260_640.0 / pixels as f64 };
+        let g = s.gcp_grid(lines, pixels, 10, 21).unwrap();
+        let grid = lonlat_grid(&g, lines, pixels);
         let (r0, c0, n) = (grid.height / 3, grid.width / 3, 64);
         let m = tile_map(&g, &grid, r0, c0, n, n);
         let mut worst: f64 = 0.0;
@@ -222,8 +266,8 @@ mod tests {
             for c in (0..n).step_by(5) {
                 let (lon, lat) = grid.centre((r0 + r) as f64, (c0 + c) as f64);
                 let (l, p) = g.line_pixel(lon, lat).unwrap();
-                let k = (r * n + c) as usize;
-                worst = worst.max((m.lines[k] - l).abs()).max((m.pixels[k] - p).abs());
+                let (ml, mp) = m.position(r, c);
+                worst = worst.max((ml - l).abs()).max((mp - p).abs());
             }
         }
         println!("lattice every {LATTICE} px: worst position error {worst:.2e} source pixels");
@@ -234,11 +278,11 @@ mod tests {
     /// ramp's value where the model puts that centre; outside the swath, NODATA.
     #[test]
     fn warped_values_follow_the_model_and_nodata_stays_out() {
-        let (g, s, lines, pixels) = setup();
-        let grid = Grid::for_image(&g, lines, pixels, s.rg);
+        let (g, _, lines, pixels) = setup();
+        let grid = lonlat_grid(&g, lines, pixels);
         let ramp = |l: u64, p: u64| (100 + l + 2 * p) as u16;
         let m = tile_map(&g, &grid, 0, 0, grid.height, grid.width);
-        let out = sample(&m, lines, pixels, &|l, p| ramp(l, p));
+        let out = sample(&m, lines, pixels, ramp);
         let (mut inside_n, mut outside_n, mut worst) = (0, 0, 0.0_f64);
         for r in (0..grid.height).step_by(13) {
             for c in (0..grid.width).step_by(11) {
@@ -259,17 +303,18 @@ mod tests {
         }
         assert!(inside_n > 100 && outside_n > 100, "both sides sampled: {inside_n} in, {outside_n} out");
         assert!(worst <= 1.0, "bilinear on a ramp is exact up to rounding: {worst}");
-        let win = source_window(&m, lines, pixels).unwrap();
+        let win = m.window(lines, pixels).unwrap();
         assert_eq!(win, [0, lines - 1, 0, pixels - 1], "the whole image is read for the whole grid");
     }
 
     #[test]
     fn nodata_neighbours_are_left_out_of_the_average() {
-        let m = TileMap { rows: 1, cols: 2, lines: vec![0.5, 0.5], pixels: vec![0.5, 5.0] };
+        // A 2 × 2 tile whose lattice is its four corners: (0.5, 0.5) … (0.5, 5.0).
+        let m = TileMap { rows: 1, cols: 2, lat_r: vec![0, 1], lat_c: vec![0, 1], exact: vec![(0.5, 0.5), (0.5, 5.0), (0.5, 0.5), (0.5, 5.0)] };
         // Source: a 2 × 2 block with one no-data corner, next to a full image.
-        let out = sample(&m, 10, 10, &|l, p| if (l, p) == (0, 0) { NODATA } else { 300 });
+        let out = sample(&m, 10, 10, |l, p| if (l, p) == (0, 0) { NODATA } else { 300 });
         assert_eq!(out, vec![300, 300], "the no-data corner is not averaged in");
-        let all_nodata = sample(&m, 10, 10, &|_, _| NODATA);
+        let all_nodata = sample(&m, 10, 10, |_, _| NODATA);
         assert_eq!(all_nodata, vec![NODATA, NODATA]);
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use zarrs::array::codec::api::{BytesToBytesCodecTraits, CodecOptions};
 use zarrs::array::codec::{BloscCodec, BloscCompressionLevel, BloscCompressor, BloscShuffleMode};
 
-use super::io::Sink;
+use super::io::{ObjectWrite, Sink};
 use super::{Result, WorkloadError};
 
 /// base64 of a little-endian f64 NaN: how xarray writes a NaN `_FillValue` attribute.
@@ -66,13 +66,13 @@ pub fn blosc_codec(typesize: usize) -> Value {
     json!({"name": "blosc", "configuration": {"typesize": typesize, "cname": "zstd", "clevel": 3, "shuffle": "shuffle", "blocksize": 0}})
 }
 
-/// The codec chain of a sharded float32 level variable.
-pub fn sharded_codecs(inner: u64) -> Value {
+/// The codec chain of a sharded level variable of `typesize`-byte elements.
+pub fn sharded_codecs(inner: u64, typesize: usize) -> Value {
     json!([{
         "name": "sharding_indexed",
         "configuration": {
             "chunk_shape": [inner, inner],
-            "codecs": [bytes_codec(4), blosc_codec(4)],
+            "codecs": [bytes_codec(typesize), blosc_codec(typesize)],
             "index_codecs": [bytes_codec(8), {"name": "crc32c"}],
             "index_location": "end"
         }
@@ -159,25 +159,23 @@ pub fn write_sharded_f32(
     h: u64,
     w: u64,
     inner: u64,
-    shard: [u64; 2],
+    shard_shape: [u64; 2],
 ) -> Result<usize> {
     let enc = Encoder::new(4)?;
-    let per = [shard[0] / inner, shard[1] / inner];
+    let per = [shard_shape[0] / inner, shard_shape[1] / inner];
     let mut written = 0;
-    for sr in 0..h.div_ceil(shard[0]) {
-        for sc in 0..w.div_ceil(shard[1]) {
+    for sr in 0..h.div_ceil(shard_shape[0]) {
+        for sc in 0..w.div_ceil(shard_shape[1]) {
             let chunks: Vec<(u64, u64)> = (0..per[0])
                 .flat_map(|r| (0..per[1]).map(move |c| (r, c)))
                 .collect();
-            let mut index: Vec<(u64, u64)> = Vec::with_capacity(chunks.len());
-            let mut object = None;
-            let mut offset = 0u64;
+            let mut shard = ShardWriter::new(chunk_key(array, &[sr, sc]), chunks.len());
             for batch in chunks.chunks(BATCH) {
                 let encoded: Vec<Option<Vec<u8>>> = batch
                     .par_iter()
                     .map(|&(r, c)| {
-                        let y0 = sr * shard[0] + r * inner;
-                        let x0 = sc * shard[1] + c * inner;
+                        let y0 = sr * shard_shape[0] + r * inner;
+                        let x0 = sc * shard_shape[1] + c * inner;
                         match tile_f32(data, h, w, y0, x0, inner) {
                             Some(raw) => enc.encode(&raw).map(Some),
                             None => Ok(None),
@@ -185,28 +183,60 @@ pub fn write_sharded_f32(
                     })
                     .collect::<Result<_>>()?;
                 for e in encoded {
-                    match e {
-                        None => index.push((u64::MAX, u64::MAX)),
-                        Some(bytes) => {
-                            let obj = match &mut object {
-                                Some(o) => o,
-                                None => object.insert(sink.open(&chunk_key(array, &[sr, sc]))?),
-                            };
-                            obj.write(&bytes)?;
-                            index.push((offset, bytes.len() as u64));
-                            offset += bytes.len() as u64;
-                        }
-                    }
+                    shard.push(sink, e)?;
                 }
             }
-            if let Some(mut obj) = object {
-                obj.write(&shard_index(&index))?;
-                obj.finish()?;
+            if shard.finish()? {
                 written += 1;
             }
         }
     }
     Ok(written)
+}
+
+/// One shard object, written as its inner chunks arrive in index order: each
+/// encoded chunk goes straight to the object, only the index stays in memory.
+/// The object is opened at the first non-empty chunk, so an empty shard is
+/// never written.
+pub struct ShardWriter {
+    key: String,
+    object: Option<Box<dyn ObjectWrite>>,
+    index: Vec<(u64, u64)>,
+    offset: u64,
+}
+
+impl ShardWriter {
+    pub fn new(key: String, chunks: usize) -> Self {
+        Self { key, object: None, index: Vec::with_capacity(chunks), offset: 0 }
+    }
+
+    /// The next inner chunk, encoded; None = empty (all fill).
+    pub fn push(&mut self, sink: &dyn Sink, chunk: Option<Vec<u8>>) -> Result<()> {
+        let Some(bytes) = chunk else {
+            self.index.push((u64::MAX, u64::MAX));
+            return Ok(());
+        };
+        let obj = match &mut self.object {
+            Some(o) => o,
+            None => self.object.insert(sink.open(&self.key)?),
+        };
+        obj.write(&bytes)?;
+        self.index.push((self.offset, bytes.len() as u64));
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Append the index and complete the object; false when nothing was written.
+    pub fn finish(self) -> Result<bool> {
+        match self.object {
+            None => Ok(false),
+            Some(mut obj) => {
+                obj.write(&shard_index(&self.index))?;
+                obj.finish()?;
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// The shard index: little-endian (offset, nbytes) pairs, then their CRC32C.

@@ -18,6 +18,10 @@ pub struct Args {
     /// Target inner chunk edge in pixels (256 in production).
     #[arg(long, default_value_t = 256)]
     pub spatial_chunk: u64,
+    /// Output CRS of a Sentinel-1 product: EPSG:4326 (default, like the reference),
+    /// `utm` (the zone of the scene centre) or EPSG:326zz/327zz. Sentinel-2 keeps its grid.
+    #[arg(long)]
+    pub crs: Option<String>,
     /// Storage class set on every object at write time (e.g. STANDARD, STANDARD_IA, EXPRESS_ONEZONE).
     #[arg(long)]
     pub storage_class: Option<String>,
@@ -43,6 +47,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
     let bar = crate::ui::bar(cli.output == Output::Human);
     let conv = Options {
         spatial_chunk: a.spatial_chunk,
+        crs: a.crs.clone(),
     };
     let bar2 = bar.clone();
     let result = blocking(move || {
@@ -61,7 +66,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
             println!("converted {} → {}", a.product.source, report.output);
             for l in &report.levels {
                 println!(
-                    "  {:<6} {:>5}×{:<5} inner {:>3}  {}",
+                    "  {:<9} {:>5}×{:<5} inner {:>3}  {}",
                     l.level,
                     l.shape[0],
                     l.shape[1],
@@ -70,8 +75,10 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
                 );
             }
             println!(
-                "  {} copied arrays; {} objects, {:.1} MB in {:.1} s",
+                "  {} copied arrays; {} of {} source chunks fetched; {} objects, {:.1} MB in {:.1} s",
                 report.copied_arrays,
+                report.source_chunk_reads,
+                report.source_chunks,
                 report.objects,
                 report.bytes as f64 / 1e6,
                 report.seconds

@@ -74,7 +74,7 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
         let root = out.get("zarr.json")?.ok_or_else(|| WorkloadError::product(&store_url, "no zarr.json at the store root: the conversion is missing or incomplete; run `workload convert` first"))?;
         let root: Value = serde_json::from_slice(&root).map_err(|e| WorkloadError::product(&store_url, format!("zarr.json: {e}")))?;
         let source = match source_reader {
-            Some(r) => Product::open(Arc::clone(&r))?.root_attrs.get("stac_discovery").cloned().unwrap_or(Value::Null),
+            Some(r) => Product::open(Arc::clone(&r))?.stac_discovery().cloned().unwrap_or(Value::Null),
             None => Value::Null,
         };
         Ok((root, source))

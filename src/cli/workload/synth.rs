@@ -12,7 +12,7 @@ use crate::workload::synth::{self, Chunking, Options};
 pub enum Product {
     L2a,
     L1c,
-    /// Sentinel-1 IW GRD (VV + VH); `workload convert` does not take it yet.
+    /// Sentinel-1 IW GRD (VV + VH).
     S1Grd,
 }
 
@@ -30,11 +30,18 @@ pub struct Args {
     /// Source chunking: small (1830/915/305) or real (5490² at r10m, else one chunk).
     #[arg(long, value_enum, default_value_t = Chunking::Small)]
     pub chunking: Chunking,
+    /// s1-grd only: `grd` = 1 + line + 2·pixel instead of SAR amplitudes, so a
+    /// converted value tells where it was read (use tiny or small: full overflows u16).
+    #[arg(long)]
+    pub ramp: bool,
     #[command(flatten)]
     pub s3: S3Args,
 }
 
 pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
+    if a.ramp && !matches!(a.product, Product::S1Grd) {
+        return Err(Error::Usage("--ramp is for --product s1-grd".into()));
+    }
     let product = match a.product {
         Product::L2a => ProductType::L2A,
         Product::L1c => ProductType::L1C,
@@ -62,7 +69,11 @@ async fn run_s1(cli: &Cli, a: &Args) -> Result<i32, Error> {
     let id = Some(item_id(&a.out))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEFAULT_ID.to_string());
-    let opts = S1Options { size: S1Size::from_name(&a.size)?, id };
+    let opts = S1Options {
+        size: S1Size::from_name(&a.size)?,
+        id,
+        ramp: a.ramp,
+    };
     let out = sink(&loc, &a.s3.opts(None)).await?;
     let report = blocking(move || synth_s1::generate(out.as_ref(), &opts)).await?;
     show(cli, &report)
