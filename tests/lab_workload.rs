@@ -542,3 +542,88 @@ fn converts_from_a_stac_item_url_over_http() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("NOPE.json"), "{err}");
 }
+
+/// Sentinel-1 GRD end to end: convert into the lab S3 with a storage class,
+/// xarray + rioxarray read every level (CRS, transform, values at the GCPs,
+/// no data outside the swath, pyramid means), register the item, validate it
+/// against the JSON schemas of the STAC extensions it declares, `/search`
+/// finds it, TiTiler renders VV (directly and through the item's xyz link).
+#[test]
+#[ignore = "lab: needs `tests/lab/up.sh s3 eo` (moto, STAC API, TiTiler, the readers venv)"]
+fn sentinel1_convert_verify_register_validate_render() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let s3 = lab_var("S3_ENDPOINT_URL", "s3");
+    let stac = lab_var("STAC_API_URL", "eo");
+    let titiler = lab_var("TITILER_URL", "eo");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let tag = std::process::id();
+    let bucket_name = format!("workload-s1-{tag}");
+    let collection = format!("s1-grd-lab-{tag}");
+    let s3c = rt.block_on(bucket(&s3, &bucket_name, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let id = "S1A_IW_GRDH_1SDV_20251008T052417_20251008T052442_061325_07A5C1_3F1B";
+    let src = dir.path().join(format!("{id}.zarr"));
+    let src_s = src.to_str().unwrap();
+    ok_json(&["workload", "synth", "--product", "s1-grd", "--size", "small", "--out", src_s, "-o", "json"]);
+    let dest = format!("s3://{bucket_name}/converted");
+    let rep = ok_json(&[
+        "workload", "convert", "--source", src_s, "--dest", &dest, "--collection", &collection,
+        "--s3-endpoint", &s3, "--storage-class", "STANDARD_IA", "-o", "json",
+    ]);
+    assert_eq!(rep["product_type"], "S01SIWGRH");
+    assert_eq!(rep["source_chunk_reads"], rep["source_chunks"], "every grd chunk fetched once: {rep}");
+    let store = format!("{dest}/{collection}/{id}.zarr");
+    let objects = rt
+        .block_on(provisioner::workload::io::list(&s3c, &bucket_name, &format!("converted/{collection}/{id}.zarr/")))
+        .unwrap();
+    assert_eq!(objects.len() as u64, rep["objects"].as_u64().unwrap());
+    assert!(objects.iter().all(|(_, class, _)| class == "STANDARD_IA"), "storage class set at write time");
+
+    // Independent readers over S3: every level, CRS, transform, values.
+    let (ok, log) = python("verify_geozarr_s1.py", &["--source", src_s, "--output", &store]);
+    assert!(ok, "xarray/rioxarray verification failed:\n{log}");
+
+    // Register, find, validate.
+    let (code, _, err) = bin(&["collections", "create", &collection, "--stac-api-url", &stac, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let reg = ok_json(&[
+        "workload", "register", "--source", src_s, "--dest", &dest, "--collection", &collection,
+        "--stac-api-url", &stac, "--raster-api-url", &titiler, "--raster-flavor", "xarray",
+        "--s3-endpoint", &s3, "-o", "json",
+    ]);
+    assert_eq!(reg["result"], "created");
+    let (st, body, _) = common::http_get(&format!("{stac}/search?collections={collection}&ids={id}"));
+    assert_eq!(st, 200);
+    let found: Value = serde_json::from_slice(&body).unwrap();
+    let item = &found["features"][0];
+    assert_eq!(item["id"], id, "the item is found by /search: {found}");
+    for (key, pol) in [("vv", "VV"), ("vh", "VH")] {
+        let a = &item["assets"][key];
+        assert_eq!(a["type"], "application/vnd.zarr; version=3; profile=multiscales", "{a}");
+        assert_eq!(a["sar:polarizations"], serde_json::json!([pol]));
+        assert_eq!(a["alternate"]["s3"]["storage:scheme"]["tier"], "STANDARD_IA");
+        assert!(a["href"].as_str().unwrap().ends_with(&format!("_{pol}/measurements")), "{a}");
+    }
+    assert_eq!(item["properties"]["proj:code"], "EPSG:4326");
+    assert_eq!(item["properties"]["sar:instrument_mode"], "IW");
+    let exts: Vec<&str> = item["stac_extensions"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(exts.iter().any(|e| e.contains("/sar/")) && exts.iter().any(|e| e.contains("/sat/")), "{exts:?}");
+    let item_file = dir.path().join("item.json");
+    std::fs::write(&item_file, serde_json::to_vec(item).unwrap()).unwrap();
+    let (ok, log) = python("validate_stac.py", &[item_file.to_str().unwrap()]);
+    assert!(ok, "the item does not validate against the schemas it declares:\n{log}");
+
+    // TiTiler renders VV at its native level, and through the item's own xyz link.
+    let vv = format!("{}/measurements/r100m", provisioner::workload::synth_s1::group_name(id, "VV"));
+    let (ok, log) = python("check_titiler.py", &["--url", &store, "--group", &vv, "--variable", "grd", "--rescale", "0,400"]);
+    assert!(ok, "TiTiler did not render VV:\n{log}");
+    common::assert_item_tile_renders(item);
+
+    let clean = ok_json(&[
+        "collections", "clean", &collection, "--delete-data", "--stac-api-url", &stac, "--s3-endpoint", &s3, "-o", "json",
+    ]);
+    assert_eq!(clean["items_deleted"], 1);
+    let left = rt.block_on(provisioner::workload::io::list(&s3c, &bucket_name, "converted/")).unwrap();
+    assert!(left.is_empty(), "{} objects left", left.len());
+}

@@ -174,6 +174,21 @@ fn s1_grd_converts_georeferenced_and_reads_back_with_zarrs() {
     // 2 polarisations × 4 × 3 chunks of 512 × 1024, each fetched once.
     assert_eq!(report["source_chunks"], 24);
     assert_eq!(report["source_chunk_reads"], report["source_chunks"], "{report}");
+    // The bounds are the swath's (its corners), not the tile-padded grid's.
+    let corners: Vec<(f64, f64)> = [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)]
+        .iter()
+        .map(|(a, b)| s.lonlat(a * (size.lines - 1) as f64, b * (size.pixels - 1) as f64))
+        .collect();
+    let want = [
+        corners.iter().map(|c| c.0).fold(f64::MAX, f64::min),
+        corners.iter().map(|c| c.1).fold(f64::MAX, f64::min),
+        corners.iter().map(|c| c.0).fold(f64::MIN, f64::max),
+        corners.iter().map(|c| c.1).fold(f64::MIN, f64::max),
+    ];
+    for (i, w) in want.iter().enumerate() {
+        let got = report["bbox_4326"][i].as_f64().unwrap();
+        assert!((got - w).abs() < 0.01, "bbox[{i}] {got} vs the swath's {w}");
+    }
 
     let vv = group_name(ID, "VV");
     let ms = attrs(&store, &format!("{vv}/measurements"));
@@ -200,9 +215,11 @@ fn s1_grd_converts_georeferenced_and_reads_back_with_zarrs() {
     let g = gcps(&src, &vv);
     let (n, worst) = check_gcps(&lv, &s, &size, &g, &|lon, lat| (lon, lat), &|x, y| (x, y));
     println!("EPSG:4326: {n} of {} GCPs inside the image checked, worst |DN − truth| = {worst:.3}", g.len());
-    // Rounding (0.5 DN) plus the model's error (≤ 1.04 m, 0.01 px of 100 m, × 3 DN/px) and the lattice's (1.2e-3 px).
+    // Rounding (0.5 DN) plus, at 3 DN per pixel, the model's error (≤ 1.04 m = 0.01 px of
+    // 100 m) and the 64-px lattice's (≤ 0.05 px here: this product's pixels are 10× the real
+    // ones, so its swath bends 10× more per pixel; 1e-3 px on the real geometry).
     assert!(n >= 150, "most GCPs checked: {n}");
-    assert!(worst <= 0.6, "{worst}");
+    assert!(worst <= 0.75, "{worst}");
 
     // No data outside the swath; data everywhere inside it (sampled every 7th pixel).
     let (mut outside, mut inside) = (0, 0);
@@ -268,7 +285,7 @@ fn s1_grd_converts_georeferenced_and_reads_back_with_zarrs() {
     let z = Utm { zone: 32, north: true };
     let (n, worst) = check_gcps(&lv, &s, &size, &g, &|lon, lat| z.from_lonlat(lon, lat), &|x, y| z.to_lonlat(x, y));
     println!("EPSG:32632: {n} GCPs checked, worst |DN − truth| = {worst:.3}");
-    assert!(n >= 150 && worst <= 0.6, "{n} {worst}");
+    assert!(n >= 150 && worst <= 0.75, "{n} {worst}");
 }
 
 #[test]

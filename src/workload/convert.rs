@@ -391,7 +391,7 @@ fn convert_s2(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) -
 }
 
 /// The lon/lat bounds of every level.
-pub(super) fn bbox_lonlat(levels: &[Level], crs: Crs) -> [f64; 4] {
+fn bbox_lonlat(levels: &[Level], crs: Crs) -> [f64; 4] {
     let mut bbox = [
         f64::INFINITY,
         f64::INFINITY,

@@ -304,7 +304,6 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
 
     let mut reports = Vec::new();
     let mut consolidate: Vec<String> = vec![String::new()];
-    let mut native: Vec<Level> = Vec::new();
     for pol in &pols {
         let t0 = Instant::now();
         bar.set_message(format!("{} grd", pol.name));
@@ -341,7 +340,6 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
             seconds = t0.elapsed().as_secs_f64(),
             "polarisation written"
         );
-        native.extend(levels.into_iter().take(1));
         consolidate.push(measurements);
     }
 
@@ -351,7 +349,8 @@ pub fn convert(p: &Product, sink: &dyn Sink, opts: &Options, bar: &ProgressBar) 
         Ok(())
     })?;
 
-    let bbox = convert::bbox_lonlat(&native, crs);
+    // The swath's bounds, not the tile-padded grid's.
+    let bbox = grid.footprint;
     let consolidate: Vec<&str> = consolidate.iter().map(String::as_str).collect();
     tree.finish(sink, convert::root_attrs(bbox), &consolidate)?;
     let (objects, bytes) = sink.written();
@@ -472,15 +471,10 @@ fn warp_polarisation(
                     &row[off..off + pixels as usize]
                 })
                 .collect();
+            let src = warp::Source { lines, pixels, first, rows: &table };
             let sampled: Vec<Option<Vec<u16>>> = maps
                 .par_iter()
-                .map(|m| {
-                    m.window(lines, pixels).map(|_| {
-                        warp::sample(m, lines, pixels, |l, px| {
-                            table[(l - first) as usize][px as usize]
-                        })
-                    })
-                })
+                .map(|m| m.window(lines, pixels).map(|_| warp::sample(m, &src)))
                 .collect();
             for (t, tile) in sampled.into_iter().enumerate() {
                 let Some(tile) = tile else { continue };
@@ -595,15 +589,17 @@ fn emit(lv: &mut LevelOut, rest: &mut [LevelOut], n: u64, sink: &dyn Sink, enc: 
     let encoded: Vec<Option<Vec<u8>>> = (0..wbuf / inner)
         .into_par_iter()
         .map(|t| {
-            let mut raw = Vec::with_capacity(inner * inner * 2);
-            let mut any = false;
-            for r in 0..inner {
-                for v in &block[r * wbuf + t * inner..r * wbuf + (t + 1) * inner] {
-                    any |= *v != NODATA;
-                    raw.extend_from_slice(&v.to_le_bytes());
+            let row = |r: usize| &block[r * wbuf + t * inner..r * wbuf + (t + 1) * inner];
+            if (0..inner).all(|r| row(r).iter().all(|&v| v == NODATA)) {
+                return Ok(None);
+            }
+            let mut raw = vec![0u8; inner * inner * 2];
+            for (r, dst) in raw.chunks_exact_mut(inner * 2).enumerate() {
+                for (d, v) in dst.chunks_exact_mut(2).zip(row(r)) {
+                    d.copy_from_slice(&v.to_le_bytes());
                 }
             }
-            if any { enc.encode(&raw).map(Some) } else { Ok(None) }
+            enc.encode(&raw).map(Some)
         })
         .collect::<Result<_>>()?;
     let mut shard = ShardWriter::new(chunk_key(&lv.path, &[lv.shard_row, 0]), encoded.len());
@@ -669,7 +665,7 @@ mod tests {
 
     #[test]
     fn levels_halve_while_the_short_side_keeps_256() {
-        let g = Grid { crs: Crs::LonLat, west: 0.0, north: 0.0, res: 1e-4, width: 2048, height: 1024 };
+        let g = Grid { crs: Crs::LonLat, west: 0.0, north: 0.0, res: 1e-4, width: 2048, height: 1024, footprint: [0.0; 4] };
         let s = level_shapes(&g, 10.2);
         let names: Vec<&str> = s.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["r10m", "r20m", "r40m"]);

@@ -1,8 +1,10 @@
 //! STAC: the item for a converted product, the API client (items upsert,
 //! collections create/update/clean), and the TiTiler link forms.
 //!
-//! The item follows the reference registration: one `reflectance` asset for the
-//! multiscale group (`profile=multiscales`), AOT/WVP/SCL assets, projection v2,
+//! The item follows the reference registration. Sentinel-2: one `reflectance`
+//! asset for the multiscale group (`profile=multiscales`), AOT/WVP/SCL assets.
+//! Sentinel-1 GRD: one multiscale asset per polarisation (`vv`, `vh`, …) with
+//! `sar:polarizations`, the sar and sat extensions. Both: projection v2,
 //! alternate (s3://) + storage extensions, viewer/xyz/tilejson links and a
 //! thumbnail on the raster API, `derived_from`, and `expires`.
 
@@ -18,6 +20,11 @@ const EXT_ALTERNATE: &str = "https://stac-extensions.github.io/alternate-assets/
 const EXT_STORAGE: &str = "https://stac-extensions.github.io/storage/v2.0.0/schema.json";
 const EXT_TIMESTAMPS: &str = "https://stac-extensions.github.io/timestamps/v1.1.0/schema.json";
 const EXT_EO: &str = "https://stac-extensions.github.io/eo/v1.1.0/schema.json";
+const EXT_SAR: &str = "https://stac-extensions.github.io/sar/v1.0.0/schema.json";
+const EXT_SAT: &str = "https://stac-extensions.github.io/sat/v1.0.0/schema.json";
+/// The amplitude range TiTiler links stretch to 0–255 (the reference used 0–219
+/// on real products; synthetic ones reach further).
+const S1_RESCALE: &str = "0%2C400";
 
 /// Which TiTiler serves the rasters, which decides the link form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,9 +47,20 @@ pub struct Converted {
     pub root: Value,
     /// Storage class of the objects (from a listing).
     pub tier: String,
+    /// Where the bucket is: the S3 endpoint URL, its bucket and region (the
+    /// storage extension's scheme).
+    pub s3_endpoint: String,
+    pub bucket: String,
+    pub region: String,
 }
 
+/// The key of the item's one storage scheme (`storage:schemes`), which every
+/// asset's `alternate.s3` refers to (`storage:refs`).
+pub const STORAGE_SCHEME: &str = "s3";
+
 pub struct Links {
+    /// The item's collection in the STAC API (the `collection` link STAC 1.1 requires).
+    pub collection_url: Option<String>,
     pub raster_api: Option<String>,
     pub flavor: RasterFlavor,
     pub source_item_url: Option<String>,
@@ -66,18 +84,80 @@ impl Converted {
     }
 }
 
+/// What a converted store holds, from its consolidated metadata.
+enum Layout {
+    /// `measurements/reflectance` with levels r10m, r20m, …
+    S2,
+    /// One multiscale `<group>/measurements` per polarisation, VV/HH first.
+    S1(Vec<S1Pol>),
+}
+
+struct S1Pol {
+    /// vv, vh, hh or hv.
+    key: String,
+    group: String,
+    /// The native level's name (the multiscales layout's first asset).
+    native: String,
+}
+
+impl Layout {
+    fn of(c: &Converted) -> Result<Self> {
+        if c.has("measurements/reflectance") {
+            return Ok(Self::S2);
+        }
+        let mut pols: Vec<S1Pol> = c
+            .root
+            .pointer("/consolidated_metadata/metadata")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| {
+                let group = k.strip_suffix("/measurements").filter(|g| !g.contains('/'))?;
+                let native = v.pointer("/attributes/multiscales/layout/0/asset")?.as_str()?;
+                let (_, pol) = group.rsplit_once('_')?;
+                Some(S1Pol { key: pol.to_lowercase(), group: group.to_string(), native: native.to_string() })
+            })
+            .collect();
+        pols.sort_by_key(|p| ["vv", "hh", "vh", "hv"].iter().position(|x| *x == p.key));
+        if pols.is_empty() {
+            return Err(WorkloadError::product(&c.s3_url, "neither /measurements/reflectance (Sentinel-2) nor polarisation groups with a multiscale /measurements (Sentinel-1) in the consolidated metadata: not a converted store"));
+        }
+        Ok(Self::S1(pols))
+    }
+
+    /// The multiscale group whose native level describes the item's grid, and that level.
+    fn main_group(&self) -> (String, String) {
+        match self {
+            Self::S2 => ("measurements/reflectance".into(), "measurements/reflectance/r10m".into()),
+            Self::S1(pols) => {
+                let p = &pols[0];
+                (format!("{}/measurements", p.group), format!("{}/measurements/{}", p.group, p.native))
+            }
+        }
+    }
+}
+
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The xyz/tilejson/viewer/thumbnail URLs for the RGB reflectance.
+/// The xyz/tilejson/viewer/thumbnail URLs: Sentinel-2's RGB reflectance, or
+/// Sentinel-1's first polarisation (VV or HH) as stretched amplitude.
 pub fn raster_urls(c: &Converted, l: &Links) -> Option<[(String, String); 4]> {
     let raster = l.raster_api.as_deref()?.trim_end_matches('/');
+    let layout = Layout::of(c).ok()?;
     Some(match l.flavor {
         RasterFlavor::Eopf => {
             let base = format!("{raster}/collections/{}/items/{}", c.collection, c.item_id);
-            let q = "variables=%2Fmeasurements%2Freflectance%3Ab04&variables=%2Fmeasurements%2Freflectance%3Ab03&variables=%2Fmeasurements%2Freflectance%3Ab02\
-                     &bidx=1&rescale=0%2C1&color_formula=gamma+rgb+1.3%2C+sigmoidal+rgb+6+0.1%2C+saturation+1.2";
+            let q = match &layout {
+                Layout::S2 => "variables=%2Fmeasurements%2Freflectance%3Ab04&variables=%2Fmeasurements%2Freflectance%3Ab03&variables=%2Fmeasurements%2Freflectance%3Ab02\
+                     &bidx=1&rescale=0%2C1&color_formula=gamma+rgb+1.3%2C+sigmoidal+rgb+6+0.1%2C+saturation+1.2"
+                    .to_string(),
+                Layout::S1(pols) => format!(
+                    "variables={}&bidx=1&rescale={S1_RESCALE}",
+                    urlencode(&format!("/{}/measurements:grd", pols[0].group))
+                ),
+            };
             [
                 (
                     "xyz".into(),
@@ -92,11 +172,19 @@ pub fn raster_urls(c: &Converted, l: &Links) -> Option<[(String, String); 4]> {
             ]
         }
         RasterFlavor::Xarray => {
-            // titiler.xarray renders one variable of one group: b04 at r10m.
-            let q = format!(
-                "url={}&group=measurements%2Freflectance%2Fr10m&variable=b04&rescale=0%2C0.5",
-                urlencode(&c.s3_url)
-            );
+            // titiler.xarray renders one variable of one group: b04 at r10m, or
+            // the first polarisation's grd at its native level.
+            let q = match &layout {
+                Layout::S2 => format!(
+                    "url={}&group=measurements%2Freflectance%2Fr10m&variable=b04&rescale=0%2C0.5",
+                    urlencode(&c.s3_url)
+                ),
+                Layout::S1(_) => format!(
+                    "url={}&group={}&variable=grd&rescale={S1_RESCALE}&nodata=0",
+                    urlencode(&c.s3_url),
+                    urlencode(&layout.main_group().1)
+                ),
+            };
             [
                 (
                     "xyz".into(),
@@ -132,12 +220,14 @@ pub fn urlencode(s: &str) -> String {
 /// Build the STAC item. `source` is the source STAC item (from the catalogue or
 /// the product's own `stac_discovery`).
 pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) -> Result<Value> {
-    let refl = c.attrs("measurements/reflectance").ok_or_else(|| WorkloadError::product(&c.s3_url, "no /measurements/reflectance group in the consolidated metadata: not a converted store"))?;
-    let proj_code = refl.get("proj:code").cloned().unwrap_or(Value::Null);
-    let r10 = c
-        .attrs("measurements/reflectance/r10m")
+    let layout = Layout::of(c)?;
+    let (main, native) = layout.main_group();
+    let proj_code = c
+        .attrs(&main)
+        .and_then(|a| a.get("proj:code"))
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or(Value::Null);
+    let r10 = c.attrs(&native).cloned().unwrap_or_default();
     let bbox = c
         .root
         .pointer("/attributes/spatial:bbox")
@@ -205,14 +295,103 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
         );
     }
 
+    // The storage extension v2: one scheme in the properties, referred to by
+    // every alternate; the per-alternate `storage:scheme` with its `tier` is the
+    // reference's earlier form, kept for the clients that read it.
+    props.insert(
+        "storage:schemes".into(),
+        json!({STORAGE_SCHEME: {"type": "custom-s3", "platform": c.s3_endpoint, "bucket": c.bucket,
+               "region": c.region, "requester_pays": false, "storage_class": c.tier}}),
+    );
     let scheme = json!({"platform": "s3", "requester_pays": false, "tier": c.tier});
+
+    let assets = match &layout {
+        Layout::S2 => s2_assets(c, &proj_code, &r10, &scheme),
+        Layout::S1(pols) => s1_assets(c, pols, &proj_code, &scheme),
+    };
+    let mut assets = assets;
+
+    let mut links = vec![
+        json!({"rel": "store", "href": c.public_url, "type": "application/octet-stream", "title": "Zarr Store"}),
+    ];
+    if let Some(href) = &l.collection_url {
+        links.push(json!({"rel": "collection", "href": href, "type": "application/json"}));
+    }
+    if let Some(urls) = raster_urls(c, l) {
+        for (rel, href) in urls {
+            match rel.as_str() {
+                "thumbnail" => {
+                    assets.insert("thumbnail".into(), json!({"href": href, "type": "image/png", "title": "Thumbnail", "roles": ["thumbnail"]}));
+                }
+                "viewer" => links.push(json!({"rel": "viewer", "href": href, "type": "text/html", "title": "Viewer"})),
+                "xyz" => links.push(json!({"rel": "xyz", "href": href, "type": "image/png", "title": match layout { Layout::S2 => "True colour tiles", Layout::S1(_) => "Amplitude tiles" }})),
+                _ => links.push(json!({"rel": rel, "href": href, "type": "application/json", "title": "TileJSON"})),
+            }
+        }
+    }
+    if let Some(src) = &l.source_item_url {
+        links.push(json!({"rel": "derived_from", "href": src, "type": "application/json", "title": "Source item"}));
+    }
+    if let Some(ex) = &l.explorer_url {
+        links.push(json!({"rel": "via", "href": format!("{}/collections/{}/items/{}", ex.trim_end_matches('/'), c.collection, c.item_id), "type": "text/html", "title": "EOPF Explorer"}));
+    }
+
+    let mut exts: Vec<String> = source
+        .get("stac_extensions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    exts.retain(|e| !e.contains("/projection/"));
+    let mut ours = vec![EXT_PROJ, EXT_ALTERNATE, EXT_STORAGE];
+    match &layout {
+        Layout::S2 => ours.push(EXT_EO),
+        // Declared when the properties use them (any version the source declared stays).
+        Layout::S1(_) => {
+            for (prefix, ext, family) in [("sar:", EXT_SAR, "/sar/"), ("sat:", EXT_SAT, "/sat/")] {
+                if props.keys().any(|k| k.starts_with(prefix)) && !exts.iter().any(|x| x.contains(family)) {
+                    ours.push(ext);
+                }
+            }
+        }
+    }
+    for e in ours {
+        if !exts.iter().any(|x| x == e) {
+            exts.push(e.into());
+        }
+    }
+    if l.retention_days > 0 && !exts.iter().any(|x| x == EXT_TIMESTAMPS) {
+        exts.push(EXT_TIMESTAMPS.into());
+    }
+    let geometry = source.get("geometry").filter(|g| !g.is_null()).cloned().unwrap_or_else(|| {
+        json!({"type": "Polygon", "coordinates": [[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]]})
+    });
+    Ok(json!({
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": exts,
+        "id": c.item_id,
+        "collection": c.collection,
+        "geometry": geometry,
+        "bbox": b,
+        "properties": props,
+        "assets": assets,
+        "links": links,
+    }))
+}
+
+/// Sentinel-2: the multiscale reflectance (bands from the finest level that has
+/// each) and the AOT/WVP/SCL arrays.
+fn s2_assets(c: &Converted, proj_code: &Value, r10: &Map<String, Value>, scheme: &Value) -> Map<String, Value> {
     let asset_at = |path: &str| -> (String, String) {
         (
             format!("{}/{path}", c.public_url),
             format!("{}/{path}", c.s3_url),
         )
     };
-
     // Bands: the finest level that has each, with its gsd and shape.
     let mut bands: Vec<Value> = Vec::new();
     let mut names: Vec<String> = Vec::new();
@@ -258,7 +437,7 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
             "bands": bands,
             "cube:dimensions": {"x": {"type": "spatial", "axis": "x", "reference_system": proj_code}, "y": {"type": "spatial", "axis": "y", "reference_system": proj_code}},
             "cube:variables": cube_vars,
-            "alternate": {"s3": {"href": s3, "storage:scheme": scheme}}
+            "alternate": {"s3": {"href": s3, "storage:scheme": scheme, "storage:refs": [STORAGE_SCHEME]}}
         }),
     );
     for (key, path, title, gsd) in [
@@ -291,65 +470,41 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
             key.into(),
             json!({"href": href, "type": MEDIA_ZARR, "title": title, "roles": ["data"], "gsd": gsd,
                    "proj:code": proj_code, "proj:shape": ga.get("spatial:shape"), "proj:transform": ga.get("spatial:transform"), "proj:bbox": ga.get("spatial:bbox"),
-                   "alternate": {"s3": {"href": s3, "storage:scheme": scheme}}}),
+                   "alternate": {"s3": {"href": s3, "storage:scheme": scheme, "storage:refs": [STORAGE_SCHEME]}}}),
         );
     }
 
-    let mut links = vec![
-        json!({"rel": "store", "href": c.public_url, "type": "application/octet-stream", "title": "Zarr Store"}),
-    ];
-    if let Some(urls) = raster_urls(c, l) {
-        for (rel, href) in urls {
-            match rel.as_str() {
-                "thumbnail" => {
-                    assets.insert("thumbnail".into(), json!({"href": href, "type": "image/png", "title": "Thumbnail", "roles": ["thumbnail"]}));
-                }
-                "viewer" => links.push(json!({"rel": "viewer", "href": href, "type": "text/html", "title": "Viewer"})),
-                "xyz" => links.push(json!({"rel": "xyz", "href": href, "type": "image/png", "title": "True colour tiles"})),
-                _ => links.push(json!({"rel": rel, "href": href, "type": "application/json", "title": "TileJSON"})),
-            }
-        }
-    }
-    if let Some(src) = &l.source_item_url {
-        links.push(json!({"rel": "derived_from", "href": src, "type": "application/json", "title": "Source item"}));
-    }
-    if let Some(ex) = &l.explorer_url {
-        links.push(json!({"rel": "via", "href": format!("{}/collections/{}/items/{}", ex.trim_end_matches('/'), c.collection, c.item_id), "type": "text/html", "title": "EOPF Explorer"}));
-    }
+    assets
+}
 
-    let mut exts: Vec<String> = source
-        .get("stac_extensions")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    exts.retain(|e| !e.contains("/projection/"));
-    for e in [EXT_PROJ, EXT_ALTERNATE, EXT_STORAGE, EXT_EO] {
-        if !exts.iter().any(|x| x == e) {
-            exts.push(e.into());
-        }
+/// Sentinel-1: one multiscale asset per polarisation, its native level's grid.
+fn s1_assets(c: &Converted, pols: &[S1Pol], proj_code: &Value, scheme: &Value) -> Map<String, Value> {
+    let mut assets = Map::new();
+    for p in pols {
+        let path = format!("{}/measurements", p.group);
+        let native = c
+            .attrs(&format!("{path}/{}", p.native))
+            .cloned()
+            .unwrap_or_default();
+        let gsd: Option<f64> = p.native.trim_start_matches('r').trim_end_matches('m').parse().ok();
+        let pol = p.key.to_uppercase();
+        assets.insert(
+            p.key.clone(),
+            json!({
+                "href": format!("{}/{path}", c.public_url),
+                "type": MEDIA_MULTISCALES,
+                "title": format!("{pol} amplitude (GRD digital number, georeferenced)"),
+                "roles": ["data", "amplitude"],
+                "gsd": gsd,
+                "sar:polarizations": [pol],
+                "proj:code": proj_code, "proj:shape": native.get("spatial:shape"),
+                "proj:transform": native.get("spatial:transform"), "proj:bbox": native.get("spatial:bbox"),
+                "cube:variables": {"grd": {"dimensions": ["y", "x"], "type": "data", "description": format!("{pol} amplitude, 0 = no data")}},
+                "alternate": {"s3": {"href": format!("{}/{path}", c.s3_url), "storage:scheme": scheme, "storage:refs": [STORAGE_SCHEME]}}
+            }),
+        );
     }
-    if l.retention_days > 0 && !exts.iter().any(|x| x == EXT_TIMESTAMPS) {
-        exts.push(EXT_TIMESTAMPS.into());
-    }
-    let geometry = source.get("geometry").filter(|g| !g.is_null()).cloned().unwrap_or_else(|| {
-        json!({"type": "Polygon", "coordinates": [[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]]})
-    });
-    Ok(json!({
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "stac_extensions": exts,
-        "id": c.item_id,
-        "collection": c.collection,
-        "geometry": geometry,
-        "bbox": b,
-        "properties": props,
-        "assets": assets,
-        "links": links,
-    }))
+    assets
 }
 
 /// A default collection document for `collections create` without `--file`.

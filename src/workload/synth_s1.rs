@@ -161,6 +161,8 @@ fn specs(root: &str, pol: u32, o: &S1Options) -> Vec<Spec> {
         attrs: {
             let mut a = dims(&["azimuth_time", "ground_range"]);
             a.insert("long_name".into(), json!("measurement digital number"));
+            // As real products: xarray then reads line/pixel as coordinates.
+            a.insert("coordinates".into(), json!("line pixel"));
             a
         },
         data: Data::Pixels { kind: if o.ramp { Gen::Ramp } else { Gen::Sar(pol) }, res: 10 },
@@ -181,12 +183,19 @@ fn specs(root: &str, pol: u32, o: &S1Options) -> Vec<Spec> {
         f8(lines.iter().flat_map(|&l| pixels.iter().map(move |&p| (l, p))).map(|(l, p)| f(l, p, s.lonlat(l as f64, p as f64))))
     };
     let gd = ["azimuth_time", "ground_range"];
-    out.push(small(format!("{c}/gcp/longitude"), "<f8", shape.clone(), at(&|_, _, ll| ll.0), &gd));
-    out.push(small(format!("{c}/gcp/latitude"), "<f8", shape.clone(), at(&|_, _, ll| ll.1), &gd));
-    out.push(small(format!("{c}/gcp/height"), "<f8", shape.clone(), at(&|l, p, _| 400.0 + ((l + p) % 97) as f64), &gd));
     let incidence = |p: u64| 30.7 + 15.3 * p as f64 / (size.pixels - 1) as f64;
-    out.push(small(format!("{c}/gcp/incidence_angle"), "<f8", shape.clone(), at(&|_, p, _| incidence(p)), &gd));
-    out.push(small(format!("{c}/gcp/elevation_angle"), "<f8", shape, at(&|_, p, _| incidence(p) - 3.4), &gd));
+    let grids: [(&str, Vec<u8>); 5] = [
+        ("longitude", at(&|_, _, ll| ll.0)),
+        ("latitude", at(&|_, _, ll| ll.1)),
+        ("height", at(&|l, p, _| 400.0 + ((l + p) % 97) as f64)),
+        ("incidence_angle", at(&|_, p, _| incidence(p))),
+        ("elevation_angle", at(&|_, p, _| incidence(p) - 3.4)),
+    ];
+    for (name, raw) in grids {
+        let mut spec = small(format!("{c}/gcp/{name}"), "<f8", shape.clone(), raw, &gd);
+        spec.attrs.insert("coordinates".into(), json!("line pixel"));
+        out.push(spec);
+    }
     out.push(small(format!("{c}/gcp/line"), "<u4", vec![lines.len() as u64], u4s(lines.iter().copied()), &["azimuth_time"]));
     out.push(small(format!("{c}/gcp/pixel"), "<u4", vec![pixels.len() as u64], u4s(pixels.iter().copied()), &["ground_range"]));
     for g in ["antenna_pattern", "attitude", "azimuth_fm_rate", "coordinate_conversion", "doppler_centroid", "orbit", "reference_replica", "replica", "terrain_height"] {

@@ -133,6 +133,12 @@ pub async fn run(stac: &Client, s3: &S3Opts, r: &Request<'_>) -> Result<Report> 
                 }
             }
         }
+        if let Some(s) = item.pointer_mut(&format!(
+            "/properties/storage:schemes/{}",
+            super::stac::STORAGE_SCHEME
+        )) {
+            s["storage_class"] = Value::from(r.storage_class);
+        }
         stac.put_url(r.item_url, &item).await?;
         rep.item_updated = true;
     }

@@ -106,8 +106,16 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
         public_url: format!("{}/{bucket}/{key}", public_base.trim_end_matches('/')),
         root,
         tier,
+        s3_endpoint: public_endpoint(a.s3.s3_endpoint.as_deref()),
+        bucket: bucket.clone(),
+        region: a.s3.s3_region.clone().unwrap_or_else(|| "us-east-1".into()),
     };
     let links = Links {
+        collection_url: Some(format!(
+            "{}/collections/{}",
+            a.stac.stac_api_url.trim_end_matches('/'),
+            a.product.collection
+        )),
         raster_api: a.raster_api_url.clone(),
         flavor: a.raster_flavor,
         source_item_url: src.item_url.clone(),
@@ -149,4 +157,11 @@ pub async fn run(cli: &Cli, a: &Args) -> Result<i32, Error> {
         },
     }
     Ok(0)
+}
+
+/// The endpoint for the storage scheme: the one used, else AWS's.
+fn public_endpoint(endpoint: Option<&str>) -> String {
+    endpoint
+        .map(|e| e.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "https://s3.amazonaws.com".into())
 }

@@ -6,6 +6,7 @@
 #   stac-fastapi-pgstac (transactions)   127.0.0.1:$LAB_PORT_STAC  (18080)
 #   TiTiler (titiler.xarray 2.4.0)       127.0.0.1:$LAB_PORT_TILER (18081)
 #   "readers" Python = the TiTiler venv (xarray, rioxarray, zarr 3.1.x, numpy): $LAB_PY_READERS
+#   STAC extension JSON Schemas (sdists, for tests/support/validate_stac.py): $LAB_STAC_SCHEMAS
 
 LAB_PGBIN=/usr/lib/postgresql/15/bin
 
@@ -48,14 +49,35 @@ lab_down_pg() {
   fi
 }
 
+# lab_stac_schemas VAR VENV : the pinned source distributions of requirements/stac-schemas.txt
+# (their tests/ ship STAC extension JSON Schemas) in $LAB_CACHE/stac-schemas, re-downloaded
+# when the lock changes; pip is the readers venv's (PIP_* config as for every venv here).
+lab_stac_schemas() {
+  local -n _sout=$1
+  local lock="$LAB_DIR/eo/requirements/stac-schemas.txt" d="$LAB_CACHE/stac-schemas" sum logf t0
+  _sout=$d
+  sum=$(sha256sum "$lock" | cut -d' ' -f1)
+  [[ -f "$d/.lab-lock-sha256" && "$(<"$d/.lab-lock-sha256")" == "$sum" ]] && return 0
+  lab_cache_lock
+  [[ -f "$d/.lab-lock-sha256" && "$(<"$d/.lab-lock-sha256")" == "$sum" ]] && return 0
+  logf="$LAB_CACHE/log/pip-stac-schemas.log" t0=$EPOCHREALTIME
+  lab_log "pip download $(grep -c '==' "$lock") STAC schema sdists into $d (log: $logf)"
+  rm -rf "$d" && mkdir -p "$d"
+  "$2/bin/pip" download --no-deps --no-binary :all: --require-hashes -r "$lock" -d "$d" >"$logf" 2>&1 ||
+    { rm -rf "$d"; lab_die "pip download of the STAC schema sdists failed" "$logf"; }
+  echo "$sum" >"$d/.lab-lock-sha256"
+  lab_log "STAC schema sdists ready in $(lab_since "$t0") s"
+}
+
 lab_up_eo() {
-  local stac_venv tiler_venv t0
+  local stac_venv tiler_venv stac_schemas t0
   local pg_env=("PGHOST=$LAB_HOST" "PGPORT=$LAB_PORT_PG" PGUSER=postgres PGPASSWORD=postgres PGDATABASE=pgstac)
   [[ $EUID -eq 0 ]] || lab_die "component eo needs root (apt, runuser -u postgres)"
   [[ -f "$LAB_STATE/s3/env.sh" ]] || lab_die "component eo needs s3 up first"
   lab_apt postgresql-15 postgresql-15-postgis-3
   lab_venv stac_venv stac-fastapi-pgstac "$LAB_DIR/eo/requirements/stac.txt"
   lab_venv tiler_venv titiler-xarray "$LAB_DIR/eo/requirements/tiler.txt"
+  lab_stac_schemas stac_schemas "$tiler_venv"
   lab_up_pg
 
   # pgstac schema: only when the API is not up yet (i.e. on a start, not on a no-op re-run).
@@ -93,6 +115,7 @@ lab_up_eo() {
     echo "export TITILER_URL=http://$LAB_HOST:$LAB_PORT_TILER"
     echo "export DATABASE_URL=postgresql://postgres:postgres@$LAB_HOST:$LAB_PORT_PG/pgstac   # trust auth"
     echo "export LAB_PY_READERS=$tiler_venv/bin/python   # xarray, rioxarray, zarr 3.1.x, numpy, s3fs"
+    echo "export LAB_STAC_SCHEMAS=$stac_schemas   # sdists shipping STAC extension schemas (validate_stac.py)"
     lab_env_noproxy
   } >"$LAB_STATE/eo/env.sh"
 }
@@ -117,6 +140,10 @@ lab_check_eo() {
     'import xarray, rioxarray, numpy, zarr; assert zarr.__version__.startswith("3.1."), zarr.__version__'
   lab_check "titiler reads a Zarr written to moto (s3://, no AWS region lookup)" \
     "$LAB_PY_READERS" "$LAB_DIR/eo/zarr_smoke.py"
+  # shellcheck disable=SC2016  # $1/$2 are expanded by the inner bash
+  lab_check "readers: offline STAC schemas for validate_stac.py (sar, sat, projection, storage, timestamps)" \
+    bash -c 'n=$("$1" "$2" --list | grep -cE "/(sar|sat|projection|storage|timestamps)/v[0-9.]+/schema.json") &&
+      ((n >= 5)) && echo "$n extension schemas"' _ "$LAB_PY_READERS" "$LAB_DIR/../support/validate_stac.py"
 }
 
 lab_eo_stac_roundtrip() {
