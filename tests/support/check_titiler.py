@@ -236,7 +236,8 @@ def main() -> int:
                 i, j = max(0, i0 - 8) + int(di), max(0, j0 - 8) + int(dj)
                 want = float(win[di, dj])
                 lon, lat = to_ll.transform(xs[j], ys[i])
-                code, _, body, _ = http_get(base, f"/point/{lon!r},{lat!r}", q, args.timeout)
+                # float(): numpy 2 would print np.float64(...) into the URL
+                code, _, body, _ = http_get(base, f"/point/{float(lon)!r},{float(lat)!r}", q, args.timeout)
                 pj = as_json(body) if code == 200 else None
                 got = (pj or {}).get("values", [None])[0]
                 res["point"] = {"status": code, "pixel": [i, j], "x": xs[j], "y": ys[i],
