@@ -10,21 +10,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::lab_var;
+use common::{lab_var, provisioner as bin};
 use serde_json::Value;
-
-fn bin(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_provisioner"))
-        .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 fn ok_json(args: &[&str]) -> Value {
     let (code, out, err) = bin(args);

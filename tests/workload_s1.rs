@@ -6,9 +6,12 @@
 //! GCPs' positions, no data outside the swath, nodata-aware pyramid means;
 //! and bad input (no GCPs, mismatched polarisations, a truncated chunk).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
+
+use common::provisioner as run;
 
 use provisioner::workload::gcp::Swath;
 use provisioner::workload::geo::Utm;
@@ -18,19 +21,6 @@ use zarrs::array::{Array, ArraySubset};
 use zarrs::filesystem::FilesystemStore;
 
 const ID: &str = "S1A_IW_GRDH_1SDV_20251008T052417_20251008T052442_061325_07A5C1_3F1B";
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_provisioner"))
-        .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 fn synth(dir: &Path, size: &str) -> PathBuf {
     let p = dir.join(format!("{ID}.zarr"));
@@ -202,7 +192,7 @@ fn s1_grd_converts_georeferenced_and_reads_back_with_zarrs() {
     let native = format!("{vv}/measurements/r100m");
     let lv = level(&store, &native);
     assert_eq!(lv.t[0], -lv.t[4], "square pixels");
-    assert!(lv.h % 256 == 0 && lv.w % 256 == 0, "{}×{}", lv.h, lv.w);
+    assert!(lv.h.is_multiple_of(256) && lv.w.is_multiple_of(256), "{}×{}", lv.h, lv.w);
     let (x, _) = read::<f64>(&store, &format!("/{native}/x"));
     let (y, _) = read::<f64>(&store, &format!("/{native}/y"));
     assert!((x[0] - (lv.t[2] + lv.t[0] / 2.0)).abs() < 1e-9 && (y[3] - (lv.t[5] + 3.5 * lv.t[4])).abs() < 1e-9);

@@ -636,8 +636,8 @@ fn coarsen(block: &[u16], wbuf: usize, rows: usize, w: usize, wout: usize) -> Ve
                     }
                 }
             }
-            if cnt > 0 {
-                *o = ((sum + cnt / 2) / cnt).max(1) as u16;
+            if let Some(mean) = (sum + cnt / 2).checked_div(cnt) {
+                *o = mean.max(1) as u16;
             }
         }
     });

@@ -4,7 +4,7 @@
 //! pixel-EDGE based (GDAL/rasterio convention): the origin is the outer corner
 //! of the first pixel, not its centre.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{Result, WorkloadError};
 
@@ -94,19 +94,8 @@ impl Utm {
     /// CF grid-mapping attributes for the `spatial_ref` variable (what xarray,
     /// rioxarray and TiTiler read the CRS from), plus GDAL's `GeoTransform`.
     pub fn cf_attrs(self, t: &Transform) -> Value {
-        let b = A * (1.0 - 1.0 / INV_F);
-        let wkt = self.wkt();
-        json!({
-            "crs_wkt": wkt,
-            "spatial_ref": wkt,
-            "semi_major_axis": A,
-            "semi_minor_axis": b,
-            "inverse_flattening": INV_F,
-            "reference_ellipsoid_name": "WGS 84",
-            "longitude_of_prime_meridian": 0.0,
-            "prime_meridian_name": "Greenwich",
-            "geographic_crs_name": "WGS 84",
-            "horizontal_datum_name": "World Geodetic System 1984",
+        let mut m = wgs84_cf(&self.wkt(), t);
+        m.extend(json_map(json!({
             "projected_crs_name": self.name(),
             "grid_mapping_name": "transverse_mercator",
             "latitude_of_projection_origin": 0.0,
@@ -114,8 +103,8 @@ impl Utm {
             "false_easting": 500_000.0,
             "false_northing": self.false_northing(),
             "scale_factor_at_central_meridian": K0,
-            "GeoTransform": t.gdal(),
-        })
+        })));
+        Value::Object(m)
     }
 
     /// (longitude, latitude) in degrees → (easting, northing), by the Krüger
@@ -216,6 +205,32 @@ const WKT_GEOGCS: &str = concat!(
     r#"AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]"#
 );
 
+/// CF attributes every WGS 84 grid mapping has: the WKT, the ellipsoid and
+/// datum, and GDAL's `GeoTransform`.
+fn wgs84_cf(wkt: &str, t: &Transform) -> Map<String, Value> {
+    json_map(json!({
+        "crs_wkt": wkt,
+        "spatial_ref": wkt,
+        "semi_major_axis": A,
+        "semi_minor_axis": A * (1.0 - 1.0 / INV_F),
+        "inverse_flattening": INV_F,
+        "reference_ellipsoid_name": "WGS 84",
+        "longitude_of_prime_meridian": 0.0,
+        "prime_meridian_name": "Greenwich",
+        "geographic_crs_name": "WGS 84",
+        "horizontal_datum_name": "World Geodetic System 1984",
+        "GeoTransform": t.gdal(),
+    }))
+}
+
+/// The map inside a `json!({...})` literal (always an object).
+fn json_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 /// The CRS of an output grid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Crs {
@@ -276,20 +291,11 @@ impl Crs {
     pub fn cf_attrs(self, t: &Transform) -> Value {
         match self {
             Self::Utm(u) => u.cf_attrs(t),
-            Self::LonLat => json!({
-                "crs_wkt": WKT_GEOGCS,
-                "spatial_ref": WKT_GEOGCS,
-                "semi_major_axis": A,
-                "semi_minor_axis": A * (1.0 - 1.0 / INV_F),
-                "inverse_flattening": INV_F,
-                "reference_ellipsoid_name": "WGS 84",
-                "longitude_of_prime_meridian": 0.0,
-                "prime_meridian_name": "Greenwich",
-                "geographic_crs_name": "WGS 84",
-                "horizontal_datum_name": "World Geodetic System 1984",
-                "grid_mapping_name": "latitude_longitude",
-                "GeoTransform": t.gdal(),
-            }),
+            Self::LonLat => {
+                let mut m = wgs84_cf(WKT_GEOGCS, t);
+                m.insert("grid_mapping_name".into(), json!("latitude_longitude"));
+                Value::Object(m)
+            }
         }
     }
     /// CF attributes of the x and y coordinate variables.

@@ -298,7 +298,7 @@ mod tests {
             assert!(x >= grid.west - 1e-9 && x <= grid.west + grid.width as f64 * grid.res + 1e-9, "lon {x}");
             assert!(y <= grid.north + 1e-9 && y >= grid.north - grid.height as f64 * grid.res - 1e-9, "lat {y}");
         }
-        assert!(grid.width % 16 == 0 && grid.height % 16 == 0);
+        assert!(grid.width.is_multiple_of(16) && grid.height.is_multiple_of(16));
         // GDAL's rule: the footprint's diagonal has the image diagonal's pixel count (less the padding).
         let (w, h) = ((grid.width - 8) as f64, (grid.height - 8) as f64);
         let diag = w.hypot(h) / (lines as f64).hypot(pixels as f64);

@@ -1,10 +1,25 @@
-//! Shared by the lab tests: where the lab's services are. A lab test that does
-//! not find its lab fails loudly; it never skips.
+//! Shared by the tests: running the binary, and where the lab's services are.
+//! A lab test that does not find its lab fails loudly; it never skips.
 
 #![allow(dead_code)]
 
 use provisioner::env::model::S3Location;
 use provisioner::env::secret::SecretRef;
+
+/// Run the provisioner binary (without an ambient `AWS_ENDPOINT_URL`):
+/// exit code, stdout, stderr.
+pub fn provisioner(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provisioner"))
+        .args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
 
 pub fn lab_var(name: &str, component: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
