@@ -55,8 +55,8 @@
 #     prints {"decode_s":..,"encode_s":..,"floor_s":..} (floor_s = decode_s + encode_s).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-# shellcheck source-path=SCRIPTDIR source=../lab/lib.sh
-source tests/lab/lib.sh   # lab_apt, lab_log, lab_die, LAB_CACHE
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source tests/bench/lib.sh   # bin, need_bin, timed, calc, ...; tests/lab/lib.sh: lab_apt, lab_log, lab_die, LAB_CACHE
 
 WORK=${WORK:-/var/tmp/provisioner-bench}
 CHUNKINGS=${CHUNKINGS:-"small real"}
@@ -75,54 +75,6 @@ T_SPEEDUP=20 T_FLOOR=1.5 T_RSS_MIB=1536
 [[ -x /usr/bin/time ]] || lab_apt time
 mkdir -p "$WORK"
 failed=0
-
-# ---------------------------------------------------------------- helpers
-bin=${PROVISIONER_BIN:-target/release/provisioner}
-need_bin() {
-  [[ -z "${built:-}" && -z "${PROVISIONER_BIN:-}" ]] || return 0
-  lab_log "cargo build --release"
-  cargo build --release --quiet
-  built=1
-}
-calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-mib() { calc "$1 / 1024" 0; }                  # KiB -> MiB
-mb() { calc "$1 / 1000000" 1; }                # bytes -> MB
-bytes_of() { du -sb "$1" | cut -f1; }
-objects_of() { find "$1" -type f | wc -l; }
-json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }
-
-# timed LOG CMD... : run CMD with stdout+stderr to LOG; sets T_WALL (s) and T_RSS (KiB,
-# peak of the largest single process). Returns CMD's exit status.
-timed() {
-  local logf=$1 tf rc=0; shift
-  tf=$(mktemp)
-  /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$logf" 2>&1 || rc=$?
-  read -r T_WALL T_RSS < <(tail -n 1 "$tf")
-  rm -f "$tf"
-  return "$rc"
-}
-
-# timed_tree LOG CMD... : like timed, but T_RSS is the peak of the summed RSS of CMD and
-# all its descendants (sampled every 0.2 s), for multi-process runs (dask LocalCluster).
-timed_tree() {
-  local logf=$1 pid rc=0 t0 peak=0 cur; shift
-  t0=$EPOCHREALTIME
-  "$@" >"$logf" 2>&1 &
-  pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    cur=$(ps -e -o pid=,ppid=,rss= | awk -v root="$pid" '
-      { parent[$1] = $2; rss[$1] = $3 }
-      END { for (p in parent) { q = p; while (q != "" && q != 0 && q != root) q = parent[q]
-                                if (q == root) s += rss[p] } print s + 0 }')
-    ((cur > peak)) && peak=$cur
-    sleep 0.2
-  done
-  wait "$pid" || rc=$?
-  T_WALL=$(lab_since "$t0") T_RSS=$peak
-  return "$rc"
-}
 
 # ---------------------------------------------------------------- reference venv + versions
 if ((REF)); then
@@ -145,7 +97,7 @@ bench_one() {
 
   if ((REF)); then
     lab_log "[$label] reference: eopf-geozarr convert-s2-optimized ${REF_ARGS[*]} (threaded scheduler)"
-    if timed "$dir/ref.log" "$ref_py" -m eopf_geozarr convert-s2-optimized "$src" "$dir/ref/$id.zarr" "${REF_ARGS[@]}"; then
+    if timed "$dir/ref.log" "$dir/ref.log" "$ref_py" -m eopf_geozarr convert-s2-optimized "$src" "$dir/ref/$id.zarr" "${REF_ARGS[@]}"; then
       ref_w=$T_WALL ref_r=$(mib "$T_RSS")
       ref_b=$(bytes_of "$dir/ref/$id.zarr") ref_n=$(objects_of "$dir/ref/$id.zarr")
     else
@@ -168,7 +120,7 @@ bench_one() {
     for ((i = 1; i <= ROUNDS; i++)); do
       rm -rf "$dir/ours"
       lab_log "[$label] ours: workload convert (round $i/$ROUNDS)"
-      if ! timed "$dir/ours-$i.log" "$bin" workload convert --source "$src" --dest "$dir/ours" --collection bench; then
+      if ! timed "$dir/ours-$i.log" "$dir/ours-$i.log" "$bin" workload convert --source "$src" --dest "$dir/ours" --collection bench; then
         ok=0; failed=1; lab_log "[$label] ours failed (log: $dir/ours-$i.log)"; tail -n 15 "$dir/ours-$i.log" >&2; break
       fi
       walls+=("$T_WALL")
@@ -181,7 +133,7 @@ bench_one() {
       for ((i = 1; i <= ROUNDS; i++)); do
         lab_log "[$label] codec floor (round $i/$ROUNDS)"
         if f=$("$bin" workload floor --source "$src" --converted "$conv" -o json 2>"$dir/floor.err"); then
-          fl+=("$(json_field floor_s <<<"$f") $(json_field decode_s <<<"$f") $(json_field encode_s <<<"$f")")
+          fl+=("$(json_fields floor_s decode_s encode_s <<<"$f")")
         else
           failed=1; lab_log "[$label] floor failed: $(tail -n 3 "$dir/floor.err")"; break
         fi
@@ -242,18 +194,7 @@ if [[ -n "$SOURCE" ]]; then
 else
   for c in $CHUNKINGS; do
     p="$WORK/src-$c/$ID.zarr"
-    if [[ -f "$p/.zmetadata" ]]; then
-      lab_log "[$c] reusing $p"
-    else
-      rm -rf "$p"
-      mkdir -p "$WORK/src-$c"
-      lab_log "[$c] provisioner workload synth --size full --chunking $c -> $p"
-      t0=$EPOCHREALTIME
-      "$bin" workload synth --out "$p" --size full --chunking "$c" -o json >"$WORK/src-$c/synth.json" ||
-        lab_die "workload synth --chunking $c failed"
-      [[ -f "$p/.zmetadata" ]] || lab_die "workload synth wrote no $p/.zmetadata"
-      lab_log "[$c] synthesised in $(lab_since "$t0") s"
-    fi
+    synth_once "[$c] " "$p" --size full --chunking "$c"
     bench_one "$c" "$p"
   done
 fi

@@ -59,8 +59,8 @@
 #     prints {"decode_s":..,"encode_s":..,"floor_s":..,"source_chunks":..,"output_chunks":..}.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-# shellcheck source-path=SCRIPTDIR source=../lab/lib.sh
-source tests/lab/lib.sh   # lab_apt, lab_log, lab_die, lab_since, LAB_CACHE
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source tests/bench/lib.sh   # bin, need_bin, timed, calc, ...; tests/lab/lib.sh: lab_apt, lab_log, lab_die, lab_since, LAB_CACHE
 
 WORK=${WORK:-/var/tmp/provisioner-bench}
 SIZE=${SIZE:-full}
@@ -84,40 +84,7 @@ mkdir -p "$WORK"
 failed=0
 
 # ---------------------------------------------------------------- helpers
-bin=${PROVISIONER_BIN:-target/release/provisioner}
-need_bin() {
-  [[ -z "${built:-}" && -z "${PROVISIONER_BIN:-}" ]] || return 0
-  lab_log "cargo build --release"
-  cargo build --release --quiet
-  built=1
-}
-calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-mib() { calc "$1 / 1024" 0; }                  # KiB -> MiB
-mb() { calc "$1 / 1000000" 1; }                # bytes -> MB
-bytes_of() { du -sb "$1" | cut -f1; }
-objects_of() { find "$1" -type f | wc -l; }
-# json_fields KEY... < JSON : the values of KEYs on one line ("-" for a missing key)
-json_fields() { python3 -c 'import json,sys; d = json.load(sys.stdin); print(*(d.get(k, "-") for k in sys.argv[1:]))' "$@"; }
-verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }
 num='^[0-9]+([.][0-9]+)?$'
-
-# timed OUT LOG CMD... : run CMD with stdout to OUT and stderr to LOG (both to LOG when OUT is
-# LOG); sets T_WALL (s), T_RSS (KiB, peak of the largest single process) and T_NOTE (e.g.
-# "Command terminated by signal 9"). Returns CMD's exit status.
-timed() {
-  local out=$1 logf=$2 tf rc=0; shift 2
-  tf=$(mktemp)
-  if [[ "$out" == "$logf" ]]; then
-    /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$logf" 2>&1 || rc=$?
-  else
-    /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$out" 2>"$logf" || rc=$?
-  fi
-  read -r T_WALL T_RSS < <(tail -n 1 "$tf")
-  T_NOTE=$(grep -m 1 -i 'terminated' "$tf" || true)
-  rm -f "$tf"
-  return "$rc"
-}
 
 # grd_summary PRODUCT : "<pols> x <h>x<w> <dtype> in <ch>x<cw> chunks (<n> chunks)" from .zmetadata
 grd_summary() {
@@ -223,18 +190,7 @@ if [[ -n "$SOURCE" ]]; then
 else
   label="s1-grd $SIZE"
   src="$WORK/s1-$SIZE/$ID.zarr"
-  if [[ -f "$src/.zmetadata" ]]; then
-    lab_log "reusing $src"
-  else
-    rm -rf "$src"
-    mkdir -p "$WORK/s1-$SIZE"
-    lab_log "provisioner workload synth --product s1-grd --size $SIZE -> $src"
-    t0=$EPOCHREALTIME
-    "$bin" workload synth --product s1-grd --size "$SIZE" --out "$src" -o json >"$WORK/s1-$SIZE/synth.json" ||
-      lab_die "workload synth --product s1-grd --size $SIZE failed"
-    [[ -f "$src/.zmetadata" ]] || lab_die "workload synth wrote no $src/.zmetadata"
-    lab_log "synthesised in $(lab_since "$t0") s"
-  fi
+  synth_once "" "$src" --product s1-grd --size "$SIZE"
 fi
 id=$(basename "$src" .zarr)
 if [[ -n "$SOURCE" ]]; then dir="$WORK/run-s1-given"; else dir="$WORK/run-s1-$SIZE"; fi

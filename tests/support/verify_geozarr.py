@@ -39,15 +39,10 @@ only in three NxN windows (top-left, centre, bottom-right); r60m and the coarse 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 import time
-import traceback
 import warnings
-from contextlib import contextmanager
-from pathlib import Path
 
 warnings.filterwarnings("ignore")  # zarr v3 consolidated / unstable dtype / numpy all-NaN slices
 
@@ -55,9 +50,10 @@ try:
     import numpy as np
     import rioxarray  # noqa: F401  (registers the .rio accessor)
     import xarray as xr
-    import zarr
     from pyproj import CRS
-    from zarr.core.metadata.v3 import ArrayV3Metadata
+
+    from geozarr_checks import (R, InputError, Loc, consolidated_diff, finish, load_inputs, open_output_root,
+                                parse_epsg, root_consolidated, walk_arrays, windows)
 except ImportError as e:  # pragma: no cover
     sys.stderr.write(f"verify_geozarr: missing reader library ({e}); run it with $LAB_PY_READERS\n")
     sys.exit(2)
@@ -77,109 +73,7 @@ REFL = "measurements/reflectance"
 TRANSFORM_ATOL = 1e-6  # metres; all expected numbers are exact multiples of 0.5 m
 
 
-class InputError(Exception):
-    pass
-
-
-# ----------------------------------------------------------------------------------- reporting
-class Report:
-    def __init__(self):
-        self.checks: list[dict] = []
-
-    def add(self, name: str, ok: bool, detail: str = "") -> bool:
-        ok = bool(ok)
-        self.checks.append({"name": name, "ok": ok, "detail": detail})
-        print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f"  -- {detail}" if detail else ""), flush=True)
-        return ok
-
-    @contextmanager
-    def guard(self, name: str):
-        """Turn an unexpected exception inside a block of checks into one failed check."""
-        try:
-            yield
-        except InputError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            tb = traceback.extract_tb(e.__traceback__)[-1]
-            self.add(name, False, f"{type(e).__name__}: {e} (at line {tb.lineno})")
-
-    def summary(self) -> dict:
-        p = sum(c["ok"] for c in self.checks)
-        return {"passed": p, "failed": len(self.checks) - p, "checks": self.checks}
-
-
-R = Report()
-
-
-# ----------------------------------------------------------------------------------- stores
-def s3_options() -> dict:
-    ep = os.environ.get("S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-    if not ep:
-        raise InputError("s3:// path given but neither S3_ENDPOINT_URL nor AWS_ENDPOINT_URL is set "
-                         "(source /var/tmp/provisioner-lab/env.sh); refusing to contact real AWS")
-    return {
-        "endpoint_url": ep,
-        "key": os.environ.get("AWS_ACCESS_KEY_ID"),
-        "secret": os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        "client_kwargs": {"region_name": os.environ.get("AWS_REGION")
-                          or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"},
-    }
-
-
-class Loc:
-    """A Zarr hierarchy root: a zarr store for the readers + raw JSON access + node listing."""
-
-    def __init__(self, url: str):
-        self.url = url.rstrip("/")
-        if self.url.startswith("s3://"):
-            import s3fs
-            so = s3_options()
-            self.fs = s3fs.S3FileSystem(**so)
-            self.base = self.url[len("s3://"):]
-            self.store = zarr.storage.FsspecStore.from_url(self.url, storage_options=so, read_only=True)
-        elif "://" in self.url:
-            raise InputError(f"unsupported URL scheme: {url} (use a local path or s3://)")
-        else:
-            self.fs = None
-            self.base = str(Path(self.url).resolve())
-            self.store = zarr.storage.LocalStore(self.base, read_only=True)
-
-    def exists(self, key: str) -> bool:
-        if self.fs is None:
-            return Path(self.base, key).is_file()
-        return self.fs.exists(f"{self.base}/{key}")
-
-    def read_json(self, key: str) -> dict:
-        if self.fs is None:
-            return json.loads(Path(self.base, key).read_bytes())
-        return json.loads(self.fs.cat_file(f"{self.base}/{key}"))
-
-    def metadata_nodes(self) -> list[str]:
-        """Relative paths of every node (directory holding a zarr.json), root excluded."""
-        if self.fs is None:
-            return sorted(str(p.parent.relative_to(self.base)) for p in Path(self.base).rglob("zarr.json")
-                          if p.parent != Path(self.base))
-        out = []
-        for k in self.fs.find(self.base):
-            if k.endswith("/zarr.json"):
-                rel = k[len(self.base):].strip("/")[: -len("zarr.json")].strip("/")
-                if rel:
-                    out.append(rel)
-        return sorted(out)
-
-
 # ----------------------------------------------------------------------------------- helpers
-def parse_epsg(v) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    s = str(v).strip().upper()
-    if s.startswith("EPSG:"):
-        s = s[5:]
-    return int(s) if s.isdigit() else None
-
-
 def source_epsg(src) -> tuple[int, str]:
     om = src.attrs.get("other_metadata") or {}
     for k in ("horizontal_CRS_code", "horizontal_crs_code"):
@@ -285,19 +179,6 @@ def raw_equal(got: np.ndarray, exp: np.ndarray) -> str | None:
         return None
     i = np.argwhere(np.asarray(bad))[0] if np.ndim(bad) else ()
     return f"{int(np.sum(bad))} differing elements; first at {tuple(int(k) for k in i)}"
-
-
-def windows(h: int, w: int, n: int) -> list[tuple[slice, slice]]:
-    """Full array, or three n x n windows: top-left, centre, bottom-right."""
-    if n <= 0 or (n >= h and n >= w):
-        return [(slice(0, h), slice(0, w))]
-    nh, nw = min(n, h), min(n, w)
-    out = []
-    for r0, c0 in ((0, 0), ((h - nh) // 2, (w - nw) // 2), (h - nh, w - nw)):
-        win = (slice(r0, r0 + nh), slice(c0, c0 + nw))
-        if win not in out:
-            out.append(win)
-    return out
 
 
 def stripes(h: int, rows: int):
@@ -427,45 +308,20 @@ def open_level_checked(out: Loc, group: str, label: str) -> xr.Dataset | None:
 
 def check_store(out: Loc):
     name = "store"
-    root = out.read_json("zarr.json")
-    R.add(f"{name}: root zarr.json is a Zarr v3 group",
-          root.get("zarr_format") == 3 and root.get("node_type") == "group",
-          f"zarr_format={root.get('zarr_format')} node_type={root.get('node_type')}")
-    cm = root.get("consolidated_metadata")
-    if not R.add(f"{name}: root has inline consolidated metadata",
-                 isinstance(cm, dict) and cm.get("kind") == "inline" and isinstance(cm.get("metadata"), dict),
-                 "" if cm else "consolidated_metadata missing in root zarr.json"):
+    cons = root_consolidated(out)
+    if cons is None:
         return
-    cons = cm["metadata"]
     with R.guard(f"{name}: consolidated metadata vs storage"):
         disk = out.metadata_nodes()
-        missing = sorted(set(disk) - set(cons))
-        extra = sorted(set(cons) - set(disk))
+        missing, extra, stale = consolidated_diff(out, disk, cons)
         R.add(f"{name}: consolidated metadata lists every node on storage",
               not missing and not extra,
               f"{len(disk)} nodes" + (f"; not consolidated: {missing[:8]}" if missing else "")
               + (f"; consolidated but absent: {extra[:8]}" if extra else ""))
-        stale = []
-        for key in sorted(set(disk) & set(cons)):
-            if canon(out.read_json(f"{key}/zarr.json")) != canon(cons[key]):
-                stale.append(key)
         R.add(f"{name}: consolidated metadata equals every node's zarr.json", not stale,
               f"stale: {stale[:8]}" if stale else f"{len(disk)} nodes compared")
         ql = [k for k in disk if "quicklook" in k]
         R.add(f"{name}: no /quality/*quicklook* groups", not ql, f"found {ql[:4]}" if ql else "")
-
-
-def canon(meta: dict) -> str:
-    m = {k: v for k, v in meta.items() if k != "consolidated_metadata"}
-    if m.get("node_type") == "array":
-        try:
-            m = ArrayV3Metadata.from_dict(dict(m)).to_dict()
-        except Exception:  # noqa: BLE001  (compare raw JSON then)
-            pass
-    else:
-        m = {"node_type": m.get("node_type"), "zarr_format": m.get("zarr_format"),
-             "attributes": m.get("attributes") or {}}
-    return json.dumps(m, sort_keys=True, default=str)
 
 
 def check_level_metadata(lvl: str, ds: xr.Dataset, zg, grid: Grid, epsg: int, expected_vars: list[str],
@@ -783,15 +639,7 @@ def check_conditions(out_root, src):
     if "conditions" not in src:
         R.add("conditions: source has /conditions", True, "none in source, nothing to check")
         return
-    arrays = []
-
-    def walk(g, prefix):
-        for n, a in g.arrays():
-            arrays.append((f"{prefix}/{n}", a))
-        for n, c in g.groups():
-            walk(c, f"{prefix}/{n}")
-
-    walk(src["conditions"], "conditions")
+    arrays = list(walk_arrays(src["conditions"], "conditions"))
     meta_bad, per_dtype = [], {}
     for path, sa in arrays:
         if path not in out_root:
@@ -831,16 +679,7 @@ def main() -> int:
     args = ap.parse_args()
     t0 = time.monotonic()
 
-    try:
-        for what, u in (("source", args.source), ("output", args.output)):
-            if "://" not in u and not Path(u).is_dir():
-                raise InputError(f"{what} {u}: no such directory")
-        src_loc, out_loc = Loc(args.source), Loc(args.output)
-        if not src_loc.exists(".zmetadata"):
-            raise InputError(f"source {args.source}: no .zmetadata (not a consolidated Zarr v2 product?)")
-        if not out_loc.exists("zarr.json"):
-            raise InputError(f"output {args.output}: no zarr.json at the root (not a Zarr v3 store?)")
-        src = zarr.open_consolidated(src_loc.store, zarr_format=2, mode="r")
+    def source_grids(src):
         if f"{REFL}/r10m" not in src:
             raise InputError(f"source {args.source}: no /{REFL}/r10m group")
         epsg, epsg_from = source_epsg(src)
@@ -850,12 +689,12 @@ def main() -> int:
                 raise InputError(f"source {args.source}: no /{REFL}/{lvl} group")
             g = src[f"{REFL}/{lvl}"]
             src_grids[lvl] = grid_from_coords(g["x"][...], g["y"][...], f"source {lvl}")
-    except InputError as e:
-        sys.stderr.write(f"verify_geozarr: {e}\n")
+        return epsg, epsg_from, src_grids
+
+    inputs = load_inputs("verify_geozarr", args.source, args.output, source_grids)
+    if inputs is None:
         return 2
-    except Exception as e:  # noqa: BLE001
-        sys.stderr.write(f"verify_geozarr: cannot read inputs: {type(e).__name__}: {e}\n")
-        return 2
+    src_loc, out_loc, src, (epsg, epsg_from, src_grids) = inputs
 
     print(f"# source {args.source} (EPSG:{epsg} from {epsg_from}); output {args.output}; "
           f"level-sample {args.level_sample or 'full'}", flush=True)
@@ -876,11 +715,7 @@ def main() -> int:
         check_store(out_loc)
     print(f"#   store metadata checked in {time.monotonic() - tl:.1f} s", flush=True)
 
-    try:
-        out_root = zarr.open_consolidated(out_loc.store, mode="r", zarr_format=3)
-    except Exception as e:  # noqa: BLE001
-        R.add("store: open root with consolidated metadata (zarr-python)", False, f"{type(e).__name__}: {e}")
-        out_root = zarr.open_group(out_loc.store, mode="r", zarr_format=3)
+    out_root = open_output_root(out_loc)
 
     # expected variables per level
     src_bands = {lvl: band_names(src[f"{REFL}/{lvl}"]) for lvl in NATIVE}
@@ -926,10 +761,7 @@ def main() -> int:
         check_conditions(out_root, src)
     print(f"#   conditions checked in {time.monotonic() - tl:.1f} s", flush=True)
 
-    s = R.summary()
-    print(f"# {s['passed']} passed, {s['failed']} failed in {time.monotonic() - t0:.1f} s", flush=True)
-    print(json.dumps(s, default=str))
-    return 0 if s["failed"] == 0 else 1
+    return finish(t0)
 
 
 if __name__ == "__main__":

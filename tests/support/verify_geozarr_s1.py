@@ -52,16 +52,11 @@ exit 1 if any check failed, 2 if an input is missing or unreadable):
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import re
 import sys
 import time
-import traceback
 import warnings
-from contextlib import contextmanager
-from pathlib import Path
 
 warnings.filterwarnings("ignore")  # zarr v3 consolidated / unstable dtype warnings
 
@@ -69,9 +64,10 @@ try:
     import numpy as np
     import rioxarray  # noqa: F401  (registers the .rio accessor)
     import xarray as xr
-    import zarr
     from pyproj import CRS, Transformer
-    from zarr.core.metadata.v3 import ArrayV3Metadata
+
+    from geozarr_checks import (R, InputError, Loc, consolidated_diff, finish, load_inputs, open_output_root,
+                                parse_epsg, root_consolidated, walk_arrays, windows)
 except ImportError as e:  # pragma: no cover
     sys.stderr.write(f"verify_geozarr_s1: missing reader library ({e}); run it with $LAB_PY_READERS\n")
     sys.exit(2)
@@ -83,97 +79,6 @@ MARGIN_PX = 2       # footprint margin (output pixels) for the outside/inside ch
 FULL_PX = 64_000_000  # read whole levels up to this many pixels
 FOOTPRINT_PX = 8_000_000  # footprint tests on at most this many (strided) pixels
 LEVEL_RE = re.compile(r"^r(\d+(?:\.\d+)?)(m|km)$")
-
-
-class InputError(Exception):
-    pass
-
-
-# ----------------------------------------------------------------------------------- reporting
-class Report:
-    def __init__(self):
-        self.checks: list[dict] = []
-
-    def add(self, name: str, ok: bool, detail: str = "") -> bool:
-        ok = bool(ok)
-        self.checks.append({"name": name, "ok": ok, "detail": detail})
-        print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f"  -- {detail}" if detail else ""), flush=True)
-        return ok
-
-    @contextmanager
-    def guard(self, name: str):
-        """Turn an unexpected exception inside a block of checks into one failed check."""
-        try:
-            yield
-        except InputError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            tb = traceback.extract_tb(e.__traceback__)[-1]
-            self.add(name, False, f"{type(e).__name__}: {e} (at line {tb.lineno})")
-
-    def summary(self) -> dict:
-        p = sum(c["ok"] for c in self.checks)
-        return {"passed": p, "failed": len(self.checks) - p, "checks": self.checks}
-
-
-R = Report()
-
-
-# ----------------------------------------------------------------------------------- stores
-def s3_options() -> dict:
-    ep = os.environ.get("S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-    if not ep:
-        raise InputError("s3:// path given but neither S3_ENDPOINT_URL nor AWS_ENDPOINT_URL is set "
-                         "(source /var/tmp/provisioner-lab/env.sh); refusing to contact real AWS")
-    return {
-        "endpoint_url": ep,
-        "key": os.environ.get("AWS_ACCESS_KEY_ID"),
-        "secret": os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        "client_kwargs": {"region_name": os.environ.get("AWS_REGION")
-                          or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"},
-    }
-
-
-class Loc:
-    """A Zarr hierarchy root: a zarr store for the readers + raw JSON access + node listing."""
-
-    def __init__(self, url: str):
-        self.url = url.rstrip("/")
-        if self.url.startswith("s3://"):
-            import s3fs
-            so = s3_options()
-            self.fs = s3fs.S3FileSystem(**so)
-            self.base = self.url[len("s3://"):]
-            self.store = zarr.storage.FsspecStore.from_url(self.url, storage_options=so, read_only=True)
-        elif "://" in self.url:
-            raise InputError(f"unsupported URL scheme: {url} (use a local path or s3://)")
-        else:
-            self.fs = None
-            self.base = str(Path(self.url).resolve())
-            self.store = zarr.storage.LocalStore(self.base, read_only=True)
-
-    def exists(self, key: str) -> bool:
-        if self.fs is None:
-            return Path(self.base, key).is_file()
-        return self.fs.exists(f"{self.base}/{key}")
-
-    def read_json(self, key: str) -> dict:
-        if self.fs is None:
-            return json.loads(Path(self.base, key).read_bytes())
-        return json.loads(self.fs.cat_file(f"{self.base}/{key}"))
-
-    def metadata_nodes(self) -> list[str]:
-        """Relative paths of every node (directory holding a zarr.json), root excluded."""
-        if self.fs is None:
-            return sorted(str(p.parent.relative_to(self.base)) for p in Path(self.base).rglob("zarr.json")
-                          if p.parent != Path(self.base))
-        out = []
-        for k in self.fs.find(self.base):
-            if k.endswith("/zarr.json"):
-                rel = k[len(self.base):].strip("/")[: -len("zarr.json")].strip("/")
-                if rel:
-                    out.append(rel)
-        return sorted(out)
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -195,33 +100,11 @@ def fmt_t(t) -> str:
     return "[" + ", ".join(f"{float(v):.15g}" for v in list(t)[:6]) + "]"
 
 
-def parse_epsg(v) -> int | None:
-    if v is None:
-        return None
-    s = str(v).strip().upper()
-    if s.startswith("EPSG:"):
-        s = s[5:]
-    return int(s) if s.isdigit() else None
-
-
 def nominal_metres(name: str) -> float | None:
     m = LEVEL_RE.match(name)
     if not m:
         return None
     return float(m.group(1)) * (1000.0 if m.group(2) == "km" else 1.0)
-
-
-def windows(h: int, w: int, n: int) -> list[tuple[slice, slice]]:
-    """Full array, or three n x n windows: top-left, centre, bottom-right."""
-    if n <= 0 or (n >= h and n >= w):
-        return [(slice(0, h), slice(0, w))]
-    nh, nw = min(n, h), min(n, w)
-    out = []
-    for r0, c0 in ((0, 0), ((h - nh) // 2, (w - nw) // 2), (h - nh, w - nw)):
-        win = (slice(r0, r0 + nh), slice(c0, c0 + nw))
-        if win not in out:
-            out.append(win)
-    return out
 
 
 def expected_coarse(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -294,39 +177,16 @@ class Level:
 
 # ----------------------------------------------------------------------------------- checks
 def check_store(out: Loc):
-    root = out.read_json("zarr.json")
-    R.add("store: root zarr.json is a Zarr v3 group",
-          root.get("zarr_format") == 3 and root.get("node_type") == "group",
-          f"zarr_format={root.get('zarr_format')} node_type={root.get('node_type')}")
-    cm = root.get("consolidated_metadata")
-    if not R.add("store: root has inline consolidated metadata",
-                 isinstance(cm, dict) and cm.get("kind") == "inline" and isinstance(cm.get("metadata"), dict),
-                 "" if cm else "consolidated_metadata missing in root zarr.json"):
+    cons = root_consolidated(out)
+    if cons is None:
         return
     disk = out.metadata_nodes()
-    cons = cm["metadata"]
-    missing = sorted(set(disk) - set(cons))
-    extra = sorted(set(cons) - set(disk))
+    missing, extra, stale = consolidated_diff(out, disk, cons)
     R.add("store: consolidated metadata lists exactly the nodes on storage", not missing and not extra,
           f"{len(disk)} nodes" + (f"; not consolidated: {missing[:6]}" if missing else "")
           + (f"; consolidated but absent: {extra[:6]}" if extra else ""))
-    stale = [k for k in sorted(set(disk) & set(cons))
-             if canon(out.read_json(f"{k}/zarr.json")) != canon(cons[k])]
     R.add("store: consolidated metadata equals every node's zarr.json", not stale,
           f"stale: {stale[:6]}" if stale else f"{len(set(disk) & set(cons))} nodes compared")
-
-
-def canon(meta: dict) -> str:
-    m = {k: v for k, v in meta.items() if k != "consolidated_metadata"}
-    if m.get("node_type") == "array":
-        try:
-            m = ArrayV3Metadata.from_dict(dict(m)).to_dict()
-        except Exception:  # noqa: BLE001  (compare raw JSON then)
-            pass
-    else:
-        m = {"node_type": m.get("node_type"), "zarr_format": m.get("zarr_format"),
-             "attributes": m.get("attributes") or {}}
-    return json.dumps(m, sort_keys=True, default=str)
 
 
 def source_pols(src) -> dict[str, str]:
@@ -664,13 +524,6 @@ def check_coarse(pol: str, lvl: Level, parent: Level, og, pg, sample: int):
         R.add(p, err is None, err or f"{scope}: {n} px ({nz} nonzero) equal")
 
 
-def walk_arrays(g, prefix: str):
-    for n, a in g.arrays():
-        yield f"{prefix}/{n}", a
-    for n, c in g.groups():
-        yield from walk_arrays(c, f"{prefix}/{n}")
-
-
 def check_copied(pol: str, sg, og, what: str):
     p = f"{pol}/{what}"
     if what not in sg:
@@ -716,38 +569,25 @@ def main() -> int:
     t0 = time.monotonic()
     epsg = args.crs_epsg
 
-    try:
-        for what, u in (("source", args.source), ("output", args.output)):
-            if "://" not in u and not Path(u).is_dir():
-                raise InputError(f"{what} {u}: no such directory")
-        src_loc, out_loc = Loc(args.source), Loc(args.output)
-        if not src_loc.exists(".zmetadata"):
-            raise InputError(f"source {args.source}: no .zmetadata (not a consolidated Zarr v2 product?)")
-        if not out_loc.exists("zarr.json"):
-            raise InputError(f"output {args.output}: no zarr.json at the root (not a Zarr v3 store?)")
-        src = zarr.open_consolidated(src_loc.store, zarr_format=2, mode="r")
+    def source_grd(src):
         pols = source_pols(src)
         if not pols:
             raise InputError(f"source {args.source}: no <pol>/measurements/grd group (not an S1 GRD product?)")
         ctr = None if epsg == 4326 else Transformer.from_crs(4326, epsg, always_xy=True)
         CRS.from_epsg(epsg)
-    except InputError as e:
-        sys.stderr.write(f"verify_geozarr_s1: {e}\n")
+        return pols, ctr
+
+    inputs = load_inputs("verify_geozarr_s1", args.source, args.output, source_grd)
+    if inputs is None:
         return 2
-    except Exception as e:  # noqa: BLE001
-        sys.stderr.write(f"verify_geozarr_s1: cannot read inputs: {type(e).__name__}: {e}\n")
-        return 2
+    src_loc, out_loc, src, (pols, ctr) = inputs
 
     print(f"# source {args.source} ({', '.join(f'{k}={v}' for k, v in sorted(pols.items()))}); "
           f"output {args.output}; expected EPSG:{epsg}; level-sample {args.level_sample or 'full'}", flush=True)
 
     with R.guard("store: metadata"):
         check_store(out_loc)
-    try:
-        out_root = zarr.open_consolidated(out_loc.store, mode="r", zarr_format=3)
-    except Exception as e:  # noqa: BLE001
-        R.add("store: open root with consolidated metadata (zarr-python)", False, f"{type(e).__name__}: {e}")
-        out_root = zarr.open_group(out_loc.store, mode="r", zarr_format=3)
+    out_root = open_output_root(out_loc)
     out_groups = sorted(n for n, _ in out_root.groups())
     R.add("store: output root groups == source polarisation groups", out_groups == sorted(pols.values()),
           f"output {out_groups}")
@@ -801,11 +641,7 @@ def main() -> int:
                 check_copied(pol, sg, og, what)
         print(f"#   {pol} checked in {time.monotonic() - tp:.1f} s", flush=True)
 
-    s = R.summary()
-    s["gcps_compared"] = {k: {"compared": v[0], "total": v[1]} for k, v in gcp_counts.items()}
-    print(f"# {s['passed']} passed, {s['failed']} failed in {time.monotonic() - t0:.1f} s", flush=True)
-    print(json.dumps(s, default=str))
-    return 0 if s["failed"] == 0 else 1
+    return finish(t0, gcps_compared={k: {"compared": v[0], "total": v[1]} for k, v in gcp_counts.items()})
 
 
 if __name__ == "__main__":
