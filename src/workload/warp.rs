@@ -201,7 +201,8 @@ pub fn sample(m: &TileMap, src: &Source<'_>) -> Vec<u16> {
     let mut out = Vec::with_capacity((m.rows * m.cols) as usize);
     let nc = m.lat_c.len();
     let lerp = |a: (f64, f64), b: (f64, f64), t: f64| (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
-    let (lmax, pmax) = ((src.lines - 1) as f64, (src.pixels - 1) as f64);
+    // Both neighbours inside on each axis: position < n - 1.
+    let (lmax, pmax) = (((src.lines - 1) as i64) << FRAC, ((src.pixels - 1) as i64) << FRAC);
     // The pair of source rows last used: the line changes only every few pixels.
     let mut pair: (usize, &[u16], &[u16]) = (usize::MAX, &[], &[]);
     for r in 0..m.rows {
@@ -214,35 +215,65 @@ pub fn sample(m: &TileMap, src: &Source<'_>) -> Vec<u16> {
             let step = ((b.0 - a.0) / span, (b.1 - a.1) / span);
             let end = if j == nc - 2 { m.cols } else { m.lat_c[j + 1] };
             let t0 = (c - m.lat_c[j]) as f64;
-            let (mut l, mut p) = (a.0 + step.0 * t0, a.1 + step.1 * t0);
+            let (l, p) = (a.0 + step.0 * t0, a.1 + step.1 * t0);
+            let last = (end - c) as f64;
+            let finite = [l, p, l + step.0 * last, p + step.1 * last].iter().all(|v| v.is_finite());
+            if !finite {
+                // No inverse somewhere on the segment: the careful path, pixel by pixel.
+                let (mut l, mut p) = (l, p);
+                while c < end {
+                    out.push(sample_edge(l, p, src));
+                    l += step.0;
+                    p += step.1;
+                    c += 1;
+                }
+                continue;
+            }
+            // Fixed point (16 fractional bits): positions advance by integer
+            // steps (≤ 64 × 2⁻¹⁷ px of drift per segment) and the weights are
+            // integers, so the common case is loads, multiplies and shifts.
+            let (mut lf, mut pf) = (fixed(l), fixed(p));
+            let (dl, dp) = (fixed(step.0), fixed(step.1));
             while c < end {
-                // Fast path: both neighbours inside on each axis (truncation is the floor).
-                let v = if l >= 0.0 && p >= 0.0 && l < lmax && p < pmax {
-                    let (li, pi) = (l as usize, p as usize);
+                let v = if lf >= 0 && pf >= 0 && lf < lmax && pf < pmax {
+                    let (li, pi) = ((lf >> FRAC) as usize, (pf >> FRAC) as usize);
                     if pair.0 != li {
                         pair = (li, src.row(li), src.row(li + 1));
                     }
                     let (v00, v01, v10, v11) = (pair.1[pi], pair.1[pi + 1], pair.2[pi], pair.2[pi + 1]);
                     if v00 != NODATA && v01 != NODATA && v10 != NODATA && v11 != NODATA {
-                        let (tl, tp) = ((l - li as f64) as f32, (p - pi as f64) as f32);
-                        let top = f32::from(v00) + (f32::from(v01) - f32::from(v00)) * tp;
-                        let bot = f32::from(v10) + (f32::from(v11) - f32::from(v10)) * tp;
-                        // Every neighbour is ≥ 1, so the mean is too: never no-data.
-                        (top + (bot - top) * tl + 0.5) as u16
+                        let (tl, tp) = ((lf & (ONE - 1)) as u64, (pf & (ONE - 1)) as u64);
+                        let one = ONE as u64;
+                        let top = u64::from(v00) * (one - tp) + u64::from(v01) * tp;
+                        let bot = u64::from(v10) * (one - tp) + u64::from(v11) * tp;
+                        // Every neighbour is ≥ 1, so the rounded mean is too: never no-data.
+                        ((top * (one - tl) + bot * tl + (1 << (2 * FRAC - 1))) >> (2 * FRAC)) as u16
                     } else {
-                        sample_edge(l, p, src)
+                        sample_edge(unfixed(lf), unfixed(pf), src)
                     }
                 } else {
-                    sample_edge(l, p, src)
+                    sample_edge(unfixed(lf), unfixed(pf), src)
                 };
                 out.push(v);
-                l += step.0;
-                p += step.1;
+                lf += dl;
+                pf += dp;
                 c += 1;
             }
         }
     }
     out
+}
+
+/// Fractional bits of the fixed-point positions.
+const FRAC: u32 = 16;
+const ONE: i64 = 1 << FRAC;
+
+fn fixed(v: f64) -> i64 {
+    (v * ONE as f64).round() as i64
+}
+
+fn unfixed(v: i64) -> f64 {
+    v as f64 / ONE as f64
 }
 
 /// The general case: image edges, neighbours without data, outside the image.
