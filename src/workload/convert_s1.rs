@@ -22,7 +22,6 @@
 //! - the root `zarr.json` is written last: a failed run leaves no complete store.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
@@ -154,68 +153,13 @@ fn read_gcps(p: &Product, group: &str) -> Result<Option<GcpGrid>> {
         ));
     }
     let grid = GcpGrid::new(
-        read_f64(p, line)?,
-        read_f64(p, pixel)?,
-        read_f64(p, lon)?,
-        read_f64(p, lat)?,
+        p.read_f64(line)?,
+        p.read_f64(pixel)?,
+        p.read_f64(lon)?,
+        p.read_f64(lat)?,
     )
     .map_err(|e| WorkloadError::product(&what, e.to_string()))?;
     Ok(Some(grid))
-}
-
-/// A small (≤ 2-D) numeric array as f64, row-major.
-fn read_f64(p: &Product, a: &ArrayV2) -> Result<Vec<f64>> {
-    let shape: Vec<usize> = a.shape.iter().map(|&v| v as usize).collect();
-    let (h, w) = match shape.as_slice() {
-        [n] => (1, *n),
-        [h, w] => (*h, *w),
-        _ => {
-            return Err(WorkloadError::product(
-                p.reader.describe(&a.path),
-                format!("shape {:?}; expected 1-D or 2-D", a.shape),
-            ));
-        }
-    };
-    let chunks: Vec<usize> = a.chunks.iter().map(|&v| v as usize).collect();
-    let (ch, cw) = if chunks.len() == 1 { (1, chunks[0]) } else { (chunks[0], chunks[1]) };
-    let size = a.dtype.size();
-    let mut out = vec![0f64; h * w];
-    for idx in a.chunk_indices() {
-        let raw = p.chunk(a, &idx)?;
-        let (y0, x0) = if idx.len() == 1 { (0, idx[0] as usize * cw) } else { (idx[0] as usize * ch, idx[1] as usize * cw) };
-        for r in 0..ch.min(h - y0) {
-            for c in 0..cw.min(w - x0) {
-                let b = &raw[(r * cw + c) * size..(r * cw + c + 1) * size];
-                out[(y0 + r) * w + x0 + c] = number(a.dtype, b).ok_or_else(|| {
-                    WorkloadError::product(
-                        p.reader.describe(&a.path),
-                        format!("{:?} is not a numeric type", a.dtype),
-                    )
-                })?;
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// One little-endian element as f64.
-fn number(d: Dtype, b: &[u8]) -> Option<f64> {
-    let a8 = |b: &[u8]| <[u8; 8]>::try_from(b).ok();
-    let a4 = |b: &[u8]| <[u8; 4]>::try_from(b).ok();
-    let a2 = |b: &[u8]| <[u8; 2]>::try_from(b).ok();
-    Some(match d {
-        Dtype::F8 => f64::from_le_bytes(a8(b)?),
-        Dtype::F4 => f64::from(f32::from_le_bytes(a4(b)?)),
-        Dtype::I8 => i64::from_le_bytes(a8(b)?) as f64,
-        Dtype::U8 => u64::from_le_bytes(a8(b)?) as f64,
-        Dtype::I4 => f64::from(i32::from_le_bytes(a4(b)?)),
-        Dtype::U4 => f64::from(u32::from_le_bytes(a4(b)?)),
-        Dtype::I2 => f64::from(i16::from_le_bytes(a2(b)?)),
-        Dtype::U2 => f64::from(u16::from_le_bytes(a2(b)?)),
-        Dtype::I1 => f64::from(*b.first()? as i8),
-        Dtype::U1 => f64::from(*b.first()?),
-        Dtype::Bool | Dtype::Utf32(_) => return None,
-    })
 }
 
 /// The source's ground spacing along range in metres: the median over the
@@ -254,24 +198,17 @@ struct LevelShape {
 /// at least `MIN_LEVEL`.
 fn level_shapes(grid: &Grid, spacing: f64) -> Vec<LevelShape> {
     let nominal = (spacing.round() as u64).max(1);
-    let mut out = vec![LevelShape {
-        name: format!("r{nominal}m"),
-        h: grid.height,
-        w: grid.width,
-        t: grid.transform(),
-    }];
-    loop {
-        let k = out.len() as u32;
-        let Some(last) = out.last() else { break };
-        let (h, w) = (last.h.div_ceil(2), last.w.div_ceil(2));
-        if h.min(w) < MIN_LEVEL {
+    let mut out = Vec::new();
+    for k in 0.. {
+        let g = grid.coarsen(1 << k);
+        if k > 0 && g.height.min(g.width) < MIN_LEVEL {
             break;
         }
         out.push(LevelShape {
             name: format!("r{}m", nominal << k),
-            h,
-            w,
-            t: grid.transform().coarsen(f64::from(1u32 << k)),
+            h: g.height,
+            w: g.width,
+            t: g.transform(),
         });
     }
     out
@@ -411,7 +348,7 @@ fn write_grd_meta(
 
 /// Decoded rows of source chunks, by chunk-row index: each `chunk_lines ×
 /// pixels`, full width.
-type ChunkRows = BTreeMap<u64, Arc<Vec<u16>>>;
+type ChunkRows = BTreeMap<u64, Vec<u16>>;
 
 /// Warp one polarisation band by band, feeding the pyramid as it goes.
 #[allow(clippy::too_many_arguments)]
@@ -449,17 +386,17 @@ fn warp_polarisation(
     };
     let mut cache: ChunkRows = BTreeMap::new();
     let mut maps = maps_for(0);
+    let mut need = rows_needed(&maps);
     let bands = grid.height / inner;
     let n = inner as usize;
     let width = grid.width as usize;
     for b in 0..bands {
-        let need = rows_needed(&maps);
         tracing::debug!(band = b, ?need, "band");
         let mut band = vec![NODATA; n * width];
         if let Some((r0, r1)) = need {
             let missing: Vec<u64> = (r0..=r1).filter(|r| !cache.contains_key(r)).collect();
             for r in missing {
-                cache.insert(r, Arc::new(load_row(p, a, r)?));
+                cache.insert(r, load_row(p, a, r)?);
             }
             // One slice per source line the band may touch: sampling indexes
             // it directly, with no division by the chunk height per pixel.
@@ -485,10 +422,10 @@ fn warp_polarisation(
             }
         }
         push_rows(&mut outs, band, inner, sink, &enc)?;
-        let next = if b + 1 < bands { maps_for(b + 1) } else { Vec::new() };
-        let keep = rows_needed(&next);
-        cache.retain(|r, _| keep.is_some_and(|(k0, k1)| (k0..=k1).contains(r)));
-        maps = next;
+        // The next band's rows stay; the rest is done with.
+        maps = if b + 1 < bands { maps_for(b + 1) } else { Vec::new() };
+        need = rows_needed(&maps);
+        cache.retain(|r, _| need.is_some_and(|(k0, k1)| (k0..=k1).contains(r)));
         bar.inc(1);
     }
     flush(&mut outs, sink, &enc)

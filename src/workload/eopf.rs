@@ -455,32 +455,69 @@ impl Product {
     /// A 1-D coordinate as f64 (x/y are int64 pixel centres in EOPF).
     pub fn coord(&self, path: &str) -> Result<Vec<f64>> {
         let a = self.array(path)?;
-        let bytes = self.read_all(a)?;
-        Ok(match a.dtype {
-            Dtype::I8 => bytes
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default()) as f64)
-                .collect(),
-            Dtype::F8 => bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or_default()))
-                .collect(),
-            Dtype::I4 => bytes
-                .chunks_exact(4)
-                .map(|b| f64::from(i32::from_le_bytes(b.try_into().unwrap_or_default())))
-                .collect(),
-            Dtype::F4 => bytes
-                .chunks_exact(4)
-                .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap_or_default())))
-                .collect(),
-            other => {
+        match a.dtype {
+            Dtype::I8 | Dtype::F8 | Dtype::I4 | Dtype::F4 => self.read_f64(a),
+            other => Err(WorkloadError::product(
+                self.reader.describe(path),
+                format!("coordinate of type {other:?}; expected int64 or float"),
+            )),
+        }
+    }
+
+    /// A small (≤ 2-D) numeric array as f64, row-major.
+    pub fn read_f64(&self, a: &ArrayV2) -> Result<Vec<f64>> {
+        let shape: Vec<usize> = a.shape.iter().map(|&v| v as usize).collect();
+        let (h, w) = match shape.as_slice() {
+            [n] => (1, *n),
+            [h, w] => (*h, *w),
+            _ => {
                 return Err(WorkloadError::product(
-                    self.reader.describe(path),
-                    format!("coordinate of type {other:?}; expected int64 or float"),
+                    self.reader.describe(&a.path),
+                    format!("shape {:?}; expected 1-D or 2-D", a.shape),
                 ));
             }
-        })
+        };
+        let chunks: Vec<usize> = a.chunks.iter().map(|&v| v as usize).collect();
+        let (ch, cw) = if chunks.len() == 1 { (1, chunks[0]) } else { (chunks[0], chunks[1]) };
+        let size = a.dtype.size();
+        let mut out = vec![0f64; h * w];
+        for idx in a.chunk_indices() {
+            let raw = self.chunk(a, &idx)?;
+            let (y0, x0) = if idx.len() == 1 { (0, idx[0] as usize * cw) } else { (idx[0] as usize * ch, idx[1] as usize * cw) };
+            for r in 0..ch.min(h - y0) {
+                for c in 0..cw.min(w - x0) {
+                    let b = &raw[(r * cw + c) * size..(r * cw + c + 1) * size];
+                    out[(y0 + r) * w + x0 + c] = number(a.dtype, b).ok_or_else(|| {
+                        WorkloadError::product(
+                            self.reader.describe(&a.path),
+                            format!("{:?} is not a numeric type", a.dtype),
+                        )
+                    })?;
+                }
+            }
+        }
+        Ok(out)
     }
+}
+
+/// One little-endian element as f64.
+fn number(d: Dtype, b: &[u8]) -> Option<f64> {
+    let a8 = |b: &[u8]| <[u8; 8]>::try_from(b).ok();
+    let a4 = |b: &[u8]| <[u8; 4]>::try_from(b).ok();
+    let a2 = |b: &[u8]| <[u8; 2]>::try_from(b).ok();
+    Some(match d {
+        Dtype::F8 => f64::from_le_bytes(a8(b)?),
+        Dtype::F4 => f64::from(f32::from_le_bytes(a4(b)?)),
+        Dtype::I8 => i64::from_le_bytes(a8(b)?) as f64,
+        Dtype::U8 => u64::from_le_bytes(a8(b)?) as f64,
+        Dtype::I4 => f64::from(i32::from_le_bytes(a4(b)?)),
+        Dtype::U4 => f64::from(u32::from_le_bytes(a4(b)?)),
+        Dtype::I2 => f64::from(i16::from_le_bytes(a2(b)?)),
+        Dtype::U2 => f64::from(u16::from_le_bytes(a2(b)?)),
+        Dtype::I1 => f64::from(*b.first()? as i8),
+        Dtype::U1 => f64::from(*b.first()?),
+        Dtype::Bool | Dtype::Utf32(_) => return None,
+    })
 }
 
 /// Every index of a grid with `grid[d]` cells along dimension d, row-major

@@ -143,13 +143,12 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// The xyz/tilejson/viewer/thumbnail URLs: Sentinel-2's RGB reflectance, or
 /// Sentinel-1's first polarisation (VV or HH) as stretched amplitude.
-pub fn raster_urls(c: &Converted, l: &Links) -> Option<[(String, String); 4]> {
+fn raster_urls(c: &Converted, l: &Links, layout: &Layout) -> Option<[(String, String); 4]> {
     let raster = l.raster_api.as_deref()?.trim_end_matches('/');
-    let layout = Layout::of(c).ok()?;
     Some(match l.flavor {
         RasterFlavor::Eopf => {
             let base = format!("{raster}/collections/{}/items/{}", c.collection, c.item_id);
-            let q = match &layout {
+            let q = match layout {
                 Layout::S2 => "variables=%2Fmeasurements%2Freflectance%3Ab04&variables=%2Fmeasurements%2Freflectance%3Ab03&variables=%2Fmeasurements%2Freflectance%3Ab02\
                      &bidx=1&rescale=0%2C1&color_formula=gamma+rgb+1.3%2C+sigmoidal+rgb+6+0.1%2C+saturation+1.2"
                     .to_string(),
@@ -174,7 +173,7 @@ pub fn raster_urls(c: &Converted, l: &Links) -> Option<[(String, String); 4]> {
         RasterFlavor::Xarray => {
             // titiler.xarray renders one variable of one group: b04 at r10m, or
             // the first polarisation's grd at its native level.
-            let q = match &layout {
+            let q = match layout {
                 Layout::S2 => format!(
                     "url={}&group=measurements%2Freflectance%2Fr10m&variable=b04&rescale=0%2C0.5",
                     urlencode(&c.s3_url)
@@ -266,11 +265,7 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
     props.remove("bands");
     props.remove("synthetic");
     props.insert("proj:code".into(), proj_code.clone());
-    for (k, from) in [
-        ("proj:bbox", "spatial:bbox"),
-        ("proj:shape", "spatial:shape"),
-        ("proj:transform", "spatial:transform"),
-    ] {
+    for (k, from) in PROJ_FROM_SPATIAL {
         if let Some(v) = r10.get(from) {
             props.insert(k.into(), v.clone());
         }
@@ -305,11 +300,10 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
     );
     let scheme = json!({"platform": "s3", "requester_pays": false, "tier": c.tier});
 
-    let assets = match &layout {
+    let mut assets = match &layout {
         Layout::S2 => s2_assets(c, &proj_code, &r10, &scheme),
         Layout::S1(pols) => s1_assets(c, pols, &proj_code, &scheme),
     };
-    let mut assets = assets;
 
     let mut links = vec![
         json!({"rel": "store", "href": c.public_url, "type": "application/octet-stream", "title": "Zarr Store"}),
@@ -317,7 +311,7 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
     if let Some(href) = &l.collection_url {
         links.push(json!({"rel": "collection", "href": href, "type": "application/json"}));
     }
-    if let Some(urls) = raster_urls(c, l) {
+    if let Some(urls) = raster_urls(c, l, &layout) {
         for (rel, href) in urls {
             match rel.as_str() {
                 "thumbnail" => {
@@ -383,6 +377,32 @@ pub fn build_item(c: &Converted, source: &Value, l: &Links, now: DateTime<Utc>) 
     }))
 }
 
+/// Projection fields (item properties and assets) from a grid group's spatial attributes.
+const PROJ_FROM_SPATIAL: [(&str, &str); 3] = [
+    ("proj:bbox", "spatial:bbox"),
+    ("proj:shape", "spatial:shape"),
+    ("proj:transform", "spatial:transform"),
+];
+
+/// `asset` with the item's `proj:code` and the grid of `attrs` (null where it has none).
+fn with_proj(mut asset: Value, code: &Value, attrs: &Map<String, Value>) -> Value {
+    asset["proj:code"] = code.clone();
+    for (k, from) in PROJ_FROM_SPATIAL {
+        asset[k] = attrs.get(from).cloned().unwrap_or(Value::Null);
+    }
+    asset
+}
+
+/// An asset's `alternate`: its s3:// href, in the item's one storage scheme.
+fn s3_alternate(href: String, scheme: &Value) -> Value {
+    json!({"s3": {"href": href, "storage:scheme": scheme, "storage:refs": [STORAGE_SCHEME]}})
+}
+
+/// The ground sampling distance a level's name states (`r10m` → 10).
+fn level_gsd(name: &str) -> Option<f64> {
+    name.strip_prefix('r')?.strip_suffix('m')?.parse().ok()
+}
+
 /// Sentinel-2: the multiscale reflectance (bands from the finest level that has
 /// each) and the AOT/WVP/SCL arrays.
 fn s2_assets(c: &Converted, proj_code: &Value, r10: &Map<String, Value>, scheme: &Value) -> Map<String, Value> {
@@ -396,11 +416,7 @@ fn s2_assets(c: &Converted, proj_code: &Value, r10: &Map<String, Value>, scheme:
     let mut bands: Vec<Value> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for level in ["r10m", "r20m", "r60m"] {
-        let gsd: f64 = level
-            .trim_start_matches('r')
-            .trim_end_matches('m')
-            .parse()
-            .unwrap_or(0.0);
+        let gsd = level_gsd(level).unwrap_or(0.0);
         let prefix = format!("measurements/reflectance/{level}/");
         let meta = c
             .root
@@ -431,14 +447,18 @@ fn s2_assets(c: &Converted, proj_code: &Value, r10: &Map<String, Value>, scheme:
     let (href, s3) = asset_at("measurements/reflectance");
     assets.insert(
         "reflectance".into(),
-        json!({
-            "href": href, "type": MEDIA_MULTISCALES, "title": "Surface Reflectance", "roles": ["data", "reflectance"],
-            "gsd": 10, "proj:code": proj_code, "proj:shape": r10.get("spatial:shape"), "proj:transform": r10.get("spatial:transform"), "proj:bbox": r10.get("spatial:bbox"),
-            "bands": bands,
-            "cube:dimensions": {"x": {"type": "spatial", "axis": "x", "reference_system": proj_code}, "y": {"type": "spatial", "axis": "y", "reference_system": proj_code}},
-            "cube:variables": cube_vars,
-            "alternate": {"s3": {"href": s3, "storage:scheme": scheme, "storage:refs": [STORAGE_SCHEME]}}
-        }),
+        with_proj(
+            json!({
+                "href": href, "type": MEDIA_MULTISCALES, "title": "Surface Reflectance", "roles": ["data", "reflectance"],
+                "gsd": 10,
+                "bands": bands,
+                "cube:dimensions": {"x": {"type": "spatial", "axis": "x", "reference_system": proj_code}, "y": {"type": "spatial", "axis": "y", "reference_system": proj_code}},
+                "cube:variables": cube_vars,
+                "alternate": s3_alternate(s3, scheme)
+            }),
+            proj_code,
+            r10,
+        ),
     );
     for (key, path, title, gsd) in [
         (
@@ -468,9 +488,12 @@ fn s2_assets(c: &Converted, proj_code: &Value, r10: &Map<String, Value>, scheme:
         let (href, s3) = asset_at(path);
         assets.insert(
             key.into(),
-            json!({"href": href, "type": MEDIA_ZARR, "title": title, "roles": ["data"], "gsd": gsd,
-                   "proj:code": proj_code, "proj:shape": ga.get("spatial:shape"), "proj:transform": ga.get("spatial:transform"), "proj:bbox": ga.get("spatial:bbox"),
-                   "alternate": {"s3": {"href": s3, "storage:scheme": scheme, "storage:refs": [STORAGE_SCHEME]}}}),
+            with_proj(
+                json!({"href": href, "type": MEDIA_ZARR, "title": title, "roles": ["data"], "gsd": gsd,
+                       "alternate": s3_alternate(s3, scheme)}),
+                proj_code,
+                &ga,
+            ),
         );
     }
 
@@ -486,22 +509,23 @@ fn s1_assets(c: &Converted, pols: &[S1Pol], proj_code: &Value, scheme: &Value) -
             .attrs(&format!("{path}/{}", p.native))
             .cloned()
             .unwrap_or_default();
-        let gsd: Option<f64> = p.native.trim_start_matches('r').trim_end_matches('m').parse().ok();
         let pol = p.key.to_uppercase();
         assets.insert(
             p.key.clone(),
-            json!({
-                "href": format!("{}/{path}", c.public_url),
-                "type": MEDIA_MULTISCALES,
-                "title": format!("{pol} amplitude (GRD digital number, georeferenced)"),
-                "roles": ["data", "amplitude"],
-                "gsd": gsd,
-                "sar:polarizations": [pol],
-                "proj:code": proj_code, "proj:shape": native.get("spatial:shape"),
-                "proj:transform": native.get("spatial:transform"), "proj:bbox": native.get("spatial:bbox"),
-                "cube:variables": {"grd": {"dimensions": ["y", "x"], "type": "data", "description": format!("{pol} amplitude, 0 = no data")}},
-                "alternate": {"s3": {"href": format!("{}/{path}", c.s3_url), "storage:scheme": scheme, "storage:refs": [STORAGE_SCHEME]}}
-            }),
+            with_proj(
+                json!({
+                    "href": format!("{}/{path}", c.public_url),
+                    "type": MEDIA_MULTISCALES,
+                    "title": format!("{pol} amplitude (GRD digital number, georeferenced)"),
+                    "roles": ["data", "amplitude"],
+                    "gsd": level_gsd(&p.native),
+                    "sar:polarizations": [pol],
+                    "cube:variables": {"grd": {"dimensions": ["y", "x"], "type": "data", "description": format!("{pol} amplitude, 0 = no data")}},
+                    "alternate": s3_alternate(format!("{}/{path}", c.s3_url), scheme)
+                }),
+                proj_code,
+                &native,
+            ),
         );
     }
     assets
