@@ -56,23 +56,42 @@ async fn bucket(endpoint: &str, name: &str, ak: &str, sk: &str) -> aws_sdk_s3::C
     common::client_with_bucket(&loc, name).await
 }
 
+/// The EO lab as a workload test uses it: service URLs, a runtime, a fresh
+/// bucket on moto and a collection name, both unique to this process.
+struct EoLab {
+    s3: String,
+    stac: String,
+    titiler: String,
+    rt: tokio::runtime::Runtime,
+    bucket_name: String,
+    collection: String,
+    s3c: aws_sdk_s3::Client,
+}
+
+impl EoLab {
+    fn new(bucket_prefix: &str, collection_prefix: &str) -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let s3 = lab_var("S3_ENDPOINT_URL", "s3");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let tag = std::process::id();
+        let bucket_name = format!("{bucket_prefix}-{tag}");
+        let s3c = rt.block_on(bucket(&s3, &bucket_name, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"));
+        Self {
+            stac: lab_var("STAC_API_URL", "eo"),
+            titiler: lab_var("TITILER_URL", "eo"),
+            collection: format!("{collection_prefix}-{tag}"),
+            s3,
+            rt,
+            bucket_name,
+            s3c,
+        }
+    }
+}
+
 #[test]
 #[ignore = "lab: needs `tests/lab/up.sh s3 s3s eo` (moto, s3s-fs, STAC API, TiTiler)"]
 fn convert_register_render_verify_tier_clean() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let s3 = lab_var("S3_ENDPOINT_URL", "s3");
-    let stac = lab_var("STAC_API_URL", "eo");
-    let titiler = lab_var("TITILER_URL", "eo");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let tag = std::process::id();
-    let bucket_name = format!("workload-{tag}");
-    let collection = format!("s2-l2a-lab-{tag}");
-    let s3c = rt.block_on(bucket(
-        &s3,
-        &bucket_name,
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ));
+    let EoLab { s3, stac, titiler, rt, bucket_name, collection, s3c } = EoLab::new("workload", "s2-l2a-lab");
 
     let dir = tempfile::tempdir().unwrap();
     let id = "S2A_MSIL2A_20251008T100041_N0511_R122_T32TQM_20251008T122613";
@@ -543,15 +562,7 @@ fn converts_from_a_stac_item_url_over_http() {
 #[test]
 #[ignore = "lab: needs `tests/lab/up.sh s3 eo` (moto, STAC API, TiTiler, the readers venv)"]
 fn sentinel1_convert_verify_register_validate_render() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let s3 = lab_var("S3_ENDPOINT_URL", "s3");
-    let stac = lab_var("STAC_API_URL", "eo");
-    let titiler = lab_var("TITILER_URL", "eo");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let tag = std::process::id();
-    let bucket_name = format!("workload-s1-{tag}");
-    let collection = format!("s1-grd-lab-{tag}");
-    let s3c = rt.block_on(bucket(&s3, &bucket_name, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"));
+    let EoLab { s3, stac, titiler, rt, bucket_name, collection, s3c } = EoLab::new("workload-s1", "s1-grd-lab");
 
     let dir = tempfile::tempdir().unwrap();
     let id = "S1A_IW_GRDH_1SDV_20251008T052417_20251008T052442_061325_07A5C1_3F1B";
